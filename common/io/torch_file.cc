@@ -1,0 +1,790 @@
+#include "common/io/torch_file.h"
+
+#include <caffe2/serialize/inline_container.h>
+#include <caffe2/serialize/read_adapter_interface.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/io/pickle_reader.h"
+
+namespace nino::io {
+namespace {
+
+#define NINO_TF_RETURN_IF_ERROR(expr) \
+  do {                                \
+    absl::Status _st = (expr);        \
+    if (!_st.ok()) return _st;        \
+  } while (0)
+
+// Same code, message prefixed with the file name (and an optional context).
+absl::Status Annotate(const absl::Status& s, const std::string& name, const std::string& ctx = "") {
+  return absl::Status(s.code(), absl::StrCat(name, ": ", ctx, s.message()));
+}
+
+absl::Status ErrnoStatus(int err, const std::string& msg) {
+  std::string full = absl::StrCat(msg, ": ", std::strerror(err));
+  switch (err) {
+    case ENOENT:
+    case ENOTDIR:
+      return absl::NotFoundError(full);
+    case EACCES:
+    case EPERM:
+    case EROFS:
+      return absl::PermissionDeniedError(full);
+    case ENOSPC:
+#ifdef EDQUOT
+    case EDQUOT:
+#endif
+    case EFBIG:
+      return absl::ResourceExhaustedError(full);
+    case EISDIR:
+      return absl::InvalidArgumentError(full);
+    default:
+      return absl::InternalError(full);
+  }
+}
+
+// ---- read adapters (no exceptions; short reads are reported to the zip reader) ----------------
+
+class FdReadAdapter final : public caffe2::serialize::ReadAdapterInterface {
+ public:
+  FdReadAdapter(int fd, size_t size) : fd_(fd), size_(size) {}
+  ~FdReadAdapter() override { ::close(fd_); }
+  size_t size() const override { return size_; }
+  size_t read(uint64_t pos, void* buf, size_t n, const char* /*what*/) const override {
+    if (pos >= size_) return 0;
+    n = std::min<uint64_t>(n, size_ - pos);
+    size_t done = 0;
+    while (done < n) {
+      ssize_t r =
+          ::pread(fd_, static_cast<char*>(buf) + done, n - done, static_cast<off_t>(pos + done));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      done += static_cast<size_t>(r);
+    }
+    return done;
+  }
+
+ private:
+  int fd_;
+  size_t size_;
+};
+
+class StringReadAdapter final : public caffe2::serialize::ReadAdapterInterface {
+ public:
+  explicit StringReadAdapter(const std::string& s) : s_(s) {}
+  size_t size() const override { return s_.size(); }
+  size_t read(uint64_t pos, void* buf, size_t n, const char* /*what*/) const override {
+    if (pos >= s_.size()) return 0;
+    n = std::min<uint64_t>(n, s_.size() - pos);
+    std::memcpy(buf, s_.data() + pos, n);
+    return n;
+  }
+
+ private:
+  const std::string& s_;
+};
+
+std::string HexPrefix(const unsigned char* p, size_t n) {
+  std::string out;
+  for (size_t i = 0; i < n; ++i) absl::StrAppendFormat(&out, "%s%02x", i ? " " : "", p[i]);
+  return out;
+}
+
+// ---- CRC-32 verification ------------------------------------------------------------------------
+// LibTorch builds miniz with MINIZ_DISABLE_ZIP_READER_CRC32_CHECKS, so PyTorchStreamReader never
+// checks the CRC-32 stored in the zip: a flipped bit in a tensor would load silently. We read
+// the CRCs from the central directory ourselves and check every record we use.
+
+uint32_t Le32(const unsigned char* p) {
+  return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) |
+         (static_cast<uint32_t>(p[2]) << 16) | (static_cast<uint32_t>(p[3]) << 24);
+}
+uint16_t Le16(const unsigned char* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
+uint64_t Le64(const unsigned char* p) {
+  return static_cast<uint64_t>(Le32(p)) | (static_cast<uint64_t>(Le32(p + 4)) << 32);
+}
+
+struct ZipIndex {
+  std::string root;                               // archive root folder (no slash)
+  std::unordered_map<std::string, uint32_t> crc;  // full entry name -> CRC-32
+};
+
+absl::Status ReadExact(const caffe2::serialize::ReadAdapterInterface& in, uint64_t pos, size_t n,
+                       std::string* out) {
+  out->resize(n);
+  if (n == 0) return absl::OkStatus();
+  if (pos > in.size() || n > in.size() - pos || in.read(pos, &(*out)[0], n, "zip index") != n) {
+    return absl::DataLossError("zip central directory lies outside the file");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ZipIndex> ReadZipIndex(const caffe2::serialize::ReadAdapterInterface& in) {
+  const uint64_t size = in.size();
+  constexpr size_t kEocd = 22;
+  if (size < kEocd) return absl::DataLossError("too short for a zip archive");
+  const size_t tail_len = static_cast<size_t>(std::min<uint64_t>(size, kEocd + 0xffff + 20));
+  std::string tail;
+  NINO_TF_RETURN_IF_ERROR(ReadExact(in, size - tail_len, tail_len, &tail));
+  const auto* t = reinterpret_cast<const unsigned char*>(tail.data());
+  size_t eocd = std::string::npos;
+  for (size_t i = tail_len - kEocd + 1; i-- > 0;) {
+    if (Le32(t + i) == 0x06054b50 && i + kEocd + Le16(t + i + 20) == tail_len) {
+      eocd = i;
+      break;
+    }
+  }
+  if (eocd == std::string::npos)
+    return absl::DataLossError("zip end of central directory not found");
+  uint64_t count = Le16(t + eocd + 10);
+  uint64_t cd_size = Le32(t + eocd + 12);
+  uint64_t cd_offset = Le32(t + eocd + 16);
+  if (count == 0xffff || cd_size == 0xffffffffu || cd_offset == 0xffffffffu) {  // zip64
+    if (eocd < 20 || Le32(t + eocd - 20) != 0x07064b50) {
+      return absl::DataLossError("zip64 end of central directory locator not found");
+    }
+    std::string rec;
+    NINO_TF_RETURN_IF_ERROR(ReadExact(in, Le64(t + eocd - 20 + 8), 56, &rec));
+    const auto* r = reinterpret_cast<const unsigned char*>(rec.data());
+    if (Le32(r) != 0x06064b50)
+      return absl::DataLossError("zip64 end of central directory not found");
+    count = Le64(r + 32);
+    cd_size = Le64(r + 40);
+    cd_offset = Le64(r + 48);
+  }
+  if (cd_size > size || count > cd_size / 46 + 1) {
+    return absl::DataLossError("zip central directory size is inconsistent");
+  }
+  std::string cd;
+  NINO_TF_RETURN_IF_ERROR(ReadExact(in, cd_offset, static_cast<size_t>(cd_size), &cd));
+  const auto* c = reinterpret_cast<const unsigned char*>(cd.data());
+  ZipIndex index;
+  size_t pos = 0;
+  for (uint64_t i = 0; i < count; ++i) {
+    if (cd.size() - pos < 46 || Le32(c + pos) != 0x02014b50) {
+      return absl::DataLossError("corrupt zip central directory entry");
+    }
+    const size_t name_len = Le16(c + pos + 28);
+    const size_t extra_len = Le16(c + pos + 30);
+    const size_t comment_len = Le16(c + pos + 32);
+    if (cd.size() - pos - 46 < name_len + extra_len + comment_len) {
+      return absl::DataLossError("corrupt zip central directory entry");
+    }
+    std::string name(reinterpret_cast<const char*>(c + pos + 46), name_len);
+    if (i == 0) index.root = name.substr(0, name.find('/'));
+    index.crc[name] = Le32(c + pos + 16);
+    pos += 46 + name_len + extra_len + comment_len;
+  }
+  return index;
+}
+
+absl::Status CheckCrc(const ZipIndex& index, const std::string& record, const void* data,
+                      size_t n) {
+  auto it = index.crc.find(index.root + "/" + record);
+  if (it == index.crc.end()) {
+    return absl::DataLossError(absl::StrCat("record ", record, " is not in the zip index"));
+  }
+  uLong crc = ::crc32(0L, Z_NULL, 0);
+  const auto* p = static_cast<const Bytef*>(data);
+  for (size_t done = 0; done < n;) {
+    const uInt chunk = static_cast<uInt>(std::min<size_t>(n - done, size_t{1} << 30));
+    crc = ::crc32(crc, p + done, chunk);
+    done += chunk;
+  }
+  if (static_cast<uint32_t>(crc) != it->second) {
+    return absl::DataLossError(absl::StrFormat(
+        "record %s fails its CRC-32 check (stored %08x, computed %08x): the file is corrupt",
+        record, it->second, static_cast<uint32_t>(crc)));
+  }
+  return absl::OkStatus();
+}
+
+// Everything after the file is opened: format sniffing, the zip container, data.pkl.
+absl::StatusOr<PickleValue> LoadArchive(std::shared_ptr<caffe2::serialize::ReadAdapterInterface> in,
+                                        const std::string& name) {
+  const size_t size = in->size();
+  if (size == 0) {
+    return absl::DataLossError(
+        absl::StrCat(name, ": file is empty (0 bytes); expected a torch.save zip archive"));
+  }
+  unsigned char head[8] = {};
+  const size_t nhead = in->read(0, head, std::min<size_t>(sizeof(head), size), "header");
+  if (nhead < 4 || std::memcmp(head, "PK\x03\x04", 4) != 0) {
+    if (nhead >= 4 && std::memcmp(head, "PK\x05\x06", 4) == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, ": empty zip archive (no records); expected a torch.save file"));
+    }
+    if (nhead >= 2 && head[0] == 0x80 && head[1] <= 5) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          name,
+          ": a bare pickle, e.g. the legacy torch.save format (_use_new_zipfile_serialization="
+          "False, PyTorch < 1.6), which is not supported; re-save it with a current torch.save"));
+    }
+    return absl::InvalidArgumentError(absl::StrCat(
+        name,
+        ": not a torch.save file (expected a zip archive starting with 'PK\\x03\\x04', "
+        "first bytes are ",
+        HexPrefix(head, nhead), ", ", size, " bytes in total)"));
+  }
+
+  try {
+    caffe2::serialize::PyTorchStreamReader reader(in);
+    absl::StatusOr<ZipIndex> zip_index = ReadZipIndex(*in);
+    if (!zip_index.ok()) return Annotate(zip_index.status(), name, "corrupt zip archive: ");
+    const ZipIndex& index = *zip_index;
+    if (!reader.hasRecord("data.pkl")) {
+      if (reader.hasRecord("constants.pkl") || reader.hasRecord("code/__torch__.py")) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(name,
+                         ": a TorchScript archive (torch.jit.save / torch::save), not a torch.save "
+                         "pickle archive"));
+      }
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, ": zip archive has no data.pkl record; not a torch.save file"));
+    }
+    if (reader.hasRecord("byteorder")) {
+      auto [ptr, n] = reader.getRecord("byteorder");
+      NINO_TF_RETURN_IF_ERROR(Annotate(CheckCrc(index, "byteorder", ptr.get(), n), name));
+      std::string order(static_cast<const char*>(ptr.get()), n);
+      if (order != "little") {
+        return absl::InvalidArgumentError(
+            absl::StrCat(name, ": byteorder record is '", order.substr(0, 16),
+                         "'; only little-endian archives are supported"));
+      }
+    }
+    auto [pkl_ptr, pkl_size] = reader.getRecord("data.pkl");
+    std::string_view pkl(static_cast<const char*>(pkl_ptr.get()), pkl_size);
+    absl::Status crc_ok = CheckCrc(index, "data.pkl", pkl_ptr.get(), pkl_size);
+    if (!crc_ok.ok()) return Annotate(crc_ok, name);
+
+    StorageLoader loader = [&reader, &index](const std::string& key, torch::ScalarType dtype,
+                                             int64_t numel) -> absl::StatusOr<torch::Tensor> {
+      const std::string record = "data/" + key;
+      try {
+        if (!reader.hasRecord(record)) {
+          return absl::DataLossError(absl::StrCat("storage record ", record, " is missing"));
+        }
+        auto [dp, nbytes] = reader.getRecord(record);
+        const size_t elem = c10::elementSize(dtype);
+        if (static_cast<uint64_t>(numel) > std::numeric_limits<uint64_t>::max() / elem ||
+            static_cast<uint64_t>(numel) * elem != nbytes) {
+          return absl::DataLossError(absl::StrFormat(
+              "storage record %s has %d bytes but its persistent id says %d elements of %s "
+              "(%d bytes)",
+              record, nbytes, numel, c10::toString(dtype),
+              static_cast<uint64_t>(numel) * static_cast<uint64_t>(elem)));
+        }
+        NINO_TF_RETURN_IF_ERROR(CheckCrc(index, record, dp.get(), nbytes));
+        auto opts = torch::TensorOptions().dtype(dtype);
+        if (numel == 0) return torch::empty({0}, opts);
+        auto holder = std::make_shared<at::DataPtr>(std::move(dp));
+        return torch::from_blob(
+            holder->get(), {numel}, [holder](void*) {}, opts);
+      } catch (const c10::Error& e) {
+        return absl::DataLossError(
+            absl::StrCat("reading ", record, " failed: ", e.what_without_backtrace()));
+      }
+    };
+    absl::StatusOr<PickleValue> v = ReadPickle(pkl, loader);
+    if (!v.ok()) return Annotate(v.status(), name, "data.pkl: ");
+    return v;
+  } catch (const c10::Error& e) {
+    return absl::DataLossError(absl::StrCat(
+        name, ": corrupt or truncated torch.save zip archive: ", e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    return absl::DataLossError(
+        absl::StrCat(name, ": corrupt or truncated torch.save zip archive: ", e.what()));
+  }
+}
+
+// ---- pickle writer (protocol 2, as Python's pickle.Pickler used by torch.save) ----------------
+
+constexpr int kMaxWriteDepth = 200;
+constexpr size_t kMaxWriteNodes = size_t{1} << 27;
+
+class PickleWriter {
+ public:
+  struct Storage {
+    std::string key;
+    torch::Tensor data;  // CPU, contiguous
+  };
+
+  absl::Status Write(const PickleValue& v) {
+    out_.append("\x80\x02", 2);
+    NINO_TF_RETURN_IF_ERROR(Save(v, 0));
+    out_.push_back('.');
+    return absl::OkStatus();
+  }
+  const std::string& bytes() const { return out_; }
+  const std::vector<Storage>& storages() const { return storages_; }
+
+ private:
+  void Op(uint8_t op) { out_.push_back(static_cast<char>(op)); }
+  template <typename T>
+  void LE(T v, size_t n = sizeof(T)) {
+    uint64_t u = static_cast<uint64_t>(v);
+    for (size_t i = 0; i < n; ++i) out_.push_back(static_cast<char>((u >> (8 * i)) & 0xff));
+  }
+
+  void Memoize() {
+    if (next_memo_ < 256) {
+      Op('q');
+      LE<uint8_t>(static_cast<uint8_t>(next_memo_));
+    } else {
+      Op('r');
+      LE<uint32_t>(next_memo_);
+    }
+    ++next_memo_;
+  }
+
+  void Global(const std::string& module, const std::string& name) {
+    const std::string key = module + "\n" + name + "\n";
+    auto it = global_memo_.find(key);
+    if (it != global_memo_.end()) {
+      if (it->second < 256) {
+        Op('h');
+        LE<uint8_t>(static_cast<uint8_t>(it->second));
+      } else {
+        Op('j');
+        LE<uint32_t>(it->second);
+      }
+      return;
+    }
+    Op('c');
+    out_ += key;
+    global_memo_[key] = next_memo_;
+    Memoize();
+  }
+
+  void Int(int64_t v) {
+    if (v >= 0 && v <= 0xff) {
+      Op('K');
+      LE<uint8_t>(static_cast<uint8_t>(v));
+    } else if (v >= 0 && v <= 0xffff) {
+      Op('M');
+      LE<uint16_t>(static_cast<uint16_t>(v));
+    } else if (v >= -0x80000000LL && v <= 0x7fffffffLL) {
+      Op('J');
+      LE<uint32_t>(static_cast<uint32_t>(static_cast<int32_t>(v)));
+    } else {
+      // Python's encode_long: minimal little-endian two's complement.
+      std::string b;
+      uint64_t u = static_cast<uint64_t>(v);
+      for (int i = 0; i < 8; ++i) b.push_back(static_cast<char>((u >> (8 * i)) & 0xff));
+      const bool neg = v < 0;
+      while (b.size() > 1) {
+        const uint8_t last = static_cast<uint8_t>(b.back());
+        const uint8_t prev = static_cast<uint8_t>(b[b.size() - 2]);
+        if ((!neg && last == 0x00 && !(prev & 0x80)) || (neg && last == 0xff && (prev & 0x80))) {
+          b.pop_back();
+        } else {
+          break;
+        }
+      }
+      Op(0x8a);
+      LE<uint8_t>(static_cast<uint8_t>(b.size()));
+      out_ += b;
+    }
+  }
+
+  void Unicode(const std::string& s) {
+    Op('X');
+    LE<uint32_t>(static_cast<uint32_t>(s.size()));
+    out_ += s;
+  }
+
+  absl::Status String(const std::string& s) {
+    if (!IsValidUtf8(s)) {
+      return absl::InvalidArgumentError("string value is not valid UTF-8: cannot pickle it as str");
+    }
+    if (s.size() > 0xffffffffu) return absl::InvalidArgumentError("string longer than 4 GiB");
+    Unicode(s);
+    return absl::OkStatus();
+  }
+
+  absl::Status Bytes(const std::string& s) {
+    if (s.empty()) {  // Python protocol 2: bytes() -> __builtin__.bytes()
+      Global("__builtin__", "bytes");
+      Op(')');
+      Op('R');
+      return absl::OkStatus();
+    }
+    // Python protocol 2: _codecs.encode(str(b, 'latin1'), 'latin1')
+    std::string latin;
+    for (unsigned char c : s) {
+      if (c < 0x80) {
+        latin.push_back(static_cast<char>(c));
+      } else {
+        latin.push_back(static_cast<char>(0xC0 | (c >> 6)));
+        latin.push_back(static_cast<char>(0x80 | (c & 0x3F)));
+      }
+    }
+    if (latin.size() > 0xffffffffu) return absl::InvalidArgumentError("bytes longer than 2 GiB");
+    Global("_codecs", "encode");
+    Unicode(latin);
+    Unicode("latin1");
+    Op(0x86);  // TUPLE2
+    Op('R');
+    return absl::OkStatus();
+  }
+
+  absl::Status Sequence(const std::vector<PickleValue>& items, int depth) {
+    for (const auto& v : items) NINO_TF_RETURN_IF_ERROR(Save(v, depth + 1));
+    return absl::OkStatus();
+  }
+
+  absl::Status Tuple(const std::vector<PickleValue>& items, int depth) {
+    const size_t n = items.size();
+    if (n == 0) {
+      Op(')');
+      return absl::OkStatus();
+    }
+    if (n <= 3) {
+      NINO_TF_RETURN_IF_ERROR(Sequence(items, depth));
+      Op(static_cast<uint8_t>(0x85 + n - 1));  // TUPLE1..3
+      return absl::OkStatus();
+    }
+    Op('(');
+    NINO_TF_RETURN_IF_ERROR(Sequence(items, depth));
+    Op('t');
+    return absl::OkStatus();
+  }
+
+  // Python's _batch_appends / _batch_setitems with batches of 1000.
+  absl::Status ListItems(const std::vector<PickleValue>& items, int depth) {
+    constexpr size_t kBatch = 1000;
+    for (size_t start = 0; start < items.size(); start += kBatch) {
+      const size_t end = std::min(items.size(), start + kBatch);
+      if (end - start == 1) {
+        NINO_TF_RETURN_IF_ERROR(Save(items[start], depth + 1));
+        Op('a');
+      } else {
+        Op('(');
+        for (size_t i = start; i < end; ++i) NINO_TF_RETURN_IF_ERROR(Save(items[i], depth + 1));
+        Op('e');
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status DictItems(const std::vector<std::pair<PickleValue, PickleValue>>& items, int depth) {
+    constexpr size_t kBatch = 1000;
+    for (size_t start = 0; start < items.size(); start += kBatch) {
+      const size_t end = std::min(items.size(), start + kBatch);
+      const bool single = end - start == 1;
+      if (!single) Op('(');
+      for (size_t i = start; i < end; ++i) {
+        const PickleValue& k = items[i].first;
+        if (k.is_list() || k.is_dict()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("dict key of type ", k.kind_name(), " is not hashable in Python"));
+        }
+        NINO_TF_RETURN_IF_ERROR(Save(k, depth + 1));
+        NINO_TF_RETURN_IF_ERROR(Save(items[i].second, depth + 1));
+      }
+      Op(single ? 's' : 'u');
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Tensor(const torch::Tensor& t) {
+    if (!t.defined()) {
+      return absl::InvalidArgumentError("undefined tensor (use None for a missing value)");
+    }
+    const char* storage_type = DtypeToStorageType(t.scalar_type());
+    if (storage_type == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor dtype ", c10::toString(t.scalar_type()),
+          " is not supported (float32/64, float16, bfloat16, int8/16/32/64, uint8, bool)"));
+    }
+    if (t.is_sparse() || t.is_quantized() || t.layout() != torch::kStrided) {
+      return absl::InvalidArgumentError("only dense strided tensors can be saved");
+    }
+    torch::Tensor data;
+    std::string key;
+    auto it = tensor_storage_.find(t.unsafeGetTensorImpl());
+    if (it != tensor_storage_.end()) {
+      data = storages_[it->second].data;
+      key = storages_[it->second].key;
+    } else {
+      data = t.detach().to(torch::kCPU).contiguous();
+      key = std::to_string(storages_.size());
+      tensor_storage_[t.unsafeGetTensorImpl()] = storages_.size();
+      storages_.push_back({key, data});
+    }
+    Global("torch._utils", "_rebuild_tensor_v2");
+    Op('(');
+    // Persistent id ('storage', torch.<T>Storage, key, 'cpu', numel).
+    Op('(');
+    Unicode("storage");
+    Global("torch", storage_type);
+    Unicode(key);
+    Unicode("cpu");
+    Int(data.numel());
+    Op('t');
+    Op('Q');  // BINPERSID
+    Int(0);   // storage offset
+    std::vector<PickleValue> sizes, strides;
+    for (int64_t s : data.sizes()) sizes.push_back(PickleValue::Int(s));
+    for (int64_t s : data.strides()) strides.push_back(PickleValue::Int(s));
+    NINO_TF_RETURN_IF_ERROR(Tuple(sizes, 0));
+    NINO_TF_RETURN_IF_ERROR(Tuple(strides, 0));
+    Op(t.requires_grad() ? 0x88 : 0x89);
+    Global("collections", "OrderedDict");  // backward hooks: OrderedDict()
+    Op(')');
+    Op('R');
+    Op('t');
+    Op('R');
+    return absl::OkStatus();
+  }
+
+  absl::Status Save(const PickleValue& v, int depth) {
+    if (depth > kMaxWriteDepth) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "value nested deeper than %d levels (or a reference cycle)", kMaxWriteDepth));
+    }
+    if (++nodes_ > kMaxWriteNodes) {
+      return absl::InvalidArgumentError("value has too many nodes (shared sub-containers?)");
+    }
+    switch (v.kind()) {
+      case PickleValue::Kind::kNone:
+        Op('N');
+        return absl::OkStatus();
+      case PickleValue::Kind::kBool:
+        Op(v.as_bool() ? 0x88 : 0x89);
+        return absl::OkStatus();
+      case PickleValue::Kind::kInt:
+        Int(v.as_int());
+        return absl::OkStatus();
+      case PickleValue::Kind::kFloat: {
+        Op('G');
+        uint64_t u;
+        const double d = v.as_float();
+        std::memcpy(&u, &d, sizeof(u));
+        for (int i = 7; i >= 0; --i) out_.push_back(static_cast<char>((u >> (8 * i)) & 0xff));
+        return absl::OkStatus();
+      }
+      case PickleValue::Kind::kString:
+        return String(v.as_string());
+      case PickleValue::Kind::kBytes:
+        return Bytes(v.as_string());
+      case PickleValue::Kind::kTuple:
+        return Tuple(v.items(), depth);
+      case PickleValue::Kind::kList:
+        Op(']');
+        return ListItems(v.items(), depth);
+      case PickleValue::Kind::kDict:
+        if (v.is_ordered_dict()) {
+          Global("collections", "OrderedDict");
+          Op(')');
+          Op('R');
+        } else {
+          Op('}');
+        }
+        return DictItems(v.dict_items(), depth);
+      case PickleValue::Kind::kTensor:
+        return Tensor(v.as_tensor());
+    }
+    return absl::InternalError("unknown PickleValue kind");
+  }
+
+  std::string out_;
+  std::vector<Storage> storages_;
+  std::unordered_map<std::string, uint32_t> global_memo_;
+  std::unordered_map<const c10::TensorImpl*, size_t> tensor_storage_;
+  uint32_t next_memo_ = 0;
+  size_t nodes_ = 0;
+};
+
+// ---- atomic file writing ----------------------------------------------------------------------
+
+std::string DirName(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+std::string BaseName(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+// Creates a new temporary file next to `path` (mode 0666 & ~umask, like open()).
+absl::StatusOr<std::pair<int, std::string>> CreateTemp(const std::string& path) {
+  static std::atomic<uint64_t> counter{0};
+  std::random_device rd;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    std::string tmp = absl::StrFormat("%s/.%s.tmp.%d.%d.%08x", DirName(path), BaseName(path),
+                                      ::getpid(), counter++, rd());
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd >= 0) return std::make_pair(fd, tmp);
+    if (errno != EEXIST) {
+      return ErrnoStatus(errno, absl::StrCat("cannot create a temporary file in ", DirName(path)));
+    }
+  }
+  return absl::InternalError(
+      absl::StrCat("cannot create a unique temporary file in ", DirName(path)));
+}
+
+}  // namespace
+
+absl::StatusOr<PickleValue> LoadTorchBytes(const std::string& bytes, const std::string& name) {
+  return LoadArchive(std::make_shared<StringReadAdapter>(bytes), name);
+}
+
+absl::StatusOr<PickleValue> LoadTorchFile(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    if (err == ENOENT) {
+      return absl::NotFoundError(absl::StrCat(path, ": no such file"));
+    }
+    return ErrnoStatus(err, absl::StrCat(path, ": cannot open"));
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return ErrnoStatus(err, absl::StrCat(path, ": cannot stat"));
+  }
+  if (S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": is a directory, not a torch.save file"));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
+  }
+  // The adapter owns (and closes) fd.
+  return LoadArchive(std::make_shared<FdReadAdapter>(fd, static_cast<size_t>(st.st_size)), path);
+}
+
+absl::Status SaveTorchFile(const std::string& path, const PickleValue& value) {
+  PickleWriter pw;
+  try {
+    absl::Status st = pw.Write(value);
+    if (!st.ok()) return Annotate(st, path, "cannot save: ");
+  } catch (const std::exception& e) {  // c10::Error derives from std::exception
+    return absl::InvalidArgumentError(absl::StrCat(path, ": cannot save: ", e.what()));
+  }
+
+  auto tmp = CreateTemp(path);
+  if (!tmp.ok()) return Annotate(tmp.status(), path, "cannot save: ");
+  const int fd = tmp->first;
+  const std::string tmp_path = tmp->second;
+  int write_errno = 0;
+  auto fail = [&](absl::Status s) {
+    ::close(fd);
+    ::unlink(tmp_path.c_str());
+    return Annotate(s, path, "cannot save: ");
+  };
+
+  // Stream the zip straight into the temporary file. I/O errors are recorded and reported
+  // after the writer is done (the writer itself never sees a failure, so it cannot throw from
+  // its destructor).
+  auto sink = [fd, &write_errno](const void* buf, size_t n) -> size_t {
+    if (write_errno != 0) return n;
+    const char* p = static_cast<const char*>(buf);
+    size_t done = 0;
+    while (done < n) {
+      ssize_t w = ::write(fd, p + done, n - done);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) {
+        write_errno = w < 0 ? errno : EIO;
+        break;
+      }
+      done += static_cast<size_t>(w);
+    }
+    return n;
+  };
+  try {
+    caffe2::serialize::PyTorchStreamWriter writer(sink);  // archive root "archive"
+    static const char kEmpty = 0;
+    const std::string& pkl = pw.bytes();
+    writer.writeRecord("data.pkl", pkl.data(), pkl.size());
+    writer.writeRecord("byteorder", "little", 6);
+    for (const auto& s : pw.storages()) {
+      const size_t nbytes = s.data.numel() * s.data.element_size();
+      writer.writeRecord("data/" + s.key, nbytes ? s.data.data_ptr() : &kEmpty, nbytes);
+    }
+    writer.writeEndOfFile();  // writes the "version" record and the central directory
+  } catch (const c10::Error& e) {
+    return fail(absl::InternalError(absl::StrCat("zip writer: ", e.what_without_backtrace())));
+  } catch (const std::exception& e) {
+    return fail(absl::InternalError(absl::StrCat("zip writer: ", e.what())));
+  }
+  if (write_errno != 0) return fail(ErrnoStatus(write_errno, "write failed"));
+  if (::fsync(fd) != 0) return fail(ErrnoStatus(errno, "fsync failed"));
+  if (::close(fd) != 0) {
+    const int err = errno;
+    ::unlink(tmp_path.c_str());
+    return Annotate(ErrnoStatus(err, "close failed"), path, "cannot save: ");
+  }
+  if (::rename(tmp_path.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp_path.c_str());
+    return Annotate(ErrnoStatus(err, "rename failed"), path, "cannot save: ");
+  }
+  const int dfd = ::open(DirName(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    const int rc = ::fsync(dfd);
+    const int err = errno;
+    ::close(dfd);
+    if (rc != 0 && err != EINVAL) {
+      return Annotate(ErrnoStatus(err, "fsync of the directory failed"), path, "saved, but ");
+    }
+  }
+  return absl::OkStatus();
+}
+
+PickleValue StateDictValue(const NamedTensors& tensors) {
+  std::vector<std::pair<PickleValue, PickleValue>> items;
+  items.reserve(tensors.size());
+  for (const auto& [name, t] : tensors) {
+    items.emplace_back(PickleValue::String(name), PickleValue::FromTensor(t));
+  }
+  return PickleValue::Dict(std::move(items), /*ordered=*/true);
+}
+
+absl::StatusOr<NamedTensors> ToNamedTensors(const PickleValue& dict) {
+  if (!dict.is_dict()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected a dict of str -> Tensor, got a ", dict.kind_name()));
+  }
+  NamedTensors out;
+  out.reserve(dict.dict_items().size());
+  for (const auto& [k, v] : dict.dict_items()) {
+    if (!k.is_string()) {
+      return absl::InvalidArgumentError(absl::StrCat("state dict key ", k.DebugString(1), " is a ",
+                                                     k.kind_name(), ", not a str"));
+    }
+    if (!v.is_tensor()) {
+      return absl::InvalidArgumentError(absl::StrCat("state dict entry '", k.as_string(), "' is a ",
+                                                     v.kind_name(), ", not a Tensor"));
+    }
+    out.emplace_back(k.as_string(), v.as_tensor());
+  }
+  return out;
+}
+
+}  // namespace nino::io

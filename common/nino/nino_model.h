@@ -1,0 +1,95 @@
+// The NiNo network (shared/spec/NINO_SPEC.md section 2): the GNN variant (nino*.pt) and the
+// WNN+ per-parameter MLP (nino_mlp*.pt), inference only.
+//
+// The computation is restructured but numerically the official one (up to float summation
+// order): per-node projections replace per-edge concatenations ([h_dst ; h_src] W^T =
+// h_dst W_t^T + h_src W_s^T), the third message-passing layer is skipped (it cannot influence
+// the output when final_edge_update is false), and only output row k of the head is computed.
+// All per-edge work runs in chunks of `chunk_edges` rows to bound temporary memory.
+#ifndef NINO_COMMON_NINO_NINO_MODEL_H_
+#define NINO_COMMON_NINO_NINO_MODEL_H_
+
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/io/torch_file.h"
+
+namespace nino {
+
+// Model hyper-parameters: the official defaults, overridden by a checkpoint's model_args.
+struct NiNoConfig {
+  int64_t ctx = 5;
+  int64_t hid = 128;
+  int64_t layers = 3;
+  bool gnn = true;
+  int64_t max_feat_size = 9;
+  int64_t seq_len = 40;
+  bool wte_pos_enc = true;
+  int64_t vocab_size = 50257;
+  int64_t edge_types = 15;
+  int64_t lpe = 8;
+  double upd_scale = 1.0;
+  int64_t chunk_size = 1000000;
+};
+
+// Optional capture of intermediate tensors for debugging / parity reports. Edge tensors are the
+// first `max_edge_rows` rows.
+struct NiNoTrace {
+  int64_t max_edge_rows = 1024;
+  torch::Tensor h0, e0, conv0_out, e1, conv1_out, e2;  // GNN
+  torch::Tensor mlp_edge_proj;                         // WNN+: first rows of edge_proj output
+  torch::Tensor delta;                                 // [E, F] head output before residual
+};
+
+class NiNoModel {
+ public:
+  // Loads a torch.save checkpoint {"state_dict": ..., "model_args": {...}} (or a bare state
+  // dict). Strict: every expected key present with its exact shape, no unexpected keys, all
+  // values finite. Errors name the file and the key.
+  static absl::StatusOr<NiNoModel> Load(const std::string& path);
+  // Same from an already decoded state dict and model_args (may be None).
+  static absl::StatusOr<NiNoModel> FromStateDict(const io::NamedTensors& state_dict,
+                                                 const io::PickleValue& model_args,
+                                                 const std::string& source_name);
+
+  const NiNoConfig& config() const { return config_; }
+  bool is_gnn() const { return config_.gnn; }
+  int64_t num_parameters() const;
+  const io::NamedTensors& state_dict() const { return ordered_; }
+
+  // Moves all weights to `device` (e.g. CUDA).
+  void To(const torch::Device& device);
+  torch::Device device() const;
+
+  // Sets chunk size and update scale (wrapper kwargs of the official code).
+  void set_chunk_size(int64_t rows) { config_.chunk_size = rows > 0 ? rows : 1; }
+  void set_upd_scale(double s) { config_.upd_scale = s; }
+
+  // edge_attr: [E, 5F] float32 scaled features (column f*5 + c); edge_type [E] int64;
+  // edge_index [2, E] int64; pos [N, lpe] float32 (GNN only; ignored by WNN+); pos_w [N] int64
+  // (only with wte_pos_enc). k in 1..seq_len. Returns Y [E, F] = x_{e,f,last} + upd * delta.
+  // Throws c10::Error on shape errors (callers validate inputs first).
+  torch::Tensor Forward(const torch::Tensor& edge_attr, const torch::Tensor& edge_type,
+                        const torch::Tensor& edge_index, const torch::Tensor& pos,
+                        const torch::Tensor& pos_w, int k, NiNoTrace* trace = nullptr) const;
+
+ private:
+  torch::Tensor ForwardGnn(const torch::Tensor& x, const torch::Tensor& et,
+                           const torch::Tensor& ei, const torch::Tensor& pos,
+                           const torch::Tensor& pos_w, int k, NiNoTrace* trace) const;
+  torch::Tensor ForwardMlp(const torch::Tensor& x, const torch::Tensor& et, int k,
+                           NiNoTrace* trace) const;
+  const torch::Tensor& W(const std::string& key) const { return weights_.at(key); }
+
+  NiNoConfig config_;
+  std::map<std::string, torch::Tensor> weights_;
+  io::NamedTensors ordered_;
+};
+
+}  // namespace nino
+
+#endif  // NINO_COMMON_NINO_NINO_MODEL_H_
