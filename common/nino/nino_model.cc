@@ -125,6 +125,7 @@ absl::StatusOr<NiNoModel> NiNoModel::FromStateDict(const io::NamedTensors& state
                                                    const io::PickleValue& model_args,
                                                    const std::string& source) {
   NiNoModel m;
+  m.model_args_ = model_args;
   if (!model_args.is_none()) {
     if (!model_args.is_dict()) {
       return absl::InvalidArgumentError(absl::StrCat(source, ": model_args must be a dict, got ", model_args.kind_name()));
@@ -173,6 +174,16 @@ absl::StatusOr<NiNoModel> NiNoModel::FromStateDict(const io::NamedTensors& state
     }
   }
   return m;
+}
+
+absl::Status NiNoModel::Save(const std::string& path) const {
+  io::NamedTensors cpu;
+  for (const auto& [k, t] : ordered_) cpu.push_back({k, t.cpu()});
+  io::PickleValue args = model_args_.is_dict() ? model_args_ : io::PickleValue::Dict({});
+  io::PickleValue top = io::PickleValue::Dict(
+      {{io::PickleValue::String("state_dict"), io::StateDictValue(cpu)},
+       {io::PickleValue::String("model_args"), args}});
+  return io::SaveTorchFile(path, top);
 }
 
 int64_t NiNoModel::num_parameters() const {

@@ -56,7 +56,12 @@ class NiNoModel {
                                                  const io::PickleValue& model_args,
                                                  const std::string& source_name);
 
+  // Writes {"state_dict": OrderedDict, "model_args": dict} in torch.save format (readable by
+  // Python's torch.load and by Load), atomically.
+  absl::Status Save(const std::string& path) const;
+
   const NiNoConfig& config() const { return config_; }
+  const io::PickleValue& model_args() const { return model_args_; }
   bool is_gnn() const { return config_.gnn; }
   int64_t num_parameters() const;
   const io::NamedTensors& state_dict() const { return ordered_; }
@@ -88,6 +93,7 @@ class NiNoModel {
   NiNoConfig config_;
   std::map<std::string, torch::Tensor> weights_;
   io::NamedTensors ordered_;
+  io::PickleValue model_args_;
 };
 
 }  // namespace nino
