@@ -1,0 +1,215 @@
+// nino_train as users run it: separate processes, torchrun-style environment, real
+// FashionMNIST. Data parallelism equals one big batch, ranks stay identical, a killed run
+// resumes exactly, and bad inputs are refused before any work.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "common/io/torch_file.h"
+
+namespace {
+namespace fs = std::filesystem;
+
+std::string Binary() {
+  const char* srcdir = std::getenv("TEST_SRCDIR");
+  const char* ws = std::getenv("TEST_WORKSPACE");
+  if (srcdir && ws) return std::string(srcdir) + "/" + ws + "/trainer/nino_train";
+  return "trainer/nino_train";
+}
+
+std::string SharedDir() {
+  const char* env = std::getenv("NINO_SHARED_DIR");
+  return env && *env ? env : NINO_SHARED_DIR_DEFAULT;
+}
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  const int port = ntohs(a.sin_port);
+  close(fd);
+  return port;
+}
+
+struct Proc {
+  pid_t pid;
+  std::string log;
+};
+
+// Starts nino_train with `args` and the given environment additions; output goes to `log`.
+Proc Start(const std::vector<std::string>& args, const std::vector<std::string>& env, const std::string& log) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    for (const auto& e : env) putenv(strdup(e.c_str()));
+    FILE* f = freopen(log.c_str(), "w", stdout);
+    (void)f;
+    dup2(fileno(stdout), 2);
+    std::vector<char*> argv{strdup(Binary().c_str())};
+    for (const auto& a : args) argv.push_back(strdup(a.c_str()));
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return {pid, log};
+}
+
+// Waits up to `seconds`; kills the process on timeout. Returns the exit code (or -signal).
+int Wait(const Proc& p, int seconds = 240) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  int status = 0;
+  while (waitpid(p.pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(p.pid, SIGKILL);
+      waitpid(p.pid, &status, 0);
+      return -1000;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+}
+
+std::string Slurp(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+torch::Tensor FinalParams(const std::string& run_dir) {
+  auto file = nino::io::LoadTorchFile(run_dir + "/checkpoint.pt");
+  EXPECT_TRUE(file.ok()) << file.status();
+  auto sd = nino::io::ToNamedTensors(*file->Find("model"));
+  std::vector<torch::Tensor> flat;
+  for (const auto& [k, t] : *sd) flat.push_back(t.reshape({-1}));
+  return torch::cat(flat);
+}
+
+class TrainerE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!fs::exists("/usr/share/datasets/fashion-mnist") && !std::getenv("NINO_FASHION_MNIST_DIR")) {
+      GTEST_SKIP() << "FashionMNIST absent: install dataset-fashion-mnist (tools/setup.sh)";
+    }
+    tmp_ = fs::temp_directory_path() / ("nino_e2e_" + std::to_string(getpid()));
+    fs::create_directories(tmp_);
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(tmp_, ec);
+  }
+  std::vector<std::string> Common(const std::string& out, int steps) {
+    return {"--task=fm16", "--steps=" + std::to_string(steps), "--seed=7", "--eval_every=10",
+            "--eval_limit=500", "--threads=1", "--log_every=0", "--stop_at_target=false",
+            "--out_dir=" + out};
+  }
+  fs::path tmp_;
+};
+
+TEST_F(TrainerE2E, TwoWorkersOfBatch64MatchOneWorkerOfBatch128) {
+  // SGD: its update is linear in the gradient, so float-level gradient differences stay
+  // float-level (Adam's normalisation can flip the sign of near-zero updates).
+  const std::string one = (tmp_ / "one").string(), two = (tmp_ / "two").string();
+  auto args = [&](const std::string& out) {
+    auto a = Common(out, 12);
+    a.push_back("--optimizer=sgd");
+    a.push_back("--lr=0.05");
+    return a;
+  };
+  Proc p1 = Start(args(one), {}, (tmp_ / "one.log").string());
+  ASSERT_EQ(Wait(p1), 0) << Slurp(p1.log);
+  const std::string port = std::to_string(FreePort());
+  std::vector<Proc> ranks;
+  for (int r = 0; r < 2; ++r) {
+    ranks.push_back(Start(args(two),
+                          {"RANK=" + std::to_string(r), "LOCAL_RANK=" + std::to_string(r), "WORLD_SIZE=2",
+                           "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + port},
+                          (tmp_ / ("rank" + std::to_string(r) + ".log")).string()));
+  }
+  for (auto& p : ranks) ASSERT_EQ(Wait(p), 0) << Slurp(p.log);
+  torch::Tensor a = FinalParams(one), b = FinalParams(two);
+  ASSERT_EQ(a.sizes(), b.sizes());
+  EXPECT_LT((a - b).abs().max().item<double>(), 1e-5) << "2 x 64 differs from 1 x 128";
+  // ... and training did move the parameters (the comparison is not vacuous).
+  auto init = nino::io::LoadTorchFile(one + "/checkpoint.pt");
+  ASSERT_TRUE(init.ok());
+  EXPECT_NE(Slurp(one + "/metrics.jsonl").find("\"step\":12"), std::string::npos);
+  // Every rank ends with the same parameters, bit for bit.
+  std::string h0 = Slurp(two + "/rank0.params.sha256"), h1 = Slurp(two + "/rank1.params.sha256");
+  EXPECT_FALSE(h0.empty());
+  EXPECT_EQ(h0, h1);
+}
+
+TEST_F(TrainerE2E, AKilledRunResumesExactlyWithNiNoHistory) {
+  const std::string ckpt = SharedDir() + "/reference/checkpoints/nino_mlp.pt";
+  if (!fs::exists(ckpt)) GTEST_SKIP() << "official checkpoints absent under " << SharedDir();
+  auto args = [&](const std::string& out) {
+    auto a = Common(out, 50);
+    a.push_back("--nino_ckpt=" + ckpt);
+    a.push_back("--period=20");
+    a.push_back("--checkpoint_every=25");
+    return a;
+  };
+  const std::string whole = (tmp_ / "whole").string(), killed = (tmp_ / "killed").string();
+  Proc w = Start(args(whole), {}, (tmp_ / "whole.log").string());
+  ASSERT_EQ(Wait(w), 0) << Slurp(w.log);
+  auto crash = args(killed);
+  crash.push_back("--crash_at_step=33");
+  Proc k = Start(crash, {}, (tmp_ / "killed1.log").string());
+  ASSERT_EQ(Wait(k), 3) << Slurp(k.log);
+  Proc r = Start(args(killed), {}, (tmp_ / "killed2.log").string());
+  ASSERT_EQ(Wait(r), 0) << Slurp(r.log);
+  EXPECT_NE(Slurp(r.log).find("resumed from"), std::string::npos) << Slurp(r.log);
+  EXPECT_NE(Slurp(whole + "/metrics.jsonl").find("\"nino\""), std::string::npos);
+  torch::Tensor a = FinalParams(whole), b = FinalParams(killed);
+  EXPECT_TRUE(torch::equal(a, b)) << "max diff " << (a - b).abs().max().item<double>();
+  EXPECT_EQ(Slurp(whole + "/rank0.params.sha256"), Slurp(killed + "/rank0.params.sha256"));
+}
+
+TEST_F(TrainerE2E, BadInputsAreRefusedBeforeAnyWork) {
+  struct Case {
+    std::vector<std::string> extra;
+    std::string expect;
+  };
+  const std::string out = (tmp_ / "bad").string();
+  const std::string junk = (tmp_ / "junk.pt").string();
+  std::ofstream(junk) << "not a checkpoint";
+  std::vector<Case> cases = {
+      {{"--task=resnet"}, "unknown --task"},
+      {{"--steps=0"}, "--steps must be > 0"},
+      {{"--period=7"}, "--period must be a positive multiple"},
+      {{"--data_dir=" + (tmp_ / "nowhere").string()}, "nowhere"},
+      {{"--nino_ckpt=" + (tmp_ / "missing.pt").string()}, "missing.pt"},
+      {{"--nino_ckpt=" + junk}, "junk.pt"},
+      {{"--bogus_flag=1"}, "bogus_flag"},
+  };
+  for (const auto& c : cases) {
+    auto a = Common(out, 5);
+    for (const auto& e : c.extra) a.push_back(e);
+    Proc p = Start(a, {}, (tmp_ / "bad.log").string());
+    EXPECT_NE(Wait(p, 60), 0) << c.expect;
+    const std::string log = Slurp(p.log);
+    EXPECT_NE(log.find(c.expect), std::string::npos) << "expected '" << c.expect << "' in: " << log;
+    EXPECT_FALSE(fs::exists(out + "/checkpoint.pt")) << c.expect;
+  }
+  // RANK >= WORLD_SIZE is refused too.
+  Proc p = Start(Common(out, 5), {"RANK=3", "WORLD_SIZE=2"}, (tmp_ / "env.log").string());
+  EXPECT_NE(Wait(p, 60), 0);
+  EXPECT_NE(Slurp(p.log).find("RANK"), std::string::npos) << Slurp(p.log);
+}
+
+}  // namespace

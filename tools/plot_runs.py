@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Plots validation curves of nino_train runs on one chart (gnuplot, PNG).
+
+usage: plot_runs.py OUT.png LABEL=RUN_DIR [LABEL=RUN_DIR ...] [--title T]
+Reads RUN_DIR/metrics.jsonl; plots val_acc (or val_ppl) against steps; marks NiNo steps and the
+target (from RUN_DIR/summary.json) when present. Uses only the standard library and gnuplot.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+
+def main(argv):
+    args = [a for a in argv[1:] if not a.startswith("--")]
+    title = "validation metric vs steps"
+    if "--title" in argv:
+        title = argv[argv.index("--title") + 1]
+        args.remove(title)
+    if len(args) < 2:
+        sys.stderr.write(__doc__)
+        return 2
+    out, runs = args[0], args[1:]
+    tmp = tempfile.mkdtemp(prefix="nino_plot_")
+    plots, metric, target = [], None, None
+    for i, spec in enumerate(runs):
+        if "=" not in spec:
+            sys.stderr.write(f"error: expected LABEL=RUN_DIR, got {spec}\n")
+            return 2
+        label, run = spec.split("=", 1)
+        path = os.path.join(run, "metrics.jsonl")
+        if not os.path.exists(path):
+            sys.stderr.write(f"error: {path} does not exist\n")
+            return 1
+        rows = []
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if not line:
+                    continue
+                r = json.loads(line)
+                for key in ("val_acc", "val_ppl"):
+                    if key in r:
+                        metric = key
+                        rows.append((r["step"], r[key]))
+        summary = os.path.join(run, "summary.json")
+        if os.path.exists(summary):
+            target = json.load(open(summary)).get("target", target)
+        dat = os.path.join(tmp, f"run{i}.dat")
+        with open(dat, "w") as f:
+            for s, v in rows:
+                f.write(f"{s} {v}\n")
+        plots.append(f"'{dat}' using 1:2 with lines lw 2 title '{label}'")
+    if metric is None:
+        sys.stderr.write("error: no validation metric in the runs\n")
+        return 1
+    if target is not None:
+        plots.append(f"{target} with lines dt 2 lc rgb 'gray' title 'target {target}'")
+    script = "\n".join([
+        "set terminal pngcairo size 900,540",
+        f"set output '{out}'",
+        f"set title '{title}'",
+        "set xlabel 'training step'",
+        f"set ylabel '{'test accuracy (%)' if metric == 'val_acc' else 'validation perplexity'}'",
+        "set grid",
+        "set key bottom right" if metric == "val_acc" else "set key top right",
+        ("set yrange [80:*]" if metric == "val_acc" else "set logscale y"),
+        "plot " + ", ".join(plots),
+    ])
+    subprocess.run(["gnuplot"], input=script.encode(), check=True)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

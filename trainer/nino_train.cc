@@ -1,0 +1,90 @@
+// nino_train: one data-parallel training worker (torchrun style). Start it once per worker with
+// RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, LOCAL_RANK in the environment (torchrun
+// --no-python, srun and Kubernetes do this), or without them for a single process.
+//
+//   nino_train --task fm16 --nino_ckpt ~/.cache/nino/nino_no_posw.pt --out_dir runs/fm16-nino
+//   nino_train --task fm16 --out_dir runs/fm16-adam                   # plain Adam
+#include <cstdio>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "trainer/task.h"
+#include "trainer/trainer.h"
+
+ABSL_FLAG(std::string, task, "fm16", "fm16, fm32, mlp or lm");
+ABSL_FLAG(int64_t, steps, 10000, "maximum training steps (also sets NiNo's horizon schedule)");
+ABSL_FLAG(uint64_t, seed, 1000, "seed of the weights and the batch order (same for Adam and NiNo runs)");
+ABSL_FLAG(double, lr, 0, "learning rate (0: the task's default)");
+ABSL_FLAG(std::string, optimizer, "adamw", "adamw (weight decay 0 = Adam, the official setting) or sgd");
+ABSL_FLAG(int64_t, batch, 0, "global batch size over all workers (0: the task's default)");
+ABSL_FLAG(std::string, nino_ckpt, "", "NiNo checkpoint for NiNo steps; empty or 'none': plain Adam");
+ABSL_FLAG(int64_t, period, 1000, "steps between NiNo steps");
+ABSL_FLAG(int64_t, ctx, 5, "parameter states per NiNo step (period/ctx steps apart)");
+ABSL_FLAG(double, k_decay, 2.0, "exponent p of the horizon schedule");
+ABSL_FLAG(int64_t, eval_every, 50, "evaluate every N steps (0: only at the end)");
+ABSL_FLAG(int64_t, log_every, 100, "progress line every N steps");
+ABSL_FLAG(std::string, out_dir, "", "run folder: metrics.jsonl, checkpoint.pt, summary.json (default runs/<task>-<adam|nino>-s<seed>)");
+ABSL_FLAG(int64_t, checkpoint_every, 1000, "checkpoint every N steps (0: only at the end)");
+ABSL_FLAG(bool, resume, true, "continue from <out_dir>/checkpoint.pt when it exists");
+ABSL_FLAG(bool, stop_at_target, true, "stop once the validation metric reaches the task's target");
+ABSL_FLAG(int, threads, 0, "LibTorch threads per worker (0: cores / local workers)");
+ABSL_FLAG(std::string, data_dir, "", "FashionMNIST folder (default /usr/share/datasets/fashion-mnist)");
+ABSL_FLAG(std::string, text_cache, "", "lm: where the KJV text is cached (default /tmp/nino_kjv.txt)");
+ABSL_FLAG(int64_t, eval_limit, 0, "evaluate on the first N examples only (0: all)");
+ABSL_FLAG(int64_t, crash_at_step, -1, "testing: exit abruptly after this step");
+ABSL_FLAG(bool, quiet, false, "no progress lines");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("Data-parallel training with NiNo steps (torchrun-style worker).");
+  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (rest.size() > 1) {
+    std::fprintf(stderr, "error: unexpected argument '%s'\n", rest[1]);
+    return 2;
+  }
+  nino::trainer::TrainOptions o;
+  o.task = absl::GetFlag(FLAGS_task);
+  o.steps = absl::GetFlag(FLAGS_steps);
+  o.seed = absl::GetFlag(FLAGS_seed);
+  o.lr = absl::GetFlag(FLAGS_lr);
+  o.batch = absl::GetFlag(FLAGS_batch);
+  o.optimizer = absl::GetFlag(FLAGS_optimizer);
+  o.nino_ckpt = absl::GetFlag(FLAGS_nino_ckpt);
+  o.period = absl::GetFlag(FLAGS_period);
+  o.ctx = absl::GetFlag(FLAGS_ctx);
+  o.k_decay = absl::GetFlag(FLAGS_k_decay);
+  o.eval_every = absl::GetFlag(FLAGS_eval_every);
+  o.log_every = absl::GetFlag(FLAGS_log_every);
+  o.out_dir = absl::GetFlag(FLAGS_out_dir);
+  o.checkpoint_every = absl::GetFlag(FLAGS_checkpoint_every);
+  o.resume = absl::GetFlag(FLAGS_resume);
+  o.stop_at_target = absl::GetFlag(FLAGS_stop_at_target);
+  o.threads = absl::GetFlag(FLAGS_threads);
+  o.data_dir = absl::GetFlag(FLAGS_data_dir);
+  o.text_cache = absl::GetFlag(FLAGS_text_cache);
+  o.eval_limit = absl::GetFlag(FLAGS_eval_limit);
+  o.crash_at_step = absl::GetFlag(FLAGS_crash_at_step);
+  o.quiet = absl::GetFlag(FLAGS_quiet);
+  const bool nino = !o.nino_ckpt.empty() && o.nino_ckpt != "none";
+  if (o.out_dir.empty()) o.out_dir = absl::StrCat("runs/", o.task, nino ? "-nino" : "-adam", "-s", o.seed);
+  bool known = false;
+  for (const auto& t : nino::trainer::TaskNames()) known |= t == o.task;
+  if (!known) {
+    std::fprintf(stderr, "error: unknown --task '%s' (known: %s)\n", o.task.c_str(),
+                 absl::StrJoin(nino::trainer::TaskNames(), ", ").c_str());
+    return 2;
+  }
+  auto r = nino::trainer::RunTraining(o);
+  if (!r.ok()) {
+    std::fprintf(stderr, "error: %s\n", r.status().ToString().c_str());
+    return 1;
+  }
+  std::printf("done: %lld steps in %.1f s (%.1f steps/s), %s; NiNo steps %lld (%lld failed); out %s\n",
+              static_cast<long long>(r->steps_done), r->seconds, r->steps_per_second,
+              r->reached_at >= 0 ? absl::StrCat("target reached at step ", r->reached_at).c_str()
+                                 : "target not reached",
+              static_cast<long long>(r->nino_steps), static_cast<long long>(r->nino_failures), o.out_dir.c_str());
+  return 0;
+}

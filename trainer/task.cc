@@ -1,0 +1,189 @@
+#include "trainer/task.h"
+
+#include <cmath>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "trainer/data/batch_sampler.h"
+#include "trainer/data/fashion_mnist.h"
+#include "trainer/data/text_corpus.h"
+#include "trainer/models.h"
+
+namespace nino::trainer {
+namespace {
+
+// This rank's contiguous share [begin, end) of n items.
+std::pair<int64_t, int64_t> Shard(int64_t n, int rank, int world) {
+  const int64_t base = n / world, extra = n % world;
+  const int64_t begin = rank * base + std::min<int64_t>(rank, extra);
+  return {begin, begin + base + (rank < extra ? 1 : 0)};
+}
+
+class VisionTask : public Task {
+ public:
+  VisionTask(TaskInfo info, VisionNetOptions net, ImageDataset train, ImageDataset test,
+             const TaskOptions& o)
+      : train_(std::move(train)), test_(std::move(test)),
+        sampler_(train_.labels.size(0), info.global_batch, o.seed, o.rank, o.world_size) {
+    info_ = std::move(info);
+    torch::manual_seed(o.seed);  // the same initial weights on every rank
+    net_ = VisionNet(net);
+    auto [b, e] = Shard(o.eval_limit > 0 ? std::min<int64_t>(o.eval_limit, test_.labels.size(0))
+                                         : test_.labels.size(0),
+                        o.rank, o.world_size);
+    eval_x_ = test_.images.narrow(0, b, e - b);
+    eval_y_ = test_.labels.narrow(0, b, e - b);
+  }
+  torch::nn::Module& module() override { return *net_; }
+  torch::Tensor TrainLoss(int64_t step, double* local_mean) override {
+    auto [epoch, batch] = BatchSampler::Position(step, sampler_.batches_per_epoch());
+    torch::Tensor idx = sampler_.RankIndices(epoch, batch);
+    const double global = static_cast<double>(sampler_.global_batch_size(batch));
+    net_->train();
+    if (idx.numel() == 0) {  // more ranks than examples in a last partial batch
+      if (local_mean) *local_mean = 0;
+      torch::Tensor zero;
+      for (auto& p : net_->parameters()) zero = zero.defined() ? zero + p.sum() * 0 : p.sum() * 0;
+      return zero;
+    }
+    torch::Tensor logits = net_->forward(train_.images.index_select(0, idx));
+    torch::Tensor sum = torch::nn::functional::cross_entropy(
+        logits, train_.labels.index_select(0, idx),
+        torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+    if (local_mean) *local_mean = sum.item<double>() / idx.numel();
+    return sum / global;
+  }
+  std::vector<double> EvalPartial() override {
+    torch::NoGradGuard no_grad;
+    net_->eval();
+    double correct = 0, loss = 0;
+    const int64_t n = eval_y_.size(0), chunk = 2500;
+    for (int64_t b = 0; b < n; b += chunk) {
+      const int64_t len = std::min(chunk, n - b);
+      torch::Tensor logits = net_->forward(eval_x_.narrow(0, b, len));
+      torch::Tensor y = eval_y_.narrow(0, b, len);
+      correct += logits.argmax(1).eq(y).sum().item<double>();
+      loss += torch::nn::functional::cross_entropy(
+                  logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                  .item<double>();
+    }
+    return {correct, loss, static_cast<double>(n)};
+  }
+  double Metric(const std::vector<double>& s) const override {
+    return s[2] > 0 ? 100.0 * s[0] / s[2] : 0;
+  }
+
+ private:
+  ImageDataset train_, test_;
+  BatchSampler sampler_;
+  VisionNet net_{nullptr};
+  torch::Tensor eval_x_, eval_y_;
+};
+
+class LmTask : public Task {
+ public:
+  LmTask(TaskInfo info, Gpt2Options net, TextSplits data, const TaskOptions& o)
+      : data_(std::move(data)),
+        batcher_(data_.train, net.n_positions, info.global_batch, o.seed, o.rank, o.world_size) {
+    info_ = std::move(info);
+    torch::manual_seed(o.seed);
+    net_ = Gpt2LM(net);
+    auto windows = EvalBatches(data_.val, net.n_positions, 16);
+    int64_t n = static_cast<int64_t>(windows.size());
+    if (o.eval_limit > 0) n = std::min(n, o.eval_limit);
+    auto [b, e] = Shard(n, o.rank, o.world_size);
+    eval_.assign(windows.begin() + b, windows.begin() + e);
+  }
+  torch::nn::Module& module() override { return *net_; }
+  torch::Tensor TrainLoss(int64_t step, double* local_mean) override {
+    auto [x, y] = batcher_.RankBatch(step);
+    net_->train();
+    const double global = static_cast<double>(info_.global_batch) * x.size(1);
+    torch::Tensor logits = net_->forward(x);
+    torch::Tensor sum = torch::nn::functional::cross_entropy(
+        logits.reshape({-1, logits.size(-1)}), y.reshape({-1}),
+        torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+    if (local_mean) *local_mean = y.numel() ? sum.item<double>() / y.numel() : 0;
+    return sum / global;
+  }
+  std::vector<double> EvalPartial() override {
+    torch::NoGradGuard no_grad;
+    net_->eval();
+    double nll = 0, count = 0;
+    for (const auto& [x, y] : eval_) {
+      torch::Tensor logits = net_->forward(x);
+      nll += torch::nn::functional::cross_entropy(
+                 logits.reshape({-1, logits.size(-1)}), y.reshape({-1}),
+                 torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                 .item<double>();
+      count += y.numel();
+    }
+    return {nll, nll, count};
+  }
+  double Metric(const std::vector<double>& s) const override {
+    return s[2] > 0 ? std::exp(s[0] / s[2]) : 0;
+  }
+
+ private:
+  TextSplits data_;
+  LmBatcher batcher_;
+  Gpt2LM net_{nullptr};
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> eval_;
+};
+
+}  // namespace
+
+std::vector<std::string> TaskNames() { return {"fm16", "fm32", "mlp", "lm"}; }
+
+absl::StatusOr<std::unique_ptr<Task>> MakeTask(const TaskOptions& o) {
+  if (o.world_size < 1 || o.rank < 0 || o.rank >= o.world_size) {
+    return absl::InvalidArgumentError(absl::StrCat("bad rank ", o.rank, " of ", o.world_size));
+  }
+  TaskInfo info;
+  info.name = o.name;
+  if (o.name == "fm16" || o.name == "fm32" || o.name == "mlp") {
+    VisionNetOptions net;
+    info.metric = "acc";
+    info.higher_is_better = true;
+    info.global_batch = o.global_batch > 0 ? o.global_batch : 128;
+    if (o.name == "fm16") {
+      info.lr = 6e-3;
+      info.target = 89.5;
+    } else if (o.name == "fm32") {
+      net.hid = {32, 64, 64};
+      info.lr = 6e-3;
+      info.target = 90.5;
+    } else {
+      net.hid = {512, 512};
+      net.conv = false;
+      info.lr = 1e-3;
+      info.target = 88.0;
+    }
+    const std::string dir = o.fashion_mnist_dir.empty() ? DefaultFashionMnistDir() : o.fashion_mnist_dir;
+    auto train = LoadFashionMnist(dir, /*train=*/true, /*limit=*/55000);
+    if (!train.ok()) return train.status();
+    auto test = LoadFashionMnist(dir, /*train=*/false);
+    if (!test.ok()) return test.status();
+    return std::unique_ptr<Task>(new VisionTask(info, net, std::move(*train), std::move(*test), o));
+  }
+  if (o.name == "lm") {
+    Gpt2Options net;  // 3 layers, d=64, 4 heads, bytes, context 128
+    info.metric = "ppl";
+    info.higher_is_better = false;
+    info.target = 4.0;
+    info.lr = 1e-3;
+    info.weight_decay = 0.01;
+    info.global_batch = o.global_batch > 0 ? o.global_batch : 32;
+    info.graph.kind = GraphSpec::Kind::kGpt2;
+    info.graph.num_heads = net.n_head;
+    const std::string cache = o.text_cache.empty() ? "/tmp/nino_kjv.txt" : o.text_cache;
+    auto text = LoadKjvText(cache);
+    if (!text.ok()) return text.status();
+    return std::unique_ptr<Task>(new LmTask(info, net, SplitText(*text, 0.05), o));
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unknown task '", o.name, "' (known: ",
+                                                 absl::StrJoin(TaskNames(), ", "), ")"));
+}
+
+}  // namespace nino::trainer
