@@ -21,6 +21,7 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string Binary() {
+  if (const char* bin = std::getenv("NINO_TRAIN_BIN")) return bin;  // CMake build
   const char* srcdir = std::getenv("TEST_SRCDIR");
   const char* ws = std::getenv("TEST_WORKSPACE");
   if (srcdir && ws) return std::string(srcdir) + "/" + ws + "/trainer/nino_train";

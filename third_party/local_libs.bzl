@@ -90,6 +90,7 @@ def _system_libs_impl(rctx):
     absl = _pkg_libs(rctx, _ABSL_MODULES)
     crypto = _pkg_libs(rctx, ["libcrypto"])
     curl = _pkg_libs(rctx, ["libcurl"])
+    prometheus = _pkg_libs(rctx, ["prometheus-cpp-pull", "prometheus-cpp-core"])
 
     # Eigen lives in /usr/include/eigen3, which is not a builtin include dir.
     rctx.symlink("/usr/include/eigen3/Eigen", "include/Eigen")
@@ -103,6 +104,10 @@ cc_library(name = "grpc", linkopts = {grpc})
 cc_library(name = "absl", linkopts = {absl})
 cc_library(name = "crypto", linkopts = {crypto})
 cc_library(name = "curl", linkopts = {curl})
+# grpc++_reflection ships no pkg-config file in Debian; it needs grpc++ after it.
+cc_library(name = "grpc_reflection", linkopts = ["-lgrpc++_reflection"] + {grpc})
+# prometheus-cpp (core + pull: the civetweb Exposer), from prometheus-cpp-dev.
+cc_library(name = "prometheus", linkopts = {prometheus})
 cc_library(name = "gtest", linkopts = ["-lgtest", "-lgmock", "-pthread"])
 cc_library(name = "gtest_main", linkopts = ["-lgtest_main", "-lgtest", "-lgmock", "-pthread"])
 # Eigen (symlinked) + Spectra (/usr/include/Spectra) + nlohmann json (/usr/include/nlohmann).
@@ -111,7 +116,7 @@ cc_library(
     hdrs = glob(["include/Eigen/**", "include/unsupported/**"]),
     includes = ["include"],
 )
-""".format(grpc = repr(grpc), proto = repr(proto), absl = repr(absl), crypto = repr(crypto), curl = repr(curl)))
+""".format(grpc = repr(grpc), proto = repr(proto), absl = repr(absl), crypto = repr(crypto), curl = repr(curl), prometheus = repr(prometheus)))
 
 system_libs_repository = repository_rule(
     implementation = _system_libs_impl,

@@ -404,8 +404,9 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainOptions& o) {
       std::printf("step %lld/%lld | %.1f steps/s | loss %.4f | %s %s | ETA %s\n",
                   static_cast<long long>(step), static_cast<long long>(o.steps), rate, last_loss,
                   task.info().metric.c_str(),
-                  std::isnan(metric) ? absl::StrFormat("%.2f (best)", sum.best_metric).c_str()
-                                     : absl::StrFormat("%.2f", metric).c_str(),
+                  !std::isnan(metric)         ? absl::StrFormat("%.2f", metric).c_str()
+                  : std::abs(sum.best_metric) < 1e299 ? absl::StrFormat("%.2f (best)", sum.best_metric).c_str()
+                                                      : "n/a",
                   FormatDuration((o.steps - step) / std::max(rate, 1e-9)).c_str());
       std::fflush(stdout);
     }

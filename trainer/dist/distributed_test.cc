@@ -454,7 +454,7 @@ std::vector<GradCase> GradCases() {
       // empty parameter
       {{0}, f32, [=](int) { return torch::zeros({0}, f32); }},
       // larger than the small buckets: split across several
-      {{1000}, f32, [=](int r) { return torch::arange(1000, f32) * (r + 2) - 3 * r; }},
+      {{300}, f32, [=](int r) { return torch::arange(300, f32) * (r + 2) - 3 * r; }},
       {{1}, f32, [=](int r) { return torch::full({1}, float(r * r), f32); }},
   };
 }
@@ -522,7 +522,7 @@ TEST(DistributedMultiProcess, GradientsSumAcrossBuckets3) { RunRanks(3, Gradient
 // -----------------------------------------------------------------------------------------------
 // Broadcast.
 
-std::vector<torch::Tensor> BroadcastInputs(int r) {
+std::vector<torch::Tensor> BroadcastInputs(int r, bool big) {
   torch::manual_seed(10 + r);
   std::vector<torch::Tensor> t;
   t.push_back(torch::full({3, 4}, float(r + 1)));
@@ -531,7 +531,7 @@ std::vector<torch::Tensor> BroadcastInputs(int r) {
   t.push_back(torch::randn({2, 2}).requires_grad_(true));        // leaf that requires grad
   t.push_back(torch::randn({4, 6}).t());                           // non-contiguous
   t.push_back(torch::arange(6, torch::kLong) * (r + 1));
-  t.push_back(torch::full({int64_t{7} << 20}, float(r + 1)));     // 28 MiB > 25 MiB bucket
+  if (big) t.push_back(torch::full({int64_t{7} << 20}, float(r + 1)));  // 28 MiB > 25 MiB bucket
   return t;
 }
 
@@ -542,11 +542,12 @@ int BroadcastBody(Distributed& d) {
     int64_t bucket_bytes;
   };
   for (Run run : {Run{0, int64_t{25} << 20}, Run{w - 1, 64}, Run{0, 1000}}) {
-    std::vector<torch::Tensor> mine = BroadcastInputs(r);
-    if (run.bucket_bytes != (int64_t{25} << 20)) mine.pop_back();  // keep tiny-bucket runs small
+    // The 28 MiB tensor (split across two default buckets) only where it is cheap.
+    const bool big = run.bucket_bytes == (int64_t{25} << 20) && w == 2;
+    std::vector<torch::Tensor> mine = BroadcastInputs(r, big);
     const void* big_ptr = mine[1].data_ptr();
     RANK_OK(d.BroadcastTensors(mine, run.root, run.bucket_bytes));
-    std::vector<torch::Tensor> want = BroadcastInputs(run.root);
+    std::vector<torch::Tensor> want = BroadcastInputs(run.root, big);
     for (size_t i = 0; i < mine.size(); ++i) {
       RANK_CHECK(torch::equal(mine[i].detach(), want[i].detach()), "tensor ", i, " root ",
                  run.root, " bucket_bytes ", run.bucket_bytes);
@@ -677,7 +678,7 @@ int TimingBody(Distributed& d) {
       torch::Tensor p = torch::zeros({n}, torch::requires_grad());
       p.mutable_grad() = torch::ones({n});
       std::vector<double> us;
-      for (int it = 0; it < 23; ++it) {
+      for (int it = 0; it < 13; ++it) {
         RANK_OK(d.Barrier());
         const auto t0 = Clock::now();
         RANK_OK(d.AllreduceGradients({p}, 1.0 / w, bucket));
@@ -749,8 +750,8 @@ TEST(DistributedMultiProcess, LateMasterStillJoins) {
         RANK_CHECK(v.ok() && *v == 3, v.status().ToString());
         return 0;
       },
-      std::chrono::milliseconds(2000), std::chrono::milliseconds(1300));
-  EXPECT_GE(std::chrono::duration<double>(Clock::now() - t0).count(), 1.3);
+      std::chrono::milliseconds(1500), std::chrono::milliseconds(900));
+  EXPECT_GE(std::chrono::duration<double>(Clock::now() - t0).count(), 0.9);
 }
 
 TEST(DistributedErrors, PortInUseIsUnavailable) {
@@ -787,14 +788,14 @@ TEST(DistributedErrors, MissingPeersTimeOut) {
     env.world_size = 2;
     env.master_port = FreePort();  // nobody there (rank 1) / nobody joins (rank 0)
     const auto t0 = Clock::now();
-    auto d = Distributed::Create(env, torch::kCPU, std::chrono::milliseconds(1000));
+    auto d = Distributed::Create(env, torch::kCPU, std::chrono::milliseconds(600));
     const double s = std::chrono::duration<double>(Clock::now() - t0).count();
     ASSERT_FALSE(d.ok()) << "rank " << rank;
     EXPECT_EQ(d.status().code(), absl::StatusCode::kDeadlineExceeded) << d.status();
     EXPECT_THAT(std::string(d.status().message()),
                 HasSubstr(absl::StrCat("127.0.0.1:", env.master_port)));
-    EXPECT_GE(s, 0.9) << "gave up before the timeout";
-    EXPECT_LT(s, 2.0) << "took much longer than the timeout";
+    EXPECT_GE(s, 0.55) << "gave up before the timeout";
+    EXPECT_LT(s, 1.6) << "took much longer than the timeout";
     printf("[errors] rank %d, peers missing (%.2f s): %s\n", rank, s,
            d.status().ToString().c_str());
   }
