@@ -40,7 +40,8 @@ struct TrainSummary {
   double final_metric = 0;
   double best_metric = 0;
   double seconds = 0;
-  double steps_per_second = 0;
+  double steps_per_second = 0;   // training steps per second, evaluation excluded
+  double eval_seconds = 0;
   int64_t nino_steps = 0, nino_failures = 0;
   std::string params_sha256;      // of the final flat float32 parameters (for exactness checks)
 };

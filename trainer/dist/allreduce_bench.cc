@@ -10,6 +10,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,11 +18,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-#include <vector>
-
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#include <torch/torch.h>
+#include <vector>
 
 #include "trainer/dist/distributed.h"
 
@@ -102,9 +101,8 @@ int Rank(int rank, int world, int port, int raw_port, int iters,
     report("AllreduceGradients (1 param, no layout check)", n,
            Time(**d, iters, [&] { (void)(*d)->AllreduceGradients({p}); }));
     (*d)->set_check_layout(true);
-    report("AllreduceGradients (1 param, 1 MiB buckets)", n, Time(**d, iters, [&] {
-             (void)(*d)->AllreduceGradients({p}, 1.0, 1 << 20);
-           }));
+    report("AllreduceGradients (1 param, 1 MiB buckets)", n,
+           Time(**d, iters, [&] { (void)(*d)->AllreduceGradients({p}, 1.0, 1 << 20); }));
     // The same payload as 20 parameters packed into one bucket.
     std::vector<torch::Tensor> ps;
     for (int i = 0; i < 20; ++i) {
@@ -116,9 +114,8 @@ int Rank(int rank, int world, int port, int raw_port, int iters,
     report("BroadcastTensors (1 tensor)", n,
            Time(**d, iters, [&] { (void)(*d)->BroadcastTensors({p}); }));
   }
-  report("AllreduceScalar", 1, Time(**d, iters, [&] {
-           (void)(*d)->AllreduceScalar(1.0, Distributed::Op::kSum);
-         }));
+  report("AllreduceScalar", 1,
+         Time(**d, iters, [&] { (void)(*d)->AllreduceScalar(1.0, Distributed::Op::kSum); }));
   return 0;
 }
 

@@ -1,8 +1,11 @@
 #include "trainer/dist/distributed.h"
 
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
 #include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <torch/csrc/autograd/grad_mode.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,27 +15,25 @@
 #include <exception>
 #include <string>
 #include <thread>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <utility>
 #include <vector>
 
-#include <ATen/ATen.h>
-#include <c10/util/Exception.h>
-#include <torch/csrc/autograd/grad_mode.h>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
-
-// NCCL: only with a CUDA LibTorch (NINO_WITH_CUDA, set by @libtorch//:torch) whose
-// ProcessGroupNCCL.hpp is usable, i.e. nccl.h is on the include path. The c10d header is
-// wrapped in #ifdef USE_C10D_NCCL, which we define ourselves in that case.
-#if defined(NINO_WITH_CUDA) && !defined(USE_C10D_NCCL) && defined(__has_include)
+// NCCL: only with a CUDA LibTorch (NINO_WITH_CUDA, set by @libtorch//:torch) whose nccl.h is
+// on the include path (pip wheels keep it in site-packages/nvidia/nccl/include); otherwise
+// CUDA tensors go through Gloo. ProcessGroupNCCL.hpp is wrapped in #ifdef USE_C10D_NCCL,
+// which we define here when the build did not.
+#if defined(NINO_WITH_CUDA) && defined(__has_include)
 #if __has_include(<nccl.h>)
+#ifndef USE_C10D_NCCL
 #define USE_C10D_NCCL 1
 #endif
-#endif
-#if defined(NINO_WITH_CUDA) && defined(USE_C10D_NCCL)
 #define NINO_DIST_NCCL 1
 #include <c10/cuda/CUDAFunctions.h>
+
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 #endif
 
 #include "absl/strings/ascii.h"
@@ -119,15 +120,15 @@ absl::Status WaitForListener(const std::string& host, int port,
     }
     if (gai != 0) last_error = gai_strerror(gai);
     for (addrinfo* a = list; a != nullptr; a = a->ai_next) {
-      const int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                            a->ai_protocol);
+      const int fd =
+          socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
       if (fd < 0) continue;
       int err = 0;
       if (connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
         err = errno;
         if (err == EINPROGRESS) {
-          const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-              deadline - Clock::now());
+          const auto left =
+              std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
           pollfd pfd{fd, POLLOUT, 0};
           const int wait_ms = static_cast<int>(std::clamp<int64_t>(left.count(), 1, 1000));
           if (poll(&pfd, 1, wait_ms) == 1) {
@@ -152,8 +153,8 @@ absl::Status WaitForListener(const std::string& host, int port,
           "last error: %s)",
           host, port, timeout.count(), last_error));
     }
-    std::this_thread::sleep_for(std::min<Clock::duration>(std::chrono::milliseconds(50),
-                                                          deadline - Clock::now()));
+    std::this_thread::sleep_for(
+        std::min<Clock::duration>(std::chrono::milliseconds(50), deadline - Clock::now()));
   }
 }
 
@@ -332,9 +333,7 @@ class PgImpl final : public Distributed::Impl {
  public:
   PgImpl(c10::intrusive_ptr<c10d::Store> store, c10::intrusive_ptr<PG> pg, const char* name,
          at::Device scalar_device, std::string where)
-      : Impl(std::move(store), scalar_device, std::move(where)),
-        pg_(std::move(pg)),
-        name_(name) {}
+      : Impl(std::move(store), scalar_device, std::move(where)), pg_(std::move(pg)), name_(name) {}
   ~PgImpl() override { pg_.reset(); }
 
   const char* name() const override { return name_; }
@@ -415,8 +414,8 @@ absl::StatusOr<std::unique_ptr<Distributed>> Distributed::Create(
   };
   if (env.rank != 0) {
     absl::Status s = WaitForListener(env.master_addr, env.master_port, deadline, timeout);
-    if (!s.ok()) return absl::Status(s.code(), absl::StrCat("rendezvous failed (", where, "): ",
-                                                             s.message()));
+    if (!s.ok())
+      return absl::Status(s.code(), absl::StrCat("rendezvous failed (", where, "): ", s.message()));
   }
   c10::intrusive_ptr<c10d::Store> store;
   try {
@@ -451,9 +450,9 @@ absl::StatusOr<std::unique_ptr<Distributed>> Distributed::Create(
           if (!store->check({absl::StrCat(prefix, "rank/", r)})) missing.push_back(r);
         }
         if (missing.empty()) throw;
-        return absl::DeadlineExceededError(absl::StrFormat(
-            "rendezvous failed (%s): rank(s) %s of %d did not join within %d ms", where,
-            absl::StrJoin(missing, ","), env.world_size, timeout.count()));
+        return absl::DeadlineExceededError(
+            absl::StrFormat("rendezvous failed (%s): rank(s) %s of %d did not join within %d ms",
+                            where, absl::StrJoin(missing, ","), env.world_size, timeout.count()));
       }
       store->set(prefix + "go", std::vector<uint8_t>{1});
     } else {
@@ -462,8 +461,8 @@ absl::StatusOr<std::unique_ptr<Distributed>> Distributed::Create(
       } catch (const std::exception& e) {
         if (!IsTimeout(e, ExceptionText(e))) throw;
         return absl::DeadlineExceededError(absl::StrFormat(
-            "rendezvous failed (%s): connected, but not all %d ranks joined within %d ms",
-            where, env.world_size, timeout.count()));
+            "rendezvous failed (%s): connected, but not all %d ranks joined within %d ms", where,
+            env.world_size, timeout.count()));
       }
     }
   } catch (const std::exception& e) {
@@ -486,10 +485,9 @@ absl::StatusOr<std::unique_ptr<Distributed>> Distributed::Create(
       c10::cuda::set_device(cuda.index());
       auto opts = c10d::ProcessGroupNCCL::Options::create();
       opts->timeout = timeout;
-      auto pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, env.rank, env.world_size,
-                                                            opts);
-      impl = std::make_unique<PgImpl<c10d::ProcessGroupNCCL>>(store, std::move(pg), "nccl",
-                                                              cuda, where);
+      auto pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, env.rank, env.world_size, opts);
+      impl = std::make_unique<PgImpl<c10d::ProcessGroupNCCL>>(store, std::move(pg), "nccl", cuda,
+                                                              where);
 #endif
     } else {
       auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
@@ -504,8 +502,7 @@ absl::StatusOr<std::unique_ptr<Distributed>> Distributed::Create(
       } else {
         opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
       }
-      auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world_size,
-                                                            opts);
+      auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world_size, opts);
       // Gloo reduces scalars on the CPU even when gradients live on a CUDA device.
       impl = std::make_unique<PgImpl<c10d::ProcessGroupGloo>>(store, std::move(pg), "gloo",
                                                               at::Device(at::kCPU), where);
@@ -543,8 +540,9 @@ absl::Status CheckSameLayout(Distributed::Impl& impl, absl::string_view what,
   const int64_t min_h = -t[1].item<int64_t>();
   if (max_h != h || min_h != h) {
     return absl::FailedPreconditionError(absl::StrCat(
-        what, ": the ranks passed different tensor layouts (count, dtypes, sizes, bucket_bytes "
-              "or root differ; ",
+        what,
+        ": the ranks passed different tensor layouts (count, dtypes, sizes, bucket_bytes "
+        "or root differ; ",
         impl.where(), ")"));
   }
   return absl::OkStatus();
@@ -554,8 +552,8 @@ absl::Status CheckSameLayout(Distributed::Impl& impl, absl::string_view what,
 // `collective` receives a contiguous 1-D tensor (a view into a tensor when the bucket is a
 // single segment, else a packed buffer).
 template <class Collective>
-void RunBuckets(Distributed::Impl& impl, const std::vector<at::Tensor>& flats,
-                int64_t bucket_bytes, bool pack, bool unpack, Collective&& collective) {
+void RunBuckets(Distributed::Impl& impl, const std::vector<at::Tensor>& flats, int64_t bucket_bytes,
+                bool pack, bool unpack, Collective&& collective) {
   for (const Bucket& b : PlanBuckets(flats, bucket_bytes)) {
     if (b.segments.size() == 1) {
       const Segment& s = b.segments[0];
@@ -607,8 +605,8 @@ struct FlatViews {
 
 }  // namespace
 
-absl::Status Distributed::AllreduceGradients(const std::vector<torch::Tensor>& params,
-                                             double scale, int64_t bucket_bytes) {
+absl::Status Distributed::AllreduceGradients(const std::vector<torch::Tensor>& params, double scale,
+                                             int64_t bucket_bytes) {
   if (bucket_bytes <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("AllreduceGradients: bucket_bytes must be positive, got ", bucket_bytes));
@@ -617,6 +615,10 @@ absl::Status Distributed::AllreduceGradients(const std::vector<torch::Tensor>& p
     if (!params[i].defined()) {
       return absl::InvalidArgumentError(
           absl::StrCat("AllreduceGradients: parameter ", i, " is an undefined tensor"));
+    }
+    if (params[i].grad().defined() && params[i].grad().is_sparse()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("AllreduceGradients: parameter ", i, " has a sparse gradient"));
     }
   }
   torch::NoGradGuard no_grad;
@@ -657,8 +659,8 @@ absl::Status Distributed::AllreduceGradients(const std::vector<torch::Tensor>& p
 absl::Status Distributed::BroadcastTensors(const std::vector<torch::Tensor>& tensors, int root,
                                            int64_t bucket_bytes) {
   if (root < 0 || root >= env_.world_size) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "BroadcastTensors: root %d is outside [0, %d)", root, env_.world_size));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("BroadcastTensors: root %d is outside [0, %d)", root, env_.world_size));
   }
   if (bucket_bytes <= 0) {
     return absl::InvalidArgumentError(
@@ -716,7 +718,6 @@ absl::StatusOr<std::vector<double>> Distributed::AllreduceScalars(std::vector<do
 }
 
 absl::Status Distributed::Barrier() {
-  std::this_thread::sleep_for(std::chrono::seconds(100));
   if (impl_ == nullptr) return absl::OkStatus();
   return Guarded("Barrier", impl_->where(), [&] {
     impl_->Barrier();

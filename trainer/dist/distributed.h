@@ -34,13 +34,13 @@
 #ifndef NINO_TRAINER_DIST_DISTRIBUTED_H_
 #define NINO_TRAINER_DIST_DISTRIBUTED_H_
 
+#include <torch/types.h>
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <torch/types.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -95,13 +95,13 @@ class Distributed {
   // Gradients are packed into flat buckets of at most bucket_bytes (default 25 MiB) in
   // parameter order (a new bucket also starts where the dtype or device changes; a gradient
   // larger than a bucket is split across buckets), one allreduce per bucket, and unpacked
-  // back. A bucket that is exactly one contiguous gradient is reduced in place without
-  // copies. Parameters without a grad get a zero grad on this rank, so that all ranks agree
-  // on the layout (note: an optimizer then steps them with a zero gradient, unlike a single
-  // process that skips undefined grads).
-  // World size 1: no communication, undefined grads stay undefined; defined grads are
-  // multiplied by `scale` when it is not 1 (so the result is the same for every world size).
-  // INVALID_ARGUMENT for an undefined parameter or bucket_bytes <= 0.
+  // back (through one reusable scratch buffer per dtype/device, at most bucket_bytes). A bucket
+  // that is a single piece of one contiguous gradient is reduced in place without copies.
+  // Parameters without a grad get a zero grad on this rank, so that all ranks agree on the layout
+  // (note: an optimizer then steps them with a zero gradient, unlike a single process that skips
+  // undefined grads). World size 1: no communication, undefined grads stay undefined; defined grads
+  // are multiplied by `scale` when it is not 1 (so the result is the same for every world size).
+  // INVALID_ARGUMENT for an undefined parameter, a sparse gradient or bucket_bytes <= 0.
   absl::Status AllreduceGradients(const std::vector<torch::Tensor>& params, double scale = 1.0,
                                   int64_t bucket_bytes = int64_t{25} << 20);
 

@@ -9,11 +9,14 @@
 #include "trainer/dist/distributed.h"
 
 #include <arpa/inet.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -28,10 +31,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-#include <torch/torch.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -179,8 +178,7 @@ TEST(DistributedWorld1, EveryCallIsANoOp) {
   // Argument checks still apply.
   EXPECT_EQ(dist.BroadcastTensors({a}, 1).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(dist.AllreduceGradients({a}, 1.0, 0).code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(dist.AllreduceGradients({torch::Tensor()}).code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(dist.AllreduceGradients({torch::Tensor()}).code(), absl::StatusCode::kInvalidArgument);
 
   // Cheap: no communication, no copies.
   std::vector<torch::Tensor> params;
@@ -218,7 +216,7 @@ TEST(DistributedWorld1, CreateRejectsBadEnv) {
 // Multi-process harness.
 
 constexpr int kPortInUseExit = 42;
-constexpr int kChildAlarmS = 14;       // children kill themselves after this
+constexpr int kChildAlarmS = 14;         // children kill themselves after this
 constexpr double kParentDeadlineS = 16;  // the parent kills children after this
 constexpr double kFailGraceS = 1.0;      // after one child failed, the others get this long
 constexpr auto kRendezvousTimeout = std::chrono::seconds(8);
@@ -241,11 +239,14 @@ int FreePort() {
 }
 
 struct ChildOutcome {
-  int status = 0;           // waitpid status
-  bool killed = false;      // killed by the parent (deadline or another rank failed)
+  int status = 0;       // waitpid status
+  bool killed = false;  // killed by the parent (deadline or another rank failed)
   std::string Describe() const {
     if (killed) return "killed by the parent (deadline or a peer failed first)";
     if (WIFEXITED(status)) return absl::StrCat("exit code ", WEXITSTATUS(status));
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM) {
+      return absl::StrCat("hung: killed by its own alarm() after ", kChildAlarmS, " s");
+    }
     if (WIFSIGNALED(status)) return absl::StrCat("signal ", WTERMSIG(status));
     return absl::StrCat("status ", status);
   }
@@ -344,7 +345,7 @@ void RunRanks(int world, const RankBody& body,
       if (!d.ok()) {
         fprintf(stderr, "[rank %d] Create: %s\n", rank, d.status().ToString().c_str());
         return rank == 0 && d.status().code() == absl::StatusCode::kUnavailable ? kPortInUseExit
-                                                                               : 2;
+                                                                                : 2;
       }
       return body(**d);
     });
@@ -362,19 +363,19 @@ void RunRanks(int world, const RankBody& body,
 }
 
 // Child-side check: prints and fails the rank.
-#define RANK_CHECK(cond, ...)                                                             \
-  do {                                                                                    \
-    if (!(cond)) {                                                                        \
-      fprintf(stderr, "[rank %d] line %d: CHECK(%s) failed: %s\n", d.rank(), __LINE__,    \
-              #cond, absl::StrCat(__VA_ARGS__).c_str());                                  \
-      return 1;                                                                           \
-    }                                                                                     \
+#define RANK_CHECK(cond, ...)                                                                 \
+  do {                                                                                        \
+    if (!(cond)) {                                                                            \
+      fprintf(stderr, "[rank %d] line %d: CHECK(%s) failed: %s\n", d.rank(), __LINE__, #cond, \
+              absl::StrCat(__VA_ARGS__).c_str());                                             \
+      return 1;                                                                               \
+    }                                                                                         \
   } while (0)
 
-#define RANK_OK(expr)                                                                     \
-  do {                                                                                    \
-    absl::Status _s = (expr);                                                             \
-    RANK_CHECK(_s.ok(), #expr, ": ", _s.ToString());                                      \
+#define RANK_OK(expr)                                \
+  do {                                               \
+    absl::Status _s = (expr);                        \
+    RANK_CHECK(_s.ok(), #expr, ": ", _s.ToString()); \
   } while (0)
 
 std::string Str(const torch::Tensor& t) {
@@ -403,9 +404,9 @@ int ScalarsBody(Distributed& d) {
       d.AllreduceScalars({double(r), -2.0 * r, 0.25, 1e10 + r}, Op::kSum);
   RANK_CHECK(v.ok() && v->size() == 4, v.status().ToString());
   const double tri = w * (w - 1) / 2.0;
-  RANK_CHECK((*v)[0] == tri && (*v)[1] == -2 * tri && (*v)[2] == 0.25 * w &&
-                 (*v)[3] == 1e10 * w + tri,
-             (*v)[0], " ", (*v)[1], " ", (*v)[2], " ", (*v)[3]);
+  RANK_CHECK(
+      (*v)[0] == tri && (*v)[1] == -2 * tri && (*v)[2] == 0.25 * w && (*v)[3] == 1e10 * w + tri,
+      (*v)[0], " ", (*v)[1], " ", (*v)[2], " ", (*v)[3]);
   v = d.AllreduceScalars({double(r), -double(r)}, Op::kMax);
   RANK_CHECK(v.ok() && (*v)[0] == w - 1 && (*v)[1] == 0, "vector max");
   v = d.AllreduceScalars({}, Op::kSum);
@@ -437,20 +438,32 @@ struct GradCase {
 std::vector<GradCase> GradCases() {
   auto f32 = torch::kFloat;
   return {
-      {{3, 4}, f32, [=](int r) { return torch::arange(12, f32).view({3, 4}) + 100 * (r + 1); }},
+      {{3, 4},
+       f32,
+       [=](int r) {
+         return torch::arange(12, f32).view({3, 4}) + 100 * (r + 1);
+       }},
       // grad only on rank 0: the other ranks contribute zeros.
-      {{5}, f32,
+      {{5},
+       f32,
        [=](int r) -> std::optional<torch::Tensor> {
          if (r == 0) return torch::arange(5, f32) - 7;
          return std::nullopt;
        }},
       // a new dtype starts a new bucket
-      {{2, 3}, torch::kDouble,
-       [](int r) { return torch::arange(6, torch::kDouble).view({2, 3}) * 0.5 * (r + 1); }},
+      {{2, 3},
+       torch::kDouble,
+       [](int r) {
+         return torch::arange(6, torch::kDouble).view({2, 3}) * 0.5 * (r + 1);
+       }},
       // no grad anywhere: zeros everywhere afterwards
       {{7}, f32, [](int) -> std::optional<torch::Tensor> { return std::nullopt; }},
       // non-contiguous grad (a transposed view)
-      {{4, 3}, f32, [=](int r) { return (torch::arange(12, f32).view({3, 4}) * (r - 1)).t(); }},
+      {{4, 3},
+       f32,
+       [=](int r) {
+         return (torch::arange(12, f32).view({3, 4}) * (r - 1)).t();
+       }},
       // empty parameter
       {{0}, f32, [=](int) { return torch::zeros({0}, f32); }},
       // larger than the small buckets: split across several
@@ -474,8 +487,8 @@ int GradientsBody(Distributed& d) {
     std::vector<torch::Tensor> params;
     std::vector<const void*> ptrs;
     for (const GradCase& c : cases) {
-      params.push_back(torch::zeros(c.shape, torch::TensorOptions().dtype(c.dtype))
-                           .requires_grad_(true));
+      params.push_back(
+          torch::zeros(c.shape, torch::TensorOptions().dtype(c.dtype)).requires_grad_(true));
       std::optional<torch::Tensor> g = c.grad(r);
       if (g) params.back().mutable_grad() = *g;
       ptrs.push_back(g ? params.back().grad().data_ptr() : nullptr);
@@ -528,8 +541,8 @@ std::vector<torch::Tensor> BroadcastInputs(int r, bool big) {
   t.push_back(torch::full({3, 4}, float(r + 1)));
   t.push_back(torch::randn({257}));
   t.push_back(torch::randn({5}, torch::kDouble));
-  t.push_back(torch::randn({2, 2}).requires_grad_(true));        // leaf that requires grad
-  t.push_back(torch::randn({4, 6}).t());                           // non-contiguous
+  t.push_back(torch::randn({2, 2}).requires_grad_(true));  // leaf that requires grad
+  t.push_back(torch::randn({4, 6}).t());                   // non-contiguous
   t.push_back(torch::arange(6, torch::kLong) * (r + 1));
   if (big) t.push_back(torch::full({int64_t{7} << 20}, float(r + 1)));  // 28 MiB > 25 MiB bucket
   return t;
@@ -549,8 +562,8 @@ int BroadcastBody(Distributed& d) {
     RANK_OK(d.BroadcastTensors(mine, run.root, run.bucket_bytes));
     std::vector<torch::Tensor> want = BroadcastInputs(run.root, big);
     for (size_t i = 0; i < mine.size(); ++i) {
-      RANK_CHECK(torch::equal(mine[i].detach(), want[i].detach()), "tensor ", i, " root ",
-                 run.root, " bucket_bytes ", run.bucket_bytes);
+      RANK_CHECK(torch::equal(mine[i].detach(), want[i].detach()), "tensor ", i, " root ", run.root,
+                 " bucket_bytes ", run.bucket_bytes);
     }
     RANK_CHECK(mine[1].data_ptr() == big_ptr, "in place");
     RANK_CHECK(mine[3].requires_grad(), "still requires grad");
@@ -579,8 +592,7 @@ torch::nn::Sequential MakeMlp() {
 std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(bool adam,
                                                        std::vector<torch::Tensor> params) {
   if (adam) return std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(0.01));
-  return std::make_unique<torch::optim::SGD>(params,
-                                             torch::optim::SGDOptions(0.1).momentum(0.9));
+  return std::make_unique<torch::optim::SGD>(params, torch::optim::SGDOptions(0.1).momentum(0.9));
 }
 
 torch::Tensor Flat(torch::nn::Module& m) {
@@ -645,9 +657,10 @@ int DataParallelBody(Distributed& d) {
     torch::Tensor alone = TrainShard(adam, begin, end, nullptr, &s);
     const double alone_diff = (alone - ref).abs().max().item<double>();
     if (r == 0) {
-      printf("[data-parallel %s, %d ranks] max|dp - single| = %.3g, max|single - init| = %.3g, "
-             "max|shard-only - single| = %.3g\n",
-             name, w, diff, moved, alone_diff);
+      printf(
+          "[data-parallel %s, %d ranks] max|dp - single| = %.3g, max|single - init| = %.3g, "
+          "max|shard-only - single| = %.3g\n",
+          name, w, diff, moved, alone_diff);
     }
     RANK_CHECK(torch::allclose(dp, ref, /*rtol=*/0, /*atol=*/1e-6), name, " diff ", diff);
     RANK_CHECK(moved > 1e-2, name, " parameters barely moved: ", moved);
@@ -688,10 +701,11 @@ int TimingBody(Distributed& d) {
       us.erase(us.begin(), us.begin() + 3);  // warm-up
       std::sort(us.begin(), us.end());
       if (d.is_main()) {
-        printf("[timing] AllreduceGradients %lld floats (%.2f MB), %d ranks, bucket %lld B: "
-               "median %.0f us, min %.0f us, max %.0f us\n",
-               static_cast<long long>(n), n * 4 / 1e6, w, static_cast<long long>(bucket),
-               us[us.size() / 2], us.front(), us.back());
+        printf(
+            "[timing] AllreduceGradients %lld floats (%.2f MB), %d ranks, bucket %lld B: "
+            "median %.0f us, min %.0f us, max %.0f us\n",
+            static_cast<long long>(n), n * 4 / 1e6, w, static_cast<long long>(bucket),
+            us[us.size() / 2], us.front(), us.back());
       }
     }
   }
@@ -705,8 +719,10 @@ int TimingBody(Distributed& d) {
   us.erase(us.begin(), us.begin() + 3);
   std::sort(us.begin(), us.end());
   if (d.is_main()) {
-    printf("[timing] AllreduceScalar (1 tiny allreduce, = the layout check's cost): median %.0f "
-           "us, min %.0f us\n", us[us.size() / 2], us.front());
+    printf(
+        "[timing] AllreduceScalar (1 tiny allreduce, = the layout check's cost): median %.0f "
+        "us, min %.0f us\n",
+        us[us.size() / 2], us.front());
   }
   return 0;
 }

@@ -1,0 +1,108 @@
+// nino_nowcaster: the NiNo nowcasting daemon (nino.v1.Nowcaster over gRPC).
+//
+//   nino_nowcaster [--address=0.0.0.0:50051] [--metrics_port=9090] [--device=cpu]
+//                  [--nino_model=nino_no_posw=/path/nino_no_posw.pt,nino_mlp=/path/nino_mlp.pt]
+//                  [--memory_budget_bytes=N] [--queue_length=N] [--workers=N] [--threads=N] ...
+//
+// SIGTERM / SIGINT: health NOT_SERVING, lame duck, drain in-flight calls, exit 0.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "nowcaster/log.h"
+#include "nowcaster/nowcaster_server.h"
+#include "nowcaster/options.h"
+
+namespace {
+const nino::nowcaster::NowcasterOptions kDefaults;
+}  // namespace
+
+ABSL_FLAG(std::string, address, kDefaults.address, "gRPC listening address host:port");
+ABSL_FLAG(int, metrics_port, kDefaults.metrics_port,
+          "Prometheus /metrics port (0 = off, -1 = any free port)");
+ABSL_FLAG(std::string, metrics_host, kDefaults.metrics_host, "host /metrics binds to");
+ABSL_FLAG(std::string, device, kDefaults.device, "cpu, cuda or cuda:N (CUDA builds only)");
+ABSL_FLAG(std::vector<std::string>, nino_model, {},
+          "models served, name=path[,name=path...] (a bare path is served under its file "
+          "stem); default: nino_no_posw.pt from the cache, a download or ../shared");
+ABSL_FLAG(bool, allow_download, kDefaults.allow_download,
+          "download the default checkpoint if it is not cached");
+ABSL_FLAG(int64_t, memory_budget_bytes, kDefaults.memory_budget_bytes,
+          "snapshot memory of all jobs; a job reserves (ctx + 1) * 4 * num_params bytes");
+ABSL_FLAG(int, queue_length, kDefaults.queue_length,
+          "Predict requests that may wait for a worker; more get RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, workers, kDefaults.workers, "threads running nowcasts");
+ABSL_FLAG(int, threads, kDefaults.threads, "LibTorch intra-op threads (0 = all cores)");
+ABSL_FLAG(int64_t, max_message_bytes, kDefaults.max_message_bytes,
+          "largest gRPC message received or sent");
+ABSL_FLAG(int64_t, max_chunk_bytes, kDefaults.max_chunk_bytes,
+          "largest chunk payload accepted or sent");
+ABSL_FLAG(int, max_rpc_threads, kDefaults.max_rpc_threads,
+          "most gRPC threads serving calls (0 = gRPC default)");
+ABSL_FLAG(int64_t, lame_duck_ms, kDefaults.lame_duck_ms,
+          "on SIGTERM: serve this long with health NOT_SERVING before draining");
+ABSL_FLAG(int64_t, shutdown_deadline_ms, kDefaults.shutdown_deadline_ms,
+          "on SIGTERM: time in-flight calls get to finish before they are cancelled");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("The NiNo nowcasting daemon (gRPC nino.v1.Nowcaster).");
+  absl::ParseCommandLine(argc, argv);
+  using nino::nowcaster::LogError;
+  using nino::nowcaster::LogInfo;
+
+  nino::nowcaster::NowcasterOptions options;
+  options.address = absl::GetFlag(FLAGS_address);
+  options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  options.metrics_host = absl::GetFlag(FLAGS_metrics_host);
+  options.device = absl::GetFlag(FLAGS_device);
+  auto models = nino::nowcaster::ParseModelSpecs(absl::GetFlag(FLAGS_nino_model));
+  if (!models.ok()) {
+    LogError(models.status().ToString());
+    return 2;
+  }
+  options.models = std::move(*models);
+  options.allow_download = absl::GetFlag(FLAGS_allow_download);
+  options.memory_budget_bytes = absl::GetFlag(FLAGS_memory_budget_bytes);
+  options.queue_length = absl::GetFlag(FLAGS_queue_length);
+  options.workers = absl::GetFlag(FLAGS_workers);
+  options.threads = absl::GetFlag(FLAGS_threads);
+  if (options.threads == 0) options.threads = std::max(1u, std::thread::hardware_concurrency());
+  options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.max_chunk_bytes = absl::GetFlag(FLAGS_max_chunk_bytes);
+  options.max_rpc_threads = absl::GetFlag(FLAGS_max_rpc_threads);
+  options.lame_duck_ms = absl::GetFlag(FLAGS_lame_duck_ms);
+  options.shutdown_deadline_ms = absl::GetFlag(FLAGS_shutdown_deadline_ms);
+
+  // Block SIGTERM/SIGINT in every thread (gRPC's and LibTorch's inherit this mask); one thread
+  // takes them with sigwait and runs the ordinary, non-signal-safe shutdown.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  auto server = nino::nowcaster::NowcasterServer::BuildAndStart(std::move(options));
+  if (!server.ok()) {
+    LogError(absl::StrCat("cannot start: ", server.status().ToString()));
+    return server.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+  }
+  nino::nowcaster::NowcasterServer* s = server->get();
+  std::thread signal_thread([s, stop_signals] {
+    int signal = 0;
+    sigwait(&stop_signals, &signal);
+    LogInfo(absl::StrCat("received ", signal == SIGTERM ? "SIGTERM" : "SIGINT"));
+    s->Shutdown();
+  });
+  s->Wait();
+  signal_thread.join();  // Shutdown() only runs from the signal thread
+  server->reset();
+  return 0;
+}

@@ -1,0 +1,50 @@
+// The nowcaster's Prometheus metrics (prometheus-cpp). Served by NowcasterServer's Exposer on
+// /metrics when a metrics port is set.
+#ifndef NINO_NOWCASTER_METRICS_H_
+#define NINO_NOWCASTER_METRICS_H_
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <cstdint>
+#include <memory>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
+namespace nino::nowcaster {
+
+// Thread-safe (prometheus-cpp metrics are atomic; label lookups lock their family).
+class NowcasterMetrics {
+ public:
+  NowcasterMetrics();
+
+  std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
+
+  void SetJobs(int64_t jobs) { jobs_.Set(static_cast<double>(jobs)); }
+  void SetQueueDepth(int depth) { queue_depth_.Set(depth); }
+  void SetReservedBytes(int64_t bytes) { reserved_bytes_.Set(static_cast<double>(bytes)); }
+  void ObserveNowcastSeconds(double seconds) { nowcast_seconds_.Observe(seconds); }
+  void AddBytesIn(int64_t bytes) { bytes_in_.Increment(static_cast<double>(bytes)); }
+  void AddBytesOut(int64_t bytes) { bytes_out_.Increment(static_cast<double>(bytes)); }
+  // One finished RPC: requests_total{method, code}, and errors_total{code} unless OK.
+  void CountRequest(absl::string_view method, absl::StatusCode code);
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Gauge& jobs_;
+  prometheus::Gauge& queue_depth_;
+  prometheus::Gauge& reserved_bytes_;
+  prometheus::Histogram& nowcast_seconds_;
+  prometheus::Counter& bytes_in_;
+  prometheus::Counter& bytes_out_;
+  prometheus::Family<prometheus::Counter>& requests_;
+  prometheus::Family<prometheus::Counter>& errors_;
+};
+
+}  // namespace nino::nowcaster
+
+#endif  // NINO_NOWCASTER_METRICS_H_

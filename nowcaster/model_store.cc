@@ -1,0 +1,83 @@
+#include "nowcaster/model_store.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/match.h"
+#include "common/io/checkpoint_locator.h"
+
+namespace nino::nowcaster {
+
+absl::StatusOr<torch::Device> ParseDevice(const std::string& name) {
+  if (name == "cpu") return torch::Device(torch::kCPU);
+  if (name != "cuda" && !absl::StartsWith(name, "cuda:")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("device '", name, "': expected cpu, cuda or cuda:N"));
+  }
+#ifdef NINO_WITH_CUDA
+  int index = 0;
+  if (name != "cuda" && (!absl::SimpleAtoi(name.substr(5), &index) || index < 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("device '", name, "': bad GPU index"));
+  }
+  if (!torch::cuda::is_available() || index >= static_cast<int>(torch::cuda::device_count())) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("device '", name, "': no such CUDA device on this machine (",
+                     torch::cuda::device_count(), " visible)"));
+  }
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+#else
+  return absl::InvalidArgumentError(absl::StrCat(
+      "device '", name, "': this build has no CUDA (LibTorch without libtorch_cuda); "
+      "use --device=cpu or build with LIBTORCH pointing at a CUDA LibTorch"));
+#endif
+}
+
+absl::StatusOr<ModelStore> ModelStore::Load(const std::vector<ModelSpec>& specs,
+                                            const torch::Device& device, bool allow_download) {
+  std::vector<Entry> wanted;
+  if (specs.empty()) {
+    io::LocatorOptions lo;
+    lo.name = "nino_no_posw.pt";
+    lo.allow_download = allow_download;
+    absl::StatusOr<io::LocatedCheckpoint> located = io::LocateCheckpoint(lo);
+    if (!located.ok()) {
+      return absl::Status(located.status().code(),
+                          absl::StrCat("default model nino_no_posw: ", located.status().message()));
+    }
+    wanted.push_back({"nino_no_posw", located->path, located->source, nullptr});
+  } else {
+    for (const ModelSpec& s : specs) wanted.push_back({s.name, s.path, "flag", nullptr});
+  }
+  ModelStore store;
+  for (Entry& e : wanted) {
+    absl::StatusOr<NiNoModel> model = NiNoModel::Load(e.path);
+    if (!model.ok()) {
+      return absl::Status(model.status().code(),
+                          absl::StrCat("model ", e.name, ": ", model.status().message()));
+    }
+    try {
+      model->To(device);
+    } catch (const c10::Error& err) {
+      return absl::InternalError(absl::StrCat("model ", e.name, ": cannot move to ",
+                                              device.str(), ": ", err.what_without_backtrace()));
+    }
+    e.model = std::make_shared<const NiNoModel>(std::move(*model));
+    store.entries_.push_back(std::move(e));
+  }
+  return store;
+}
+
+const ModelStore::Entry* ModelStore::Find(absl::string_view name) const {
+  for (const Entry& e : entries_) {
+    if (e.name == name) return &e;
+  }
+  return nullptr;
+}
+
+std::string ModelStore::Names() const {
+  std::vector<std::string> names;
+  for (const Entry& e : entries_) names.push_back(e.name);
+  return absl::StrJoin(names, ", ");
+}
+
+}  // namespace nino::nowcaster

@@ -1,0 +1,118 @@
+#include "nowcaster/nowcaster_server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/resource_quota.h>
+
+#include <chrono>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "nowcaster/log.h"
+
+namespace nino::nowcaster {
+
+NowcasterServer::NowcasterServer(NowcasterOptions options, ModelStore models)
+    : options_(std::move(options)), models_(std::move(models)) {}
+
+NowcasterServer::~NowcasterServer() { Shutdown(); }
+
+absl::StatusOr<std::unique_ptr<NowcasterServer>> NowcasterServer::BuildAndStart(
+    NowcasterOptions options) {
+  if (absl::Status s = ValidateOptions(options); !s.ok()) return s;
+  absl::StatusOr<torch::Device> device = ParseDevice(options.device);
+  if (!device.ok()) return device.status();
+  if (options.threads > 0) at::set_num_threads(options.threads);  // process-wide
+  absl::StatusOr<ModelStore> models =
+      ModelStore::Load(options.models, *device, options.allow_download);
+  if (!models.ok()) return models.status();
+
+  std::unique_ptr<NowcasterServer> s(new NowcasterServer(std::move(options), std::move(*models)));
+  const NowcasterOptions& o = s->options_;
+  s->service_ = std::make_unique<NowcasterService>(o, *device, &s->models_, &s->metrics_);
+
+  // Process-wide gRPC switches; both must precede the builder.
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(o.address, grpc::InsecureServerCredentials(), &s->port_);
+  builder.RegisterService(s->service_.get());
+  builder.SetMaxReceiveMessageSize(static_cast<int>(o.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(o.max_message_bytes));
+  if (o.max_rpc_threads > 0) {
+    grpc::ResourceQuota quota("nino_nowcaster");
+    quota.SetMaxThreads(o.max_rpc_threads);
+    builder.SetResourceQuota(quota);
+  }
+  s->server_ = builder.BuildAndStart();
+  if (s->server_ == nullptr || s->port_ == 0) {
+    s->service_->StopWorkers();
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", o.address));
+  }
+  grpc::HealthCheckServiceInterface* health = s->server_->GetHealthCheckService();
+  health->SetServingStatus("", true);
+  health->SetServingStatus(kServiceName, true);
+
+  if (o.metrics_port != 0) {
+    const std::string bind = absl::StrCat(
+        o.metrics_host, ":", o.metrics_port == kAnyPort ? 0 : o.metrics_port);
+    try {
+      s->exposer_ = std::make_unique<prometheus::Exposer>(bind);
+    } catch (const std::exception& e) {
+      s->Shutdown();
+      return absl::UnavailableError(absl::StrCat("cannot serve /metrics on ", bind, ": ", e.what()));
+    }
+    s->exposer_->RegisterCollectable(s->metrics_.registry());
+    const std::vector<int> ports = s->exposer_->GetListeningPorts();
+    s->metrics_port_ = ports.empty() ? 0 : ports.front();
+  }
+
+  std::vector<std::string> model_lines;
+  for (const ModelStore::Entry& e : s->models_.entries()) {
+    model_lines.push_back(absl::StrCat(e.name, "=", e.path, " (", e.source, ")"));
+  }
+  const std::string host = o.address.substr(0, o.address.rfind(':'));
+  LogInfo(absl::StrCat("nino_nowcaster listening on ", host, ":", s->port_,
+                       " (grpc.health.v1, reflection, nino.v1.Nowcaster)"));
+  LogInfo(s->metrics_port_ != 0
+              ? absl::StrCat("metrics on http://", o.metrics_host, ":", s->metrics_port_,
+                             "/metrics")
+              : std::string("metrics off (--metrics_port=0)"));
+  LogInfo(absl::StrCat("models: ", absl::StrJoin(model_lines, ", ")));
+  LogInfo(absl::StrCat("device ", device->str(), ", ", o.workers, " workers, LibTorch threads ",
+                       at::get_num_threads(), ", queue length ", o.queue_length,
+                       ", memory budget ", o.memory_budget_bytes, " bytes, max chunk ",
+                       o.max_chunk_bytes, " bytes"));
+  return s;
+}
+
+void NowcasterServer::SetNotServing() {
+  if (server_ != nullptr) server_->GetHealthCheckService()->SetServingStatus(false);
+}
+
+void NowcasterServer::Shutdown() {
+  absl::MutexLock lock(&shutdown_mu_);
+  if (shut_down_) return;
+  shut_down_ = true;
+  if (server_ != nullptr) {
+    LogInfo("shutting down: health NOT_SERVING");
+    SetNotServing();
+    if (options_.lame_duck_ms > 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(options_.lame_duck_ms));
+    }
+    LogInfo(absl::StrCat("draining in-flight calls (up to ", options_.shutdown_deadline_ms,
+                         " ms)"));
+    server_->Shutdown(std::chrono::system_clock::now() +
+                      std::chrono::milliseconds(options_.shutdown_deadline_ms));
+  }
+  if (service_ != nullptr) service_->StopWorkers();
+  exposer_.reset();
+  LogInfo("stopped");
+  done_.Notify();
+}
+
+void NowcasterServer::Wait() { done_.WaitForNotification(); }
+
+}  // namespace nino::nowcaster

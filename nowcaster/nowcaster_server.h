@@ -1,0 +1,82 @@
+// The nowcaster daemon as a library: the nino.v1.Nowcaster service plus grpc.health.v1,
+// server reflection and a Prometheus /metrics endpoint, with a graceful stop.
+//
+//   NowcasterOptions options;             // every knob, with defaults (options.h)
+//   options.address = "127.0.0.1:0";
+//   auto server = NowcasterServer::BuildAndStart(options);
+//   ... server->port() ...
+//   server->Shutdown();                   // e.g. from a SIGTERM thread
+//   server->Wait();
+#ifndef NINO_NOWCASTER_NOWCASTER_SERVER_H_
+#define NINO_NOWCASTER_NOWCASTER_SERVER_H_
+
+#include <grpcpp/grpcpp.h>
+#include <prometheus/exposer.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "nowcaster/metrics.h"
+#include "nowcaster/model_store.h"
+#include "nowcaster/nowcaster_service.h"
+#include "nowcaster/options.h"
+
+namespace nino::nowcaster {
+
+// The service name the health service reports besides the overall "" entry.
+inline constexpr char kServiceName[] = "nino.v1.Nowcaster";
+
+// Thread-safe.
+class NowcasterServer {
+ public:
+  // Validates the options, loads the models, starts gRPC (health SERVING) and, if a metrics port
+  // is set, /metrics; logs the address, metrics port, models, device and threads.
+  // INVALID_ARGUMENT for bad options; the loader's errors for models; UNAVAILABLE if a port
+  // cannot be bound.
+  static absl::StatusOr<std::unique_ptr<NowcasterServer>> BuildAndStart(NowcasterOptions options);
+
+  ~NowcasterServer();  // Shutdown()
+  NowcasterServer(const NowcasterServer&) = delete;
+  NowcasterServer& operator=(const NowcasterServer&) = delete;
+
+  // The bound gRPC port and /metrics port (0 when off).
+  int port() const { return port_; }
+  int metrics_port() const { return metrics_port_; }
+  const ModelStore& models() const { return models_; }
+  // Predict requests waiting for a worker.
+  int queue_depth() const { return service_->queue_depth(); }
+
+  // Health NOT_SERVING for "" and kServiceName; calls are still served.
+  void SetNotServing();
+
+  // Graceful stop: NOT_SERVING, serves on for options.lame_duck_ms, stops accepting calls,
+  // gives in-flight calls options.shutdown_deadline_ms (then cancels them), stops the workers
+  // and /metrics. Idempotent; concurrent callers return when it is done.
+  void Shutdown();
+
+  // Blocks until Shutdown() has finished.
+  void Wait();
+
+ private:
+  NowcasterServer(NowcasterOptions options, ModelStore models);
+
+  const NowcasterOptions options_;
+  const ModelStore models_;
+  NowcasterMetrics metrics_;
+  std::unique_ptr<NowcasterService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  int port_ = 0;
+  int metrics_port_ = 0;
+
+  absl::Mutex shutdown_mu_;  // held for the whole of Shutdown()
+  bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
+  absl::Notification done_;
+};
+
+}  // namespace nino::nowcaster
+
+#endif  // NINO_NOWCASTER_NOWCASTER_SERVER_H_

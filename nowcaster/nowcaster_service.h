@@ -1,0 +1,80 @@
+// The nino.v1.Nowcaster gRPC service (synchronous API): jobs, snapshot uploads, predictions.
+//
+// Every handler does its work in a Do* function returning absl::Status and finishes through
+// Reply(), which counts the call in the metrics and converts the status with ToGrpcStatus (the
+// only conversion). LibTorch's c10::Error never crosses the RPC boundary or a thread.
+#ifndef NINO_NOWCASTER_NOWCASTER_SERVICE_H_
+#define NINO_NOWCASTER_NOWCASTER_SERVICE_H_
+
+#include <torch/torch.h>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "nino/v1/nowcaster.grpc.pb.h"
+#include "nowcaster/job_registry.h"
+#include "nowcaster/memory_budget.h"
+#include "nowcaster/metrics.h"
+#include "nowcaster/model_store.h"
+#include "nowcaster/options.h"
+#include "nowcaster/work_queue.h"
+
+namespace nino::nowcaster {
+
+class NowcasterService final : public v1::Nowcaster::Service {
+ public:
+  // `models` and `metrics` must outlive the service; `options` is copied.
+  NowcasterService(const NowcasterOptions& options, torch::Device device, const ModelStore* models,
+                   NowcasterMetrics* metrics);
+  ~NowcasterService() override;
+
+  // Validates the job, builds its graph and NowcastEngine, reserves its snapshot memory and
+  // returns a fresh token. NOT_FOUND (unknown model), ALREADY_EXISTS, INVALID_ARGUMENT (naming
+  // the field), RESOURCE_EXHAUSTED (memory budget).
+  grpc::Status RegisterJob(grpc::ServerContext* context, const v1::RegisterJobRequest* request,
+                           v1::RegisterJobResponse* response) override;
+  // One snapshot per stream, assembled in place; on any error the job is unchanged.
+  grpc::Status PutState(grpc::ServerContext* context, grpc::ServerReader<v1::StateChunk>* reader,
+                        v1::PutStateResponse* response) override;
+  // Runs the nowcast on a worker (bounded queue, deadline honoured), streams the prediction and
+  // then drops the snapshots it used.
+  grpc::Status Predict(grpc::ServerContext* context, const v1::PredictRequest* request,
+                       grpc::ServerWriter<v1::PredictionChunk>* writer) override;
+  grpc::Status CloseJob(grpc::ServerContext* context, const v1::JobRef* request,
+                        v1::CloseJobResponse* response) override;
+  grpc::Status GetJob(grpc::ServerContext* context, const v1::JobRef* request,
+                      v1::JobStatus* response) override;
+  grpc::Status ListJobs(grpc::ServerContext* context, const v1::ListJobsRequest* request,
+                        v1::ListJobsResponse* response) override;
+
+  // Stops the nowcast workers; queued requests fail with UNAVAILABLE. Call after the gRPC
+  // server stopped (or while it drains). Idempotent.
+  void StopWorkers();
+
+  int queue_depth() const { return queue_.pending(); }
+  int64_t reserved_bytes() const { return budget_.reserved_bytes(); }
+  size_t num_jobs() const { return jobs_.size(); }
+
+ private:
+  absl::Status DoRegisterJob(const v1::RegisterJobRequest& request,
+                             v1::RegisterJobResponse* response);
+  absl::Status DoPutState(grpc::ServerContext* context, grpc::ServerReader<v1::StateChunk>* reader,
+                          v1::PutStateResponse* response);
+  absl::Status DoPredict(grpc::ServerContext* context, const v1::PredictRequest& request,
+                         grpc::ServerWriter<v1::PredictionChunk>* writer);
+  grpc::Status Reply(absl::string_view method, const absl::Status& status);
+  void UpdateJobGauges();
+
+  const NowcasterOptions options_;
+  const torch::Device device_;
+  const ModelStore* const models_;
+  NowcasterMetrics* const metrics_;
+  MemoryBudget budget_;
+  JobRegistry jobs_;
+  WorkQueue queue_;
+};
+
+}  // namespace nino::nowcaster
+
+#endif  // NINO_NOWCASTER_NOWCASTER_SERVICE_H_

@@ -1,0 +1,87 @@
+// Every knob of the nowcaster daemon and its default, in one place (the binary's flags take
+// their defaults from here).
+#ifndef NINO_NOWCASTER_OPTIONS_H_
+#define NINO_NOWCASTER_OPTIONS_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace nino::nowcaster {
+
+// A NiNo checkpoint the server serves under `name` (the RegisterJobRequest.nino_model value).
+struct ModelSpec {
+  std::string name;  // e.g. "nino_no_posw"
+  std::string path;  // torch.save checkpoint file
+};
+
+// metrics_port value that binds any free port (tests; read NowcasterServer::metrics_port()).
+inline constexpr int kAnyPort = -1;
+
+// The largest chunk payload a Predict sends when the request leaves max_chunk_bytes at 0: stock
+// gRPC clients accept 4 MiB messages, so a default-sized chunk plus its header must fit in that.
+inline constexpr int64_t kDefaultPredictChunkBytes = (4 << 20) - (64 << 10);
+
+struct NowcasterOptions {
+  // gRPC listening address, host:port. Port 0 binds a free port (NowcasterServer::port()).
+  std::string address = "0.0.0.0:50051";
+  // Prometheus text exposition on http://metrics_host:metrics_port/metrics. 0 = off; kAnyPort
+  // = a free port.
+  int metrics_port = 0;
+  std::string metrics_host = "0.0.0.0";
+
+  // NiNo checkpoints served. Empty: nino_no_posw.pt found by io::LocateCheckpoint (cache,
+  // download if allow_download, ../shared), served as "nino_no_posw". The first model is the
+  // default for RegisterJob requests that leave nino_model empty.
+  std::vector<ModelSpec> models;
+  bool allow_download = true;
+  // "cpu", or "cuda" / "cuda:N" (only in builds with NINO_WITH_CUDA, on a machine with a GPU).
+  std::string device = "cpu";
+
+  // Parameter snapshots held across all jobs, in bytes. RegisterJob reserves (ctx + 1)
+  // snapshots of 4 * num_params bytes (ctx held + one being received) and fails with
+  // RESOURCE_EXHAUSTED where that does not fit; a PutState stream beyond a job's reservation
+  // (concurrent uploads) fails the same way.
+  int64_t memory_budget_bytes = int64_t{8} << 30;
+  // Predict requests waiting for a worker; one more fails with RESOURCE_EXHAUSTED. >= 1.
+  int queue_length = 16;
+  // Threads running nowcasts (each one NiNo forward pass at a time). >= 1.
+  int workers = 1;
+  // LibTorch intra-op threads (process-wide at::set_num_threads); 0 = leave LibTorch's setting.
+  int threads = 0;
+  // Largest gRPC message received or sent. Must exceed max_chunk_bytes by kChunkHeaderBytes.
+  int64_t max_message_bytes = int64_t{8} << 20;
+  // Largest StateChunk / PredictionChunk data field accepted or sent, in bytes.
+  int64_t max_chunk_bytes = int64_t{4} << 20;
+  // Upper bound on gRPC threads serving calls (grpc::ResourceQuota); 0 = gRPC's default.
+  int max_rpc_threads = 64;
+
+  // Graceful stop: health turns NOT_SERVING, the server keeps serving for lame_duck_ms (load
+  // balancers move away), then stops accepting calls and gives in-flight calls
+  // shutdown_deadline_ms to finish before cancelling them.
+  int64_t lame_duck_ms = 0;
+  int64_t shutdown_deadline_ms = 10000;
+
+  // Test hook, never set in production: runs on the worker thread before each nowcast (e.g.
+  // blocks to fill the queue or to make a deadline pass).
+  std::function<void()> before_nowcast_for_testing;
+};
+
+// Room left in a message around a chunk's data for its other fields.
+inline constexpr int64_t kChunkHeaderBytes = 64 << 10;
+
+// INVALID_ARGUMENT naming the first bad field.
+absl::Status ValidateOptions(const NowcasterOptions& options);
+
+// Parses "name=path[,name=path...]"; a bare "path" is served under its file name without
+// extension. INVALID_ARGUMENT for empty names or paths and duplicate names.
+absl::StatusOr<std::vector<ModelSpec>> ParseModelSpecs(const std::vector<std::string>& items);
+
+}  // namespace nino::nowcaster
+
+#endif  // NINO_NOWCASTER_OPTIONS_H_
