@@ -13,7 +13,7 @@ for t in 1 2; do
     out=$(mktemp -d)
     ./bazel-bin/trainer/nino_train --task fm16 --steps $((STEPS + 20)) --eval_every 0 --eval_limit 1000 \
       --log_every 0 --threads "$t" --checkpoint_every 0 --out_dir "$out" --quiet >/dev/null
-    python3 -c "import json,sys; s=json.load(open('$out/summary.json')); print(json.dumps({'impl':'nino_train (C++)','threads':$t,'steps':s['steps_done'],'steps_per_second':s['steps_per_second']}))"
+    python3 -c "import json,sys; s=json.load(open('$out/summary.json')); print(json.dumps({'impl':'nino_train (C++)','threads':$t,'steps':s['steps_done'],'steps_per_second':s['steps_per_second'],'cpu_steps_per_second':s['cpu_steps_per_second']}))"
     rm -rf "$out"
   done
 done

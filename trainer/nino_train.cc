@@ -4,6 +4,8 @@
 //
 //   nino_train --task fm16 --nino_ckpt ~/.cache/nino/nino_no_posw.pt --out_dir runs/fm16-nino
 //   nino_train --task fm16 --out_dir runs/fm16-adam                   # plain Adam
+//   nino_train --task fm16 --nowcaster 127.0.0.1:50051 --out_dir runs/fm16-remote  # NiNo steps
+//                                                      # on a nino_nowcaster daemon
 #include <cstdio>
 
 #include "absl/flags/flag.h"
@@ -21,6 +23,11 @@ ABSL_FLAG(double, lr, 0, "learning rate (0: the task's default)");
 ABSL_FLAG(std::string, optimizer, "adamw", "adamw (weight decay 0 = Adam, the official setting) or sgd");
 ABSL_FLAG(int64_t, batch, 0, "global batch size over all workers (0: the task's default)");
 ABSL_FLAG(std::string, nino_ckpt, "", "NiNo checkpoint for NiNo steps; empty or 'none': plain Adam");
+ABSL_FLAG(std::string, nowcaster, "",
+          "host:port of a nino_nowcaster: NiNo steps run there instead of in-process (rank 0 "
+          "streams the snapshots; a failed or late nowcast becomes an ordinary optimizer step)");
+ABSL_FLAG(int64_t, nowcaster_timeout_ms, 60000, "--nowcaster: deadline of one NiNo step (uploads + Predict)");
+ABSL_FLAG(std::string, nino_model, "nino_no_posw", "--nowcaster: name of the NiNo checkpoint the server runs");
 ABSL_FLAG(int64_t, period, 1000, "steps between NiNo steps");
 ABSL_FLAG(int64_t, ctx, 5, "parameter states per NiNo step (period/ctx steps apart)");
 ABSL_FLAG(double, k_decay, 2.0, "exponent p of the horizon schedule");
@@ -52,6 +59,9 @@ int main(int argc, char** argv) {
   o.batch = absl::GetFlag(FLAGS_batch);
   o.optimizer = absl::GetFlag(FLAGS_optimizer);
   o.nino_ckpt = absl::GetFlag(FLAGS_nino_ckpt);
+  o.nowcaster = absl::GetFlag(FLAGS_nowcaster);
+  o.nowcaster_timeout_ms = absl::GetFlag(FLAGS_nowcaster_timeout_ms);
+  o.nino_model = absl::GetFlag(FLAGS_nino_model);
   o.period = absl::GetFlag(FLAGS_period);
   o.ctx = absl::GetFlag(FLAGS_ctx);
   o.k_decay = absl::GetFlag(FLAGS_k_decay);
@@ -67,7 +77,7 @@ int main(int argc, char** argv) {
   o.eval_limit = absl::GetFlag(FLAGS_eval_limit);
   o.crash_at_step = absl::GetFlag(FLAGS_crash_at_step);
   o.quiet = absl::GetFlag(FLAGS_quiet);
-  const bool nino = !o.nino_ckpt.empty() && o.nino_ckpt != "none";
+  const bool nino = !o.nowcaster.empty() || (!o.nino_ckpt.empty() && o.nino_ckpt != "none");
   if (o.out_dir.empty()) o.out_dir = absl::StrCat("runs/", o.task, nino ? "-nino" : "-adam", "-s", o.seed);
   bool known = false;
   for (const auto& t : nino::trainer::TaskNames()) known |= t == o.task;

@@ -1,5 +1,6 @@
 #include "trainer/trainer.h"
 
+#include <time.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -13,11 +14,13 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/time.h"
 #include "common/io/checkpoint_locator.h"
 #include "common/io/torch_file.h"
 #include "common/nino/nino_optimizer.h"
 #include "common/nino/nowcast_engine.h"
 #include "trainer/dist/distributed.h"
+#include "trainer/nowcast_client.h"
 #include "trainer/task.h"
 
 namespace nino::trainer {
@@ -69,6 +72,12 @@ class BroadcastNowcaster : public Nowcaster {
   int64_t num_params_;
 };
 
+double ProcessCpuSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
 std::string FormatDuration(double s) {
   if (!std::isfinite(s) || s < 0) return "?";
   const int64_t t = static_cast<int64_t>(s + 0.5);
@@ -99,6 +108,7 @@ absl::Status Validate(const TrainOptions& o) {
     return bad(absl::StrCat("--optimizer must be adamw or sgd, got '", o.optimizer, "'"));
   }
   if (o.threads < 0) return bad("--threads must be >= 0");
+  if (!o.nowcaster.empty() && o.nowcaster_timeout_ms <= 0) return bad("--nowcaster_timeout_ms must be > 0");
   return absl::OkStatus();
 }
 
@@ -184,11 +194,12 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainOptions& o) {
                                                       std::min(local_world, 64));
   at::set_num_threads(threads);
   const bool main_rank = env->rank == 0;
-  const bool use_nino = !o.nino_ckpt.empty() && o.nino_ckpt != "none";
+  const bool remote_nino = !o.nowcaster.empty();
+  const bool use_nino = remote_nino || (!o.nino_ckpt.empty() && o.nino_ckpt != "none");
 
   // Everything that can be wrong with the inputs is checked before the process group forms.
   std::shared_ptr<const NiNoModel> nino_model;
-  if (use_nino) {
+  if (use_nino && !remote_nino) {
     auto m = NiNoModel::Load(o.nino_ckpt);
     if (!m.ok()) return m.status();
     nino_model = std::make_shared<const NiNoModel>(std::move(*m));
@@ -244,9 +255,27 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainOptions& o) {
   auto* adamw = dynamic_cast<torch::optim::AdamW*>(base.get());
 
   std::shared_ptr<Nowcaster> nowcaster;
+  std::shared_ptr<RemoteNowcaster> remote;  // rank 0 with --nowcaster
   if (use_nino) {
     std::shared_ptr<Nowcaster> inner;
-    if (main_rank) {
+    if (main_rank && remote_nino) {
+      RemoteNowcasterOptions ro;
+      ro.address = o.nowcaster;
+      ro.job_id = MakeJobId(o.task, o.seed);
+      for (const auto& [n, p] : named) ro.params.push_back({n, p.sizes().vec()});
+      ro.graph = task.info().graph;
+      ro.nino_model = o.nino_model;
+      ro.period = o.period;
+      ro.ctx = o.ctx;
+      ro.max_train_steps = o.steps;
+      ro.k_decay = o.k_decay;
+      ro.nowcast_timeout = absl::Milliseconds(o.nowcaster_timeout_ms);
+      ro.rpc_timeout = std::min(absl::Seconds(30), absl::Milliseconds(o.nowcaster_timeout_ms));
+      ro.quiet = o.quiet;
+      remote = std::make_shared<RemoteNowcaster>(std::move(ro));
+      inner = remote;
+      if (!o.quiet) std::printf("NiNo steps run on the nowcaster at %s (job %s)\n", o.nowcaster.c_str(), remote->job_id().c_str());
+    } else if (main_rank) {
       std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
       for (const auto& [n, p] : named) shapes.push_back({n, p.sizes().vec()});
       auto table = MakeParamTable(shapes);
@@ -341,10 +370,12 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainOptions& o) {
     return io::SaveTorchFile(ckpt_path, top);
   };
 
-  double eval_seconds = 0;
+  double eval_seconds = 0, eval_cpu_seconds = 0;
   auto evaluate = [&]() -> absl::StatusOr<std::pair<double, double>> {
     const auto te = std::chrono::steady_clock::now();
+    const double ce = ProcessCpuSeconds();
     auto part = task.EvalPartial();
+    eval_cpu_seconds += ProcessCpuSeconds() - ce;
     eval_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - te).count();
     auto all = dist.AllreduceScalars(part, Distributed::Op::kSum);
     if (!all.ok()) return all.status();
@@ -352,6 +383,7 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainOptions& o) {
   };
 
   const auto t0 = std::chrono::steady_clock::now();
+  const double cpu0 = ProcessCpuSeconds();
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
   double last_loss = 0;
   int64_t step = start;
@@ -369,7 +401,9 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainOptions& o) {
     } else {
       base->zero_grad();  // a NiNo step needs no gradients
     }
+    if (remote && !opt.need_grads()) remote->SetNinoStep(opt.step_idx());
     NinoStepOutcome out = opt.step();
+    if (remote && out.state_recorded && !out.nino_step) remote->StateRecorded(out.step_idx, opt.history().back());
     ++step;
     std::string event;
     if (out.nino_step) {
@@ -427,6 +461,7 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainOptions& o) {
   // Training throughput: evaluation time excluded.
   sum.steps_per_second = (step - start) / std::max(1e-9, sum.seconds - eval_seconds);
   sum.eval_seconds = eval_seconds;
+  sum.cpu_steps_per_second = (step - start) / std::max(1e-9, ProcessCpuSeconds() - cpu0 - eval_cpu_seconds);
   if (auto s = save_checkpoint(step); !s.ok()) return s;
   sum.params_sha256 = Sha256OfTensor(opt.FlatParams());
   {  // Each rank records its final parameters' hash: all ranks must agree bit for bit.
@@ -434,15 +469,25 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainOptions& o) {
                     std::ios::trunc);
     h << sum.params_sha256 << "\n";
   }
+  if (remote && !o.quiet) {
+    const RemoteNowcaster::Stats st = remote->stats();
+    std::printf("nowcaster %s: %lld predictions (%lld failed), %lld snapshot uploads (%lld failed, %lld dropped), "
+                "%lld registrations (%lld failed), %lld context resends\n",
+                o.nowcaster.c_str(), static_cast<long long>(st.predictions),
+                static_cast<long long>(st.prediction_failures), static_cast<long long>(st.uploads),
+                static_cast<long long>(st.upload_failures), static_cast<long long>(st.uploads_dropped),
+                static_cast<long long>(st.registrations), static_cast<long long>(st.register_failures),
+                static_cast<long long>(st.context_resends));
+  }
   if (main_rank) {
     std::ofstream js((fs::path(o.out_dir) / "summary.json").string(), std::ios::trunc);
     js << absl::StrFormat(
         "{\"task\":\"%s\",\"seed\":%d,\"nino\":%s,\"world_size\":%d,\"steps_done\":%d,\"reached_at\":%d,"
         "\"target\":%.4f,\"final_%s\":%.4f,\"best_%s\":%.4f,\"seconds\":%.2f,\"steps_per_second\":%.2f,"
-        "\"eval_seconds\":%.2f,\"nino_steps\":%d,\"nino_failures\":%d,\"params_sha256\":\"%s\"}\n",
+        "\"eval_seconds\":%.2f,\"cpu_steps_per_second\":%.2f,\"nino_steps\":%d,\"nino_failures\":%d,\"nowcaster\":\"%s\",\"params_sha256\":\"%s\"}\n",
         o.task, o.seed, use_nino ? "true" : "false", env->world_size, sum.steps_done, sum.reached_at,
         task.info().target, task.info().metric, sum.final_metric, task.info().metric, sum.best_metric,
-        sum.seconds, sum.steps_per_second, sum.eval_seconds, sum.nino_steps, sum.nino_failures, sum.params_sha256);
+        sum.seconds, sum.steps_per_second, sum.eval_seconds, sum.cpu_steps_per_second, sum.nino_steps, sum.nino_failures, o.nowcaster, sum.params_sha256);
   }
   (void)dist.Barrier();
   return sum;

@@ -17,6 +17,9 @@ struct TrainOptions {
   std::string optimizer = "adamw";  // adamw (weight decay 0 = Adam) or sgd (plain, no momentum)
   int64_t batch = 0;              // global batch; 0: the task's default
   std::string nino_ckpt;          // empty or "none": plain Adam
+  std::string nowcaster;          // host:port of nino_nowcaster: NiNo steps run there (rank 0 asks)
+  int64_t nowcaster_timeout_ms = 60000;  // bound on one remote NiNo step (uploads + Predict)
+  std::string nino_model = "nino_no_posw";  // the checkpoint the nowcaster runs for this job
   int64_t period = 1000;
   int64_t ctx = 5;
   double k_decay = 2.0;
@@ -42,6 +45,7 @@ struct TrainSummary {
   double seconds = 0;
   double steps_per_second = 0;   // training steps per second, evaluation excluded
   double eval_seconds = 0;
+  double cpu_steps_per_second = 0;  // per second of process CPU time (robust to a busy machine)
   int64_t nino_steps = 0, nino_failures = 0;
   std::string params_sha256;      // of the final flat float32 parameters (for exactness checks)
 };

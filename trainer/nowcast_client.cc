@@ -1,0 +1,365 @@
+#include "trainer/nowcast_client.h"
+
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+
+#include "absl/strings/str_cat.h"
+#include "nino/v1/nowcaster.grpc.pb.h"
+#include "proto/wire.h"
+
+namespace nino::trainer {
+namespace {
+
+// A chunk plus its message header must fit in a stock gRPC message (4 MiB).
+constexpr int64_t kMaxUploadChunkBytes = (4 << 20) - (64 << 10);
+
+absl::Status FromGrpc(const grpc::Status& s, absl::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                      absl::StrCat(what, ": ", s.error_message()));
+}
+
+void SetDeadline(grpc::ClientContext* ctx, absl::Time deadline) {
+  ctx->set_deadline(absl::ToChronoTime(deadline));
+}
+
+// The server no longer has what the call needs (it restarted, the job was closed, a snapshot is
+// missing): register afresh and resend the context.
+bool NeedsResend(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kFailedPrecondition ||
+         s.code() == absl::StatusCode::kNotFound ||
+         s.code() == absl::StatusCode::kPermissionDenied;
+}
+
+}  // namespace
+
+std::string MakeJobId(const std::string& task, uint64_t seed) {
+  std::string clean;
+  for (char c : task) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '_' || c == '.';
+    clean.push_back(ok ? c : '_');
+  }
+  return absl::StrCat(clean, "-s", seed, "-p", static_cast<int64_t>(getpid()), "-t",
+                      static_cast<int64_t>(std::time(nullptr)));
+}
+
+RemoteNowcaster::RemoteNowcaster(RemoteNowcasterOptions options)
+    : options_(std::move(options)),
+      num_params_([this] {
+        int64_t n = 0;
+        for (const auto& [name, shape] : options_.params) {
+          int64_t m = 1;
+          for (int64_t d : shape) m *= d;
+          n += m;
+        }
+        return n;
+      }()) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(16 << 20);
+  args.SetMaxSendMessageSize(16 << 20);
+  channel_ = grpc::CreateCustomChannel(options_.address, grpc::InsecureChannelCredentials(), args);
+  stub_ = v1::Nowcaster::NewStub(channel_);
+  {
+    absl::MutexLock lock(&rpc_mu_);
+    current_job_id_ = options_.job_id;
+  }
+  worker_ = std::thread([this] { UploadLoop(); });
+}
+
+RemoteNowcaster::~RemoteNowcaster() {
+  {
+    absl::MutexLock lock(&queue_mu_);
+    stop_ = true;
+  }
+  if (worker_.joinable()) worker_.join();
+  absl::MutexLock lock(&rpc_mu_);
+  if (!token_.empty()) {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx, absl::Now() + absl::Seconds(2));
+    v1::JobRef ref;
+    ref.set_job_id(current_job_id_);
+    ref.set_job_token(token_);
+    v1::CloseJobResponse resp;
+    (void)stub_->CloseJob(&ctx, ref, &resp);  // best effort: the server may be gone
+  }
+}
+
+void RemoteNowcaster::Log(const std::string& line) const {
+  if (options_.quiet) return;
+  std::fprintf(stderr, "nowcaster client: %s\n", line.c_str());
+  std::fflush(stderr);
+}
+
+std::string RemoteNowcaster::job_id() const {
+  absl::MutexLock lock(&rpc_mu_);
+  return current_job_id_;
+}
+
+RemoteNowcaster::Stats RemoteNowcaster::stats() const {
+  Stats s;
+  {
+    absl::MutexLock lock(&rpc_mu_);
+    s = stats_;
+  }
+  absl::MutexLock lock(&queue_mu_);
+  s.uploads_dropped = dropped_;
+  return s;
+}
+
+void RemoteNowcaster::SetNinoStep(int64_t step_idx) {
+  absl::MutexLock lock(&queue_mu_);
+  nino_step_ = step_idx;
+}
+
+void RemoteNowcaster::StateRecorded(int64_t step_idx, const torch::Tensor& flat) {
+  torch::Tensor copy = flat.detach().reshape({-1}).to(torch::kCPU, torch::kFloat32).clone();
+  absl::MutexLock lock(&queue_mu_);
+  queue_.push_back({step_idx, std::move(copy)});
+  // Never hold more than a NiNo step's worth of copies; Nowcast() resends what is missing.
+  while (static_cast<int64_t>(queue_.size()) > options_.ctx) {
+    queue_.pop_front();
+    ++dropped_;
+  }
+}
+
+void RemoteNowcaster::UploadLoop() {
+  for (;;) {
+    Pending item;
+    {
+      absl::MutexLock lock(&queue_mu_);
+      queue_mu_.Await(absl::Condition(
+          +[](RemoteNowcaster* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->queue_mu_) {
+            return self->stop_ || !self->queue_.empty();
+          },
+          this));
+      if (stop_) return;
+      item = std::move(queue_.front());
+      queue_.pop_front();
+      busy_ = true;
+    }
+    {
+      absl::MutexLock lock(&rpc_mu_);
+      const absl::Time deadline = absl::Now() + options_.rpc_timeout;
+      absl::Status s = EnsureRegisteredLocked(deadline);
+      if (s.ok()) s = UploadLocked(item.step, item.values, deadline);
+      if (!s.ok()) {
+        ++stats_.upload_failures;
+        Log(absl::StrCat("upload of the snapshot of step ", item.step, " failed (",
+                         stats_.upload_failures, " so far; the NiNo step resends it): ",
+                         s.ToString()));
+      }
+    }
+    absl::MutexLock lock(&queue_mu_);
+    busy_ = false;
+  }
+}
+
+absl::Status RemoteNowcaster::EnsureRegisteredLocked(absl::Time deadline) {
+  if (!token_.empty()) return absl::OkStatus();
+  v1::RegisterJobRequest req;
+  req.set_job_id(current_job_id_);
+  for (const auto& [name, shape] : options_.params) {
+    v1::ParamInfo* p = req.add_params();
+    p->set_name(name);
+    for (int64_t d : shape) p->add_shape(d);
+    p->set_dtype(v1::DTYPE_FLOAT32);
+  }
+  req.mutable_graph()->set_kind(GraphKindName(options_.graph.kind));
+  req.mutable_graph()->set_num_heads(options_.graph.num_heads);
+  req.set_nino_model(options_.nino_model);
+  req.set_period(options_.period);
+  req.set_ctx(options_.ctx);
+  req.set_max_train_steps(options_.max_train_steps);
+  req.set_k_decay(options_.k_decay);
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, std::min(deadline, absl::Now() + options_.rpc_timeout));
+  v1::RegisterJobResponse resp;
+  absl::Status s = FromGrpc(stub_->RegisterJob(&ctx, req, &resp),
+                            absl::StrCat("RegisterJob ", current_job_id_, " at ", options_.address));
+  if (s.ok() && resp.num_params() != num_params_) {
+    s = absl::InternalError(absl::StrCat("RegisterJob: the server counts ", resp.num_params(),
+                                         " parameters, the trainer ", num_params_));
+  }
+  if (s.ok() && resp.job_token().empty()) s = absl::InternalError("RegisterJob: empty job_token");
+  if (!s.ok()) {
+    ++stats_.register_failures;
+    Log(absl::StrCat("registration failed (", stats_.register_failures, " so far): ", s.ToString()));
+    return s;
+  }
+  token_ = resp.job_token();
+  max_chunk_bytes_ = kMaxUploadChunkBytes;
+  if (resp.max_chunk_bytes() > 0) max_chunk_bytes_ = std::min(max_chunk_bytes_, resp.max_chunk_bytes());
+  held_steps_.clear();
+  ++stats_.registrations;
+  Log(absl::StrCat("registered job ", current_job_id_, " at ", options_.address, " (",
+                   resp.num_params(), " parameters, graph ", resp.num_nodes(), " nodes / ",
+                   resp.num_edges(), " edges, model ", options_.nino_model, ")"));
+  return absl::OkStatus();
+}
+
+absl::Status RemoteNowcaster::UploadLocked(int64_t step, const torch::Tensor& values,
+                                           absl::Time deadline) {
+  torch::Tensor flat = values.reshape({-1}).to(torch::kCPU, torch::kFloat32).contiguous();
+  if (flat.numel() != num_params_) {
+    return absl::InvalidArgumentError(absl::StrCat("snapshot of step ", step, " has ",
+                                                   flat.numel(), " values, expected ", num_params_));
+  }
+  const absl::string_view payload =
+      wire::AsBytes(absl::MakeConstSpan(flat.data_ptr<float>(), flat.numel()));
+  auto spans = wire::PlanChunks(static_cast<int64_t>(payload.size()), max_chunk_bytes_);
+  if (!spans.ok()) return spans.status();
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, deadline);
+  v1::PutStateResponse resp;
+  std::unique_ptr<grpc::ClientWriterInterface<v1::StateChunk>> writer =
+      stub_->PutState(&ctx, &resp);
+  for (const wire::ChunkSpan& span : *spans) {
+    if (!writer->Write(wire::MakeStateChunk(current_job_id_, token_, step, payload, span))) break;
+  }
+  writer->WritesDone();
+  absl::Status s = FromGrpc(writer->Finish(), absl::StrCat("PutState step ", step));
+  if (s.ok() && (resp.step() != step || resp.bytes_received() != static_cast<int64_t>(payload.size()))) {
+    s = absl::InternalError(absl::StrCat("PutState step ", step, ": the server acknowledged step ",
+                                         resp.step(), ", ", resp.bytes_received(), " bytes"));
+  }
+  if (!s.ok()) {
+    if (s.code() == absl::StatusCode::kNotFound || s.code() == absl::StatusCode::kPermissionDenied) {
+      token_.clear();  // the server forgot the job (restart): register again next time
+    }
+    return s;
+  }
+  held_steps_.insert(step);
+  ++stats_.uploads;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<torch::Tensor> RemoteNowcaster::PredictLocked(int64_t step, int k,
+                                                             absl::Time deadline) {
+  v1::PredictRequest req;
+  req.set_job_id(current_job_id_);
+  req.set_job_token(token_);
+  req.set_step(step);
+  req.set_k(k);
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, deadline);
+  std::unique_ptr<grpc::ClientReaderInterface<v1::PredictionChunk>> reader = stub_->Predict(&ctx, req);
+  torch::Tensor out = torch::empty({num_params_}, torch::kFloat32);
+  wire::ChunkAssembler assembler(out.data_ptr<float>(), num_params_ * 4, 0);
+  v1::PredictionChunk chunk;
+  absl::Status stream = absl::OkStatus();
+  while (reader->Read(&chunk)) {
+    if (stream.ok()) stream = assembler.Add(chunk);
+    if (!stream.ok()) {
+      ctx.TryCancel();
+      break;
+    }
+  }
+  absl::Status s = FromGrpc(reader->Finish(), absl::StrCat("Predict step ", step));
+  if (!stream.ok()) return absl::Status(stream.code(), absl::StrCat("Predict step ", step, ": ", stream.message()));
+  if (!s.ok()) return s;
+  if (absl::Status f = assembler.Finish(); !f.ok()) {
+    return absl::Status(f.code(), absl::StrCat("Predict step ", step, ": ", f.message()));
+  }
+  if (assembler.job_id() != current_job_id_ || assembler.step() != step || assembler.k() != k) {
+    return absl::InternalError(absl::StrCat("Predict: the server answered job ", assembler.job_id(),
+                                            " step ", assembler.step(), " k ", assembler.k(),
+                                            " for job ", current_job_id_, " step ", step, " k ", k));
+  }
+  if (!torch::isfinite(out).all().item<bool>()) {
+    return absl::InternalError("Predict: the prediction holds NaN or Inf values");
+  }
+  held_steps_.clear();  // the server drops the snapshots a delivered prediction used
+  return out;
+}
+
+absl::StatusOr<torch::Tensor> RemoteNowcaster::NowcastLocked(const torch::Tensor& states, int k,
+                                                             int64_t step, absl::Time deadline) {
+  const int64_t interval = options_.period / options_.ctx;
+  auto state_step = [&](int64_t i) { return step - (options_.ctx - 1 - i) * interval; };
+  absl::Status s = EnsureRegisteredLocked(deadline);
+  if (s.ok()) {
+    // Send what the server lacks (always the newest snapshot, recorded in this very iteration),
+    // as long as it comes after everything it holds (the server takes snapshots in step order).
+    for (int64_t i = 0; i < options_.ctx && s.ok(); ++i) {
+      const int64_t st = state_step(i);
+      if (held_steps_.count(st) || st < 0) continue;
+      if (!held_steps_.empty() && st <= *held_steps_.rbegin()) continue;
+      s = UploadLocked(st, states[i], deadline);
+    }
+  }
+  if (s.ok()) {
+    auto pred = PredictLocked(step, k, deadline);
+    if (pred.ok() || !NeedsResend(pred.status())) return pred;
+    s = pred.status();
+  } else if (!NeedsResend(s) && s.code() != absl::StatusCode::kInvalidArgument) {
+    return s;
+  }
+  if (absl::Now() >= deadline) return s;
+  // The server lacks the context: a fresh job, the whole context uploaded now, one more try.
+  ++stats_.context_resends;
+  Log(absl::StrCat("the server lacks the context of step ", step, " (", s.ToString(),
+                   "); registering afresh and resending ", options_.ctx, " snapshots"));
+  if (!token_.empty()) {  // close the old job (best effort) so its memory is freed
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx, std::min(deadline, absl::Now() + absl::Seconds(2)));
+    v1::JobRef ref;
+    ref.set_job_id(current_job_id_);
+    ref.set_job_token(token_);
+    v1::CloseJobResponse resp;
+    (void)stub_->CloseJob(&ctx, ref, &resp);
+  }
+  token_.clear();
+  current_job_id_ = absl::StrCat(options_.job_id, "-r", ++incarnation_);
+  if (s = EnsureRegisteredLocked(deadline); !s.ok()) return s;
+  for (int64_t i = 0; i < options_.ctx; ++i) {
+    if (state_step(i) < 0) return absl::FailedPreconditionError("context before step 0");
+    if (s = UploadLocked(state_step(i), states[i], deadline); !s.ok()) return s;
+  }
+  return PredictLocked(step, k, deadline);
+}
+
+absl::StatusOr<torch::Tensor> RemoteNowcaster::Nowcast(const torch::Tensor& states, int k) {
+  const absl::Time deadline = absl::Now() + options_.nowcast_timeout;
+  if (!states.defined() || states.dim() != 2 || states.size(0) != options_.ctx ||
+      states.size(1) != num_params_) {
+    return absl::InvalidArgumentError(absl::StrCat("states must be [", options_.ctx, ", ",
+                                                   num_params_, "]"));
+  }
+  int64_t step = -1;
+  {
+    absl::MutexLock lock(&queue_mu_);
+    step = nino_step_;
+    // Background uploads first (they hold earlier snapshots of this context).
+    const bool drained = queue_mu_.AwaitWithDeadline(
+        absl::Condition(
+            +[](RemoteNowcaster* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->queue_mu_) {
+              return self->queue_.empty() && !self->busy_;
+            },
+            this),
+        deadline);
+    if (!drained) {
+      absl::MutexLock rpc(&rpc_mu_);
+      ++stats_.prediction_failures;
+      return absl::DeadlineExceededError("nowcaster: pending snapshot uploads did not finish in time");
+    }
+  }
+  if (step < 0) return absl::FailedPreconditionError("nowcaster client: the NiNo step was not set");
+  absl::MutexLock lock(&rpc_mu_);
+  const torch::Tensor cpu = states.to(torch::kCPU, torch::kFloat32).contiguous();
+  absl::StatusOr<torch::Tensor> r = NowcastLocked(cpu, k, step, deadline);
+  if (r.ok()) {
+    ++stats_.predictions;
+  } else {
+    ++stats_.prediction_failures;
+    Log(absl::StrCat("nowcast of step ", step, " failed (", stats_.prediction_failures,
+                     " so far): ", r.status().ToString()));
+  }
+  return r;
+}
+
+}  // namespace nino::trainer

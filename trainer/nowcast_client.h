@@ -1,0 +1,125 @@
+// RemoteNowcaster: the trainer's side of the nino.v1 nowcaster protocol. Used on rank 0 only,
+// as the inner nowcaster of the trainer's BroadcastNowcaster.
+//
+//  * The job is registered lazily (first upload or nowcast); a failure is logged and counted
+//    and registration is tried again at the next use. Training never stops for the nowcaster.
+//  * StateRecorded() copies a snapshot and returns at once; a worker thread streams it to the
+//    server (PutState, chunks from proto/wire) while training goes on.
+//  * Nowcast() waits (within its deadline) for pending uploads, uploads synchronously the
+//    context snapshots the server does not hold yet (always the newest one: it is recorded in the
+//    NiNo step's own iteration), calls Predict with a deadline, and assembles and checks the
+//    prediction (chunk checksums and offsets, job, step, k, size, finite values). If the server
+//    lacks the context (it restarted, an upload was lost, ...) the job is registered afresh, the
+//    `states` argument uploaded synchronously once and Predict retried once. Any other error or
+//    a timeout is returned as a Status (the trainer then takes an ordinary optimizer step).
+#ifndef NINO_TRAINER_NOWCAST_CLIENT_H_
+#define NINO_TRAINER_NOWCAST_CLIENT_H_
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/nino/neural_graph.h"
+#include "common/nino/nino_optimizer.h"
+#include "nino/v1/nowcaster.grpc.pb.h"
+
+
+namespace nino::trainer {
+
+struct RemoteNowcasterOptions {
+  std::string address;          // host:port of nino_nowcaster
+  std::string job_id;           // unique among the server's open jobs (see MakeJobId)
+  std::vector<std::pair<std::string, std::vector<int64_t>>> params;  // named_parameters order
+  GraphSpec graph;
+  std::string nino_model = "nino_no_posw";
+  int64_t period = 1000;
+  int64_t ctx = 5;
+  int64_t max_train_steps = 10000;
+  double k_decay = 2.0;
+  absl::Duration nowcast_timeout = absl::Seconds(60);  // whole Nowcast(), uploads included
+  absl::Duration rpc_timeout = absl::Seconds(30);      // RegisterJob, background PutState
+  bool quiet = false;           // no log lines (errors are still counted)
+};
+
+// "<task>-s<seed>-p<pid>-t<unix seconds>", characters the server accepts.
+std::string MakeJobId(const std::string& task, uint64_t seed);
+
+class RemoteNowcaster : public Nowcaster {
+ public:
+  explicit RemoteNowcaster(RemoteNowcasterOptions options);
+  // Stops the upload thread and closes the job (best effort, short deadline).
+  ~RemoteNowcaster() override;
+  RemoteNowcaster(const RemoteNowcaster&) = delete;
+  RemoteNowcaster& operator=(const RemoteNowcaster&) = delete;
+
+  // The NiNoOptimizer call index of the next Nowcast (the trainer sets it before a NiNo step).
+  void SetNinoStep(int64_t step_idx);
+  // A snapshot [P] was recorded at call index `step_idx`: copied here, uploaded in the
+  // background.
+  void StateRecorded(int64_t step_idx, const torch::Tensor& flat);
+
+  absl::StatusOr<torch::Tensor> Nowcast(const torch::Tensor& states, int k) override;
+
+  struct Stats {
+    int64_t registrations = 0, register_failures = 0;
+    int64_t uploads = 0, upload_failures = 0, uploads_dropped = 0;
+    int64_t predictions = 0, prediction_failures = 0, context_resends = 0;
+  };
+  Stats stats() const;
+  std::string job_id() const;
+
+ private:
+  struct Pending {
+    int64_t step;
+    torch::Tensor values;
+  };
+  void UploadLoop();
+  // All below: rpc_mu_ held.
+  absl::Status EnsureRegisteredLocked(absl::Time deadline) ABSL_EXCLUSIVE_LOCKS_REQUIRED(rpc_mu_);
+  absl::Status UploadLocked(int64_t step, const torch::Tensor& values, absl::Time deadline)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(rpc_mu_);
+  absl::StatusOr<torch::Tensor> PredictLocked(int64_t step, int k, absl::Time deadline)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(rpc_mu_);
+  absl::StatusOr<torch::Tensor> NowcastLocked(const torch::Tensor& states, int k, int64_t step,
+                                              absl::Time deadline)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(rpc_mu_);
+  void Log(const std::string& line) const;
+
+  const RemoteNowcasterOptions options_;
+  const int64_t num_params_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Nowcaster::StubInterface> stub_;
+
+  mutable absl::Mutex queue_mu_;
+  std::deque<Pending> queue_ ABSL_GUARDED_BY(queue_mu_);
+  bool busy_ ABSL_GUARDED_BY(queue_mu_) = false;
+  bool stop_ ABSL_GUARDED_BY(queue_mu_) = false;
+  int64_t nino_step_ ABSL_GUARDED_BY(queue_mu_) = -1;
+  int64_t dropped_ ABSL_GUARDED_BY(queue_mu_) = 0;
+
+  mutable absl::Mutex rpc_mu_;
+  int incarnation_ ABSL_GUARDED_BY(rpc_mu_) = 0;  // job id suffix after a re-registration
+  std::string current_job_id_ ABSL_GUARDED_BY(rpc_mu_);
+  std::string token_ ABSL_GUARDED_BY(rpc_mu_);  // empty: not registered
+  int64_t max_chunk_bytes_ ABSL_GUARDED_BY(rpc_mu_) = 1 << 20;
+  std::set<int64_t> held_steps_ ABSL_GUARDED_BY(rpc_mu_);  // snapshots the server got from us
+  Stats stats_ ABSL_GUARDED_BY(rpc_mu_);
+
+  std::thread worker_;
+};
+
+}  // namespace nino::trainer
+
+#endif  // NINO_TRAINER_NOWCAST_CLIENT_H_
