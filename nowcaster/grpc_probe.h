@@ -25,8 +25,8 @@ absl::StatusOr<ServingStatus> CheckHealth(const std::shared_ptr<grpc::Channel>& 
                                           const std::string& service, absl::Duration timeout);
 
 // Names of the services the server lists through reflection.
-absl::StatusOr<std::vector<std::string>> ListServices(
-    const std::shared_ptr<grpc::Channel>& channel, absl::Duration timeout);
+absl::StatusOr<std::vector<std::string>> ListServices(const std::shared_ptr<grpc::Channel>& channel,
+                                                      absl::Duration timeout);
 
 }  // namespace nino::nowcaster
 

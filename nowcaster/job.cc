@@ -25,7 +25,9 @@ int64_t Job::HeldBytesLocked() const {
 
 absl::Status Job::BeginUpload(int64_t step) {
   absl::MutexLock lock(&mu_);
-  if (closed_) return absl::FailedPreconditionError(absl::StrCat("job ", spec_.job_id, " is closed"));
+  if (closed_) {
+    return absl::FailedPreconditionError(absl::StrCat("job ", spec_.job_id, " is closed"));
+  }
   if (!held_.empty() && step <= held_.back().step) {
     return absl::FailedPreconditionError(
         absl::StrCat("step ", step, " is not after the newest held snapshot (step ",
@@ -54,10 +56,9 @@ absl::StatusOr<int> Job::CommitUpload(int64_t step, torch::Tensor state, int64_t
         absl::StrCat("job ", spec_.job_id, " was closed during the upload"));
   }
   if (!held_.empty() && step <= held_.back().step) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("step ", step, " is not after the newest held snapshot (step ",
-                     held_.back().step, ") of job ", spec_.job_id,
-                     "; it arrived during this upload"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "step ", step, " is not after the newest held snapshot (step ", held_.back().step,
+        ") of job ", spec_.job_id, "; it arrived during this upload"));
   }
   held_.push_back({step, next_seq_++, std::move(state)});
   while (static_cast<int64_t>(held_.size()) > spec_.ctx) held_.pop_front();
@@ -72,9 +73,9 @@ absl::StatusOr<Job::Context> Job::TakeContext(int64_t step) const {
   {
     absl::MutexLock lock(&mu_);
     if (static_cast<int64_t>(held_.size()) != spec_.ctx) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("job ", spec_.job_id, " holds ", held_.size(), " of the ", spec_.ctx,
-                       " snapshots a NiNo step needs"));
+      return absl::FailedPreconditionError(absl::StrCat("job ", spec_.job_id, " holds ",
+                                                        held_.size(), " of the ", spec_.ctx,
+                                                        " snapshots a NiNo step needs"));
     }
     const int64_t oldest = held_.front().step, newest = held_.back().step;
     if (newest > step || oldest <= step - spec_.period) {
@@ -96,7 +97,8 @@ absl::StatusOr<torch::Tensor> Job::Nowcast(const torch::Tensor& states, int k) c
   try {
     return engine_->Nowcast(states, k);
   } catch (const c10::Error& e) {
-    return absl::InternalError(absl::StrCat("nowcast failed in LibTorch: ", e.what_without_backtrace()));
+    return absl::InternalError(
+        absl::StrCat("nowcast failed in LibTorch: ", e.what_without_backtrace()));
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("nowcast failed: ", e.what()));
   }

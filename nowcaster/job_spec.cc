@@ -14,8 +14,8 @@ absl::Status Bad(absl::string_view field, absl::string_view what) {
 }
 
 bool IsJobIdChar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         c == '-' || c == '_' || c == '.' || c == ':' || c == '/';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '_' || c == '.' || c == ':' || c == '/';
 }
 
 }  // namespace
@@ -26,8 +26,8 @@ absl::StatusOr<JobSpec> ValidateJobRequest(const v1::RegisterJobRequest& request
   JobSpec spec;
   const std::string& id = request.job_id();
   if (id.empty() || id.size() > kMaxJobIdBytes) {
-    return Bad("job_id", absl::StrCat("must have 1..", kMaxJobIdBytes, " characters, has ",
-                                      id.size()));
+    return Bad("job_id",
+               absl::StrCat("must have 1..", kMaxJobIdBytes, " characters, has ", id.size()));
   }
   for (char c : id) {
     if (!IsJobIdChar(c)) {
@@ -62,8 +62,8 @@ absl::StatusOr<JobSpec> ValidateJobRequest(const v1::RegisterJobRequest& request
                    absl::StrCat(dim, " for '", p.name(), "': dimensions must be >= 1"));
       }
       if (__builtin_mul_overflow(numel, dim, &numel) || numel > kMaxNumParams) {
-        return Bad(field + ".shape", absl::StrCat("'", p.name(), "' has more than ",
-                                                  kMaxNumParams, " elements"));
+        return Bad(field + ".shape",
+                   absl::StrCat("'", p.name(), "' has more than ", kMaxNumParams, " elements"));
       }
     }
     total += numel;
@@ -88,8 +88,8 @@ absl::StatusOr<JobSpec> ValidateJobRequest(const v1::RegisterJobRequest& request
   }
   if (request.period() < 1) return Bad("period", absl::StrCat(request.period(), ": must be >= 1"));
   if (request.period() % request.ctx() != 0) {
-    return Bad("period", absl::StrCat(request.period(), " is not a multiple of ctx ",
-                                      request.ctx(), " (snapshots are period / ctx steps apart)"));
+    return Bad("period", absl::StrCat(request.period(), " is not a multiple of ctx ", request.ctx(),
+                                      " (snapshots are period / ctx steps apart)"));
   }
   if (request.max_train_steps() < 1) {
     return Bad("max_train_steps", absl::StrCat(request.max_train_steps(), ": must be >= 1"));

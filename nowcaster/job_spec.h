@@ -16,16 +16,16 @@ namespace nino::nowcaster {
 
 struct JobSpec {
   std::string job_id;
-  std::string nino_model;          // name of the served checkpoint
-  std::vector<ParamSpec> params;   // named_parameters() order, offsets filled
+  std::string nino_model;         // name of the served checkpoint
+  std::vector<ParamSpec> params;  // named_parameters() order, offsets filled
   GraphSpec graph;
-  int64_t period = 0;              // steps between NiNo steps
-  int64_t ctx = 0;                 // snapshots per NiNo step
+  int64_t period = 0;  // steps between NiNo steps
+  int64_t ctx = 0;     // snapshots per NiNo step
   int64_t max_train_steps = 0;
   double k_decay = 2.0;
-  std::vector<int> k_schedule;     // HorizonSchedule(max_train_steps, period, k_decay)
-  int64_t num_params = 0;          // P
-  int64_t seq_len = 40;            // the model's largest horizon k
+  std::vector<int> k_schedule;  // HorizonSchedule(max_train_steps, period, k_decay)
+  int64_t num_params = 0;       // P
+  int64_t seq_len = 40;         // the model's largest horizon k
 
   // Bytes of one snapshot on the wire and in memory: P float32 values.
   int64_t state_bytes() const { return num_params * static_cast<int64_t>(sizeof(float)); }

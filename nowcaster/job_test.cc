@@ -17,9 +17,10 @@ v1::RegisterJobRequest Fm16Request() {
   v1::RegisterJobRequest r;
   r.set_job_id("fm16-a");
   const std::pair<const char*, std::vector<int64_t>> shapes[] = {
-      {"fc.0.weight", {16, 1, 3, 3}}, {"fc.0.bias", {16}},   {"fc.2.weight", {32, 16, 3, 3}},
-      {"fc.2.bias", {32}},            {"fc.4.weight", {32, 32, 3, 3}}, {"fc.4.bias", {32}},
-      {"fc.8.weight", {10, 32}},      {"fc.8.bias", {10}}};
+      {"fc.0.weight", {16, 1, 3, 3}},  {"fc.0.bias", {16}},
+      {"fc.2.weight", {32, 16, 3, 3}}, {"fc.2.bias", {32}},
+      {"fc.4.weight", {32, 32, 3, 3}}, {"fc.4.bias", {32}},
+      {"fc.8.weight", {10, 32}},       {"fc.8.bias", {10}}};
   for (const auto& [name, shape] : shapes) {
     v1::ParamInfo* p = r.add_params();
     p->set_name(name);
@@ -195,8 +196,9 @@ TEST(GrpcStatus, SameCodeAndBoundedMessage) {
   EXPECT_EQ(s.error_message(), "chunk 3: crc32c mismatch");
   EXPECT_EQ(ToGrpcStatus(absl::ResourceExhaustedError("x")).error_code(),
             grpc::StatusCode::RESOURCE_EXHAUSTED);
-  EXPECT_EQ(ToGrpcStatus(absl::InvalidArgumentError(std::string(10000, 'x'))).error_message().size(),
-            kMaxStatusMessageBytes);
+  EXPECT_EQ(
+      ToGrpcStatus(absl::InvalidArgumentError(std::string(10000, 'x'))).error_message().size(),
+      kMaxStatusMessageBytes);
 }
 
 }  // namespace

@@ -18,11 +18,8 @@ std::shared_ptr<prometheus::Registry> NewRegistry() {
 
 NowcasterMetrics::NowcasterMetrics()
     : registry_(NewRegistry()),
-      jobs_(BuildGauge()
-                .Name("nino_nowcaster_jobs")
-                .Help("Open jobs")
-                .Register(*registry_)
-                .Add({})),
+      jobs_(
+          BuildGauge().Name("nino_nowcaster_jobs").Help("Open jobs").Register(*registry_).Add({})),
       queue_depth_(BuildGauge()
                        .Name("nino_nowcaster_queue_depth")
                        .Help("Predict requests waiting for a worker")
@@ -33,13 +30,13 @@ NowcasterMetrics::NowcasterMetrics()
                           .Help("Snapshot memory reserved by open jobs")
                           .Register(*registry_)
                           .Add({})),
-      nowcast_seconds_(BuildHistogram()
-                           .Name("nino_nowcaster_nowcast_seconds")
-                           .Help("Time of one NiNo step on a worker")
-                           .Register(*registry_)
-                           .Add({}, prometheus::Histogram::BucketBoundaries{
-                                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
-                                        10, 30, 60, 120})),
+      nowcast_seconds_(
+          BuildHistogram()
+              .Name("nino_nowcaster_nowcast_seconds")
+              .Help("Time of one NiNo step on a worker")
+              .Register(*registry_)
+              .Add({}, prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                               0.5, 1, 2.5, 5, 10, 30, 60, 120})),
       bytes_in_(BuildCounter()
                     .Name("nino_nowcaster_received_bytes_total")
                     .Help("Snapshot payload bytes received in PutState chunks")

@@ -1,5 +1,5 @@
-// The nowcaster's Prometheus metrics (prometheus-cpp). Served by NowcasterServer's Exposer on
-// /metrics when a metrics port is set.
+// The nowcaster's Prometheus metrics (prometheus-cpp). NowcasterServer serves them on
+// /metrics (MetricsHttpServer) when a metrics port is set.
 #ifndef NINO_NOWCASTER_METRICS_H_
 #define NINO_NOWCASTER_METRICS_H_
 

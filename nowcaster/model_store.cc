@@ -1,9 +1,9 @@
 #include "nowcaster/model_store.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/match.h"
 #include "common/io/checkpoint_locator.h"
 
 namespace nino::nowcaster {
@@ -20,15 +20,16 @@ absl::StatusOr<torch::Device> ParseDevice(const std::string& name) {
     return absl::InvalidArgumentError(absl::StrCat("device '", name, "': bad GPU index"));
   }
   if (!torch::cuda::is_available() || index >= static_cast<int>(torch::cuda::device_count())) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("device '", name, "': no such CUDA device on this machine (",
-                     torch::cuda::device_count(), " visible)"));
+    return absl::FailedPreconditionError(absl::StrCat("device '", name,
+                                                      "': no such CUDA device on this machine (",
+                                                      torch::cuda::device_count(), " visible)"));
   }
   return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
 #else
-  return absl::InvalidArgumentError(absl::StrCat(
-      "device '", name, "': this build has no CUDA (LibTorch without libtorch_cuda); "
-      "use --device=cpu or build with LIBTORCH pointing at a CUDA LibTorch"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("device '", name,
+                   "': this build has no CUDA (LibTorch without libtorch_cuda); "
+                   "use --device=cpu or build with LIBTORCH pointing at a CUDA LibTorch"));
 #endif
 }
 
@@ -58,8 +59,8 @@ absl::StatusOr<ModelStore> ModelStore::Load(const std::vector<ModelSpec>& specs,
     try {
       model->To(device);
     } catch (const c10::Error& err) {
-      return absl::InternalError(absl::StrCat("model ", e.name, ": cannot move to ",
-                                              device.str(), ": ", err.what_without_backtrace()));
+      return absl::InternalError(absl::StrCat("model ", e.name, ": cannot move to ", device.str(),
+                                              ": ", err.what_without_backtrace()));
     }
     e.model = std::make_shared<const NiNoModel>(std::move(*model));
     store.entries_.push_back(std::move(e));

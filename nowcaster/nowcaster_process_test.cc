@@ -1,6 +1,9 @@
 // The nino_nowcaster binary as users run it: start, become healthy, SIGTERM, exit 0.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -27,6 +30,37 @@ std::string BinaryPath() {
   const char* srcdir = std::getenv("TEST_SRCDIR");
   if (srcdir != nullptr) return std::string(srcdir) + "/nino_service/nowcaster/nino_nowcaster";
   return "nowcaster/nino_nowcaster";
+}
+
+// GET http://127.0.0.1:port/path; the whole response.
+std::string HttpGet(int port, const std::string& path) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string response;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    const std::string request = absl::StrCat("GET ", path, " HTTP/1.0\r\n\r\n");
+    (void)!write(fd, request.data(), request.size());
+    char buf[4096];
+    for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) response.append(buf, n);
+  }
+  close(fd);
+  return response;
+}
+
+// The number after `marker` in `text`, or 0.
+int PortAfter(const std::string& text, const std::string& marker) {
+  const size_t at = text.find(marker);
+  if (at == std::string::npos) return 0;
+  const size_t begin = at + marker.size();
+  int port = 0;
+  if (!absl::SimpleAtoi(text.substr(begin, text.find_first_not_of("0123456789", begin) - begin),
+                        &port)) {
+    return 0;
+  }
+  return port;
 }
 
 // A child process with its stderr on a pipe.
@@ -97,25 +131,21 @@ TEST(NowcasterProcess, ServesHealthAndExitsCleanlyOnSigterm) {
                  << " (set NINO_SHARED_DIR to the shared folder to run this test)";
   }
   ASSERT_TRUE(std::filesystem::exists(BinaryPath())) << BinaryPath();
-  Child child({BinaryPath(), "--address=127.0.0.1:0", "--metrics_port=0", "--threads=1",
-               "--lame_duck_ms=0", "--shutdown_deadline_ms=2000",
-               "--nino_model=nino_no_posw=" + ckpt});
+  Child child({BinaryPath(), "--address=127.0.0.1:0", "--metrics_port=-1",
+               "--metrics_host=127.0.0.1", "--threads=1", "--lame_duck_ms=0",
+               "--shutdown_deadline_ms=2000", "--nino_model=nino_no_posw=" + ckpt});
   ASSERT_GT(child.pid(), 0);
-  const std::string marker = "listening on 127.0.0.1:";
   std::string log = child.ReadUntil("device ");
-  const size_t at = log.find(marker);
-  ASSERT_NE(at, std::string::npos) << "no address in the start-up log:\n" << log;
-  int port = 0;
-  const size_t begin = at + marker.size();
-  ASSERT_TRUE(absl::SimpleAtoi(log.substr(begin, log.find_first_not_of("0123456789", begin) - begin),
-                               &port))
-      << log;
+  const int port = PortAfter(log, "listening on 127.0.0.1:");
+  ASSERT_GT(port, 0) << "no address in the start-up log:\n" << log;
+  const int metrics_port = PortAfter(log, "metrics on http://127.0.0.1:");
+  ASSERT_GT(metrics_port, 0) << "no metrics port in the start-up log:\n" << log;
   EXPECT_NE(log.find("models: nino_no_posw="), std::string::npos) << log;
-  EXPECT_NE(log.find("metrics off"), std::string::npos) << log;
   EXPECT_NE(log.find("device cpu"), std::string::npos) << log;
+  EXPECT_NE(log.find("LibTorch threads 1"), std::string::npos) << log;
 
-  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
-                                     grpc::InsecureChannelCredentials());
+  auto channel =
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
   absl::StatusOr<ServingStatus> health;
   for (int i = 0; i < 100; ++i) {
     health = CheckHealth(channel, "nino.v1.Nowcaster", absl::Seconds(2));
@@ -124,6 +154,11 @@ TEST(NowcasterProcess, ServesHealthAndExitsCleanlyOnSigterm) {
   }
   ASSERT_TRUE(health.ok()) << health.status();
   ASSERT_EQ(*health, ServingStatus::kServing);
+
+  // /metrics works in the real process (LibTorch and all its libraries loaded).
+  const std::string metrics = HttpGet(metrics_port, "/metrics");
+  EXPECT_NE(metrics.find("200 OK"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("nino_nowcaster_jobs 0"), std::string::npos) << metrics;
 
   ASSERT_EQ(kill(child.pid(), SIGTERM), 0);
   const int status = child.WaitExit(std::chrono::seconds(20));

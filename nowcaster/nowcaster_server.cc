@@ -56,17 +56,14 @@ absl::StatusOr<std::unique_ptr<NowcasterServer>> NowcasterServer::BuildAndStart(
   health->SetServingStatus(kServiceName, true);
 
   if (o.metrics_port != 0) {
-    const std::string bind = absl::StrCat(
-        o.metrics_host, ":", o.metrics_port == kAnyPort ? 0 : o.metrics_port);
-    try {
-      s->exposer_ = std::make_unique<prometheus::Exposer>(bind);
-    } catch (const std::exception& e) {
+    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> http = MetricsHttpServer::Start(
+        o.metrics_host, o.metrics_port == kAnyPort ? 0 : o.metrics_port, s->metrics_.registry());
+    if (!http.ok()) {
       s->Shutdown();
-      return absl::UnavailableError(absl::StrCat("cannot serve /metrics on ", bind, ": ", e.what()));
+      return http.status();
     }
-    s->exposer_->RegisterCollectable(s->metrics_.registry());
-    const std::vector<int> ports = s->exposer_->GetListeningPorts();
-    s->metrics_port_ = ports.empty() ? 0 : ports.front();
+    s->metrics_http_ = std::move(*http);
+    s->metrics_port_ = s->metrics_http_->port();
   }
 
   std::vector<std::string> model_lines;
@@ -76,15 +73,13 @@ absl::StatusOr<std::unique_ptr<NowcasterServer>> NowcasterServer::BuildAndStart(
   const std::string host = o.address.substr(0, o.address.rfind(':'));
   LogInfo(absl::StrCat("nino_nowcaster listening on ", host, ":", s->port_,
                        " (grpc.health.v1, reflection, nino.v1.Nowcaster)"));
-  LogInfo(s->metrics_port_ != 0
-              ? absl::StrCat("metrics on http://", o.metrics_host, ":", s->metrics_port_,
-                             "/metrics")
-              : std::string("metrics off (--metrics_port=0)"));
+  LogInfo(s->metrics_port_ != 0 ? absl::StrCat("metrics on http://", o.metrics_host, ":",
+                                               s->metrics_port_, "/metrics")
+                                : std::string("metrics off (--metrics_port=0)"));
   LogInfo(absl::StrCat("models: ", absl::StrJoin(model_lines, ", ")));
   LogInfo(absl::StrCat("device ", device->str(), ", ", o.workers, " workers, LibTorch threads ",
-                       at::get_num_threads(), ", queue length ", o.queue_length,
-                       ", memory budget ", o.memory_budget_bytes, " bytes, max chunk ",
-                       o.max_chunk_bytes, " bytes"));
+                       at::get_num_threads(), ", queue length ", o.queue_length, ", memory budget ",
+                       o.memory_budget_bytes, " bytes, max chunk ", o.max_chunk_bytes, " bytes"));
   return s;
 }
 
@@ -102,13 +97,13 @@ void NowcasterServer::Shutdown() {
     if (options_.lame_duck_ms > 0) {
       std::this_thread::sleep_for(std::chrono::milliseconds(options_.lame_duck_ms));
     }
-    LogInfo(absl::StrCat("draining in-flight calls (up to ", options_.shutdown_deadline_ms,
-                         " ms)"));
+    LogInfo(
+        absl::StrCat("draining in-flight calls (up to ", options_.shutdown_deadline_ms, " ms)"));
     server_->Shutdown(std::chrono::system_clock::now() +
                       std::chrono::milliseconds(options_.shutdown_deadline_ms));
   }
   if (service_ != nullptr) service_->StopWorkers();
-  exposer_.reset();
+  if (metrics_http_ != nullptr) metrics_http_->Stop();
   LogInfo("stopped");
   done_.Notify();
 }

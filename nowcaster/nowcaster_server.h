@@ -11,7 +11,6 @@
 #define NINO_NOWCASTER_NOWCASTER_SERVER_H_
 
 #include <grpcpp/grpcpp.h>
-#include <prometheus/exposer.h>
 
 #include <memory>
 #include <string>
@@ -20,6 +19,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "nowcaster/metrics.h"
+#include "nowcaster/metrics_http_server.h"
 #include "nowcaster/model_store.h"
 #include "nowcaster/nowcaster_service.h"
 #include "nowcaster/options.h"
@@ -68,7 +68,7 @@ class NowcasterServer {
   NowcasterMetrics metrics_;
   std::unique_ptr<NowcasterService> service_;
   std::unique_ptr<grpc::Server> server_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<MetricsHttpServer> metrics_http_;
   int port_ = 0;
   int metrics_port_ = 0;
 

@@ -32,9 +32,10 @@ std::string CheckpointPath(const std::string& name) {
 // The FM-16 network of the official examples, in named_parameters() order.
 const std::vector<std::pair<std::string, std::vector<int64_t>>>& Fm16Shapes() {
   static const auto* shapes = new std::vector<std::pair<std::string, std::vector<int64_t>>>{
-      {"fc.0.weight", {16, 1, 3, 3}}, {"fc.0.bias", {16}},   {"fc.2.weight", {32, 16, 3, 3}},
-      {"fc.2.bias", {32}},            {"fc.4.weight", {32, 32, 3, 3}}, {"fc.4.bias", {32}},
-      {"fc.8.weight", {10, 32}},      {"fc.8.bias", {10}}};
+      {"fc.0.weight", {16, 1, 3, 3}},  {"fc.0.bias", {16}},
+      {"fc.2.weight", {32, 16, 3, 3}}, {"fc.2.bias", {32}},
+      {"fc.4.weight", {32, 32, 3, 3}}, {"fc.4.bias", {32}},
+      {"fc.8.weight", {10, 32}},       {"fc.8.bias", {10}}};
   return *shapes;
 }
 constexpr int64_t kFm16Params = 14378;
@@ -176,8 +177,7 @@ class NowcasterServerTest : public ::testing::Test {
   // Predict; on OK fills `values` from the validated chunk stream.
   grpc::Status Predict(const std::string& job, const std::string& token, int64_t step, int k,
                        std::vector<float>* values, int64_t max_chunk_bytes = 0,
-                       int* chunks_received = nullptr, int* k_used = nullptr,
-                       int deadline_ms = 0) {
+                       int* chunks_received = nullptr, int* k_used = nullptr, int deadline_ms = 0) {
     grpc::ClientContext ctx;
     if (deadline_ms > 0) {
       ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(deadline_ms));
@@ -265,10 +265,10 @@ class NowcasterServerTest : public ::testing::Test {
   std::unique_ptr<v1::Nowcaster::Stub> stub_;
 };
 
-#define EXPECT_CODE(status, code_)                                               \
-  do {                                                                           \
-    const grpc::Status s_ = (status);                                            \
-    EXPECT_EQ(s_.error_code(), grpc::StatusCode::code_) << s_.error_message();   \
+#define EXPECT_CODE(status, code_)                                             \
+  do {                                                                         \
+    const grpc::Status s_ = (status);                                          \
+    EXPECT_EQ(s_.error_code(), grpc::StatusCode::code_) << s_.error_message(); \
   } while (0)
 
 TEST_F(NowcasterServerTest, PredictionMatchesTheInProcessEngine) {
@@ -391,8 +391,8 @@ TEST_F(NowcasterServerTest, BadStreamsChangeNothing) {
   {
     torch::Tensor nan_state = states[1].clone();
     nan_state[7] = std::nanf("");
-    EXPECT_CODE(PutState("bad", token, 399, absl::Span<const float>(nan_state.data_ptr<float>(),
-                                                                    kFm16Params)),
+    EXPECT_CODE(PutState("bad", token, 399,
+                         absl::Span<const float>(nan_state.data_ptr<float>(), kFm16Params)),
                 INVALID_ARGUMENT);
     expect_unchanged("nan");
   }
@@ -652,6 +652,7 @@ TEST_F(NowcasterServerTest, MetricsEndpoint) {
        }) {
     EXPECT_NE(text.find(line + "\n"), std::string::npos) << line << "\n---\n" << text;
   }
+  EXPECT_NE(HttpGet(server_->metrics_port(), "/").find("404"), std::string::npos);
 }
 
 }  // namespace

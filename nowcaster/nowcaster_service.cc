@@ -20,10 +20,10 @@
 namespace nino::nowcaster {
 namespace {
 
-#define NOWCASTER_RETURN_IF_ERROR(expr)  \
-  do {                                   \
-    absl::Status status_ = (expr);       \
-    if (!status_.ok()) return status_;   \
+#define NOWCASTER_RETURN_IF_ERROR(expr) \
+  do {                                  \
+    absl::Status status_ = (expr);      \
+    if (!status_.ok()) return status_;  \
   } while (0)
 
 // Runs `fn` (returning absl::Status) with LibTorch and standard exceptions turned into INTERNAL.
@@ -32,7 +32,8 @@ absl::Status Guarded(absl::string_view what, Fn&& fn) {
   try {
     return fn();
   } catch (const c10::Error& e) {
-    return absl::InternalError(absl::StrCat(what, ": LibTorch error: ", e.what_without_backtrace()));
+    return absl::InternalError(
+        absl::StrCat(what, ": LibTorch error: ", e.what_without_backtrace()));
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat(what, ": ", e.what()));
   }
@@ -149,9 +150,8 @@ absl::Status NowcasterService::DoRegisterJob(const v1::RegisterJobRequest& reque
       request.nino_model().empty() ? models_->default_entry().name : request.nino_model();
   const ModelStore::Entry* model = models_->Find(model_name);
   if (model == nullptr) {
-    return absl::NotFoundError(absl::StrCat("nino_model '", model_name,
-                                            "' is not served here (served: ", models_->Names(),
-                                            ")"));
+    return absl::NotFoundError(absl::StrCat(
+        "nino_model '", model_name, "' is not served here (served: ", models_->Names(), ")"));
   }
   absl::StatusOr<JobSpec> spec = ValidateJobRequest(request, model_name, model->model->config());
   if (!spec.ok()) return spec.status();
@@ -160,9 +160,9 @@ absl::Status NowcasterService::DoRegisterJob(const v1::RegisterJobRequest& reque
   }
   // ctx held snapshots plus one being received.
   const int64_t reservation = (spec->ctx + 1) * spec->state_bytes();
-  NOWCASTER_RETURN_IF_ERROR(budget_.Reserve(
-      reservation, absl::StrCat("job ", spec->job_id, " (", spec->ctx + 1, " snapshots of ",
-                                spec->state_bytes(), " bytes)")));
+  NOWCASTER_RETURN_IF_ERROR(
+      budget_.Reserve(reservation, absl::StrCat("job ", spec->job_id, " (", spec->ctx + 1,
+                                                " snapshots of ", spec->state_bytes(), " bytes)")));
   ReservationGuard reservation_guard(&budget_, reservation);
 
   NowcastEngineOptions engine_options;
@@ -238,8 +238,8 @@ absl::Status NowcasterService::DoPutState(grpc::ServerContext* context,
   do {
     metrics_->AddBytesIn(static_cast<int64_t>(chunk.data().size()));
     if (!TokensEqual(chunk.job_token(), token)) {
-      return absl::PermissionDeniedError(absl::StrCat(
-          "chunk ", assembler.received_chunks(), ": job_token differs from the stream's"));
+      return absl::PermissionDeniedError(absl::StrCat("chunk ", assembler.received_chunks(),
+                                                      ": job_token differs from the stream's"));
     }
     NOWCASTER_RETURN_IF_ERROR(assembler.Add(chunk));
   } while (reader->Read(&chunk));
@@ -265,8 +265,7 @@ absl::Status NowcasterService::DoPutState(grpc::ServerContext* context,
 grpc::Status NowcasterService::Predict(grpc::ServerContext* context,
                                        const v1::PredictRequest* request,
                                        grpc::ServerWriter<v1::PredictionChunk>* writer) {
-  return Reply("Predict",
-               Guarded("Predict", [&] { return DoPredict(context, *request, writer); }));
+  return Reply("Predict", Guarded("Predict", [&] { return DoPredict(context, *request, writer); }));
 }
 
 absl::Status NowcasterService::DoPredict(grpc::ServerContext* context,
@@ -279,20 +278,19 @@ absl::Status NowcasterService::DoPredict(grpc::ServerContext* context,
   if (request.step() < 0) {
     return absl::InvalidArgumentError(absl::StrCat("step: ", request.step(), ", must be >= 0"));
   }
-  const int k = request.k() == 0 ? HorizonAt(spec.k_schedule, request.step(), spec.period)
-                                 : request.k();
+  const int k =
+      request.k() == 0 ? HorizonAt(spec.k_schedule, request.step(), spec.period) : request.k();
   if (k < 1 || k > spec.seq_len) {
     return absl::InvalidArgumentError(
         absl::StrCat("k: ", request.k(), ", expected 1..", spec.seq_len, " (0 = the schedule)"));
   }
   if (request.max_chunk_bytes() < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "max_chunk_bytes: ", request.max_chunk_bytes(), ", expected >= 0 (0 = server default)"));
+    return absl::InvalidArgumentError(absl::StrCat("max_chunk_bytes: ", request.max_chunk_bytes(),
+                                                   ", expected >= 0 (0 = server default)"));
   }
-  const int64_t chunk_bytes =
-      std::min(options_.max_chunk_bytes, request.max_chunk_bytes() == 0
-                                             ? kDefaultPredictChunkBytes
-                                             : request.max_chunk_bytes());
+  const int64_t chunk_bytes = std::min(options_.max_chunk_bytes, request.max_chunk_bytes() == 0
+                                                                     ? kDefaultPredictChunkBytes
+                                                                     : request.max_chunk_bytes());
   absl::StatusOr<Job::Context> nowcast_context = job->TakeContext(request.step());
   if (!nowcast_context.ok()) return nowcast_context.status();
 
@@ -300,30 +298,30 @@ absl::Status NowcasterService::DoPredict(grpc::ServerContext* context,
   auto pending = std::make_shared<PendingNowcast>();
   NowcasterMetrics* metrics = metrics_;
   const std::function<void()>& hook = options_.before_nowcast_for_testing;
-  NOWCASTER_RETURN_IF_ERROR(queue_.Submit(
-      [job, states = nowcast_context->states, k, pending, deadline, metrics, hook](bool run) {
-        if (!run) {
-          pending->Finish(absl::UnavailableError("the server stopped before the nowcast ran"), 0);
-          return;
-        }
-        if (hook) hook();
-        if (pending->abandoned()) {
-          pending->Finish(absl::CancelledError("abandoned before the nowcast ran"), 0);
-          return;
-        }
-        if (Expired(deadline)) {
-          pending->Finish(absl::DeadlineExceededError(
-                              "the request's deadline passed while it waited for a worker"),
-                          0);
-          return;
-        }
-        const auto t0 = std::chrono::steady_clock::now();
-        absl::StatusOr<torch::Tensor> result = job->Nowcast(states, k);
-        const double seconds =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        metrics->ObserveNowcastSeconds(seconds);
-        pending->Finish(std::move(result), seconds);
-      }));
+  NOWCASTER_RETURN_IF_ERROR(queue_.Submit([job, states = nowcast_context->states, k, pending,
+                                           deadline, metrics, hook](bool run) {
+    if (!run) {
+      pending->Finish(absl::UnavailableError("the server stopped before the nowcast ran"), 0);
+      return;
+    }
+    if (hook) hook();
+    if (pending->abandoned()) {
+      pending->Finish(absl::CancelledError("abandoned before the nowcast ran"), 0);
+      return;
+    }
+    if (Expired(deadline)) {
+      pending->Finish(
+          absl::DeadlineExceededError("the request's deadline passed while it waited for a worker"),
+          0);
+      return;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    absl::StatusOr<torch::Tensor> result = job->Nowcast(states, k);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    metrics->ObserveNowcastSeconds(seconds);
+    pending->Finish(std::move(result), seconds);
+  }));
 
   while (!pending->WaitFor(absl::Milliseconds(20))) {
     if (context->IsCancelled() || Expired(deadline)) {
@@ -357,8 +355,7 @@ absl::Status NowcasterService::DoPredict(grpc::ServerContext* context,
 
 // --- CloseJob, GetJob, ListJobs ------------------------------------------------------------
 
-grpc::Status NowcasterService::CloseJob(grpc::ServerContext* /*context*/,
-                                        const v1::JobRef* request,
+grpc::Status NowcasterService::CloseJob(grpc::ServerContext* /*context*/, const v1::JobRef* request,
                                         v1::CloseJobResponse* /*response*/) {
   return Reply("CloseJob", Guarded("CloseJob", [&] {
                  absl::Status status = jobs_.Remove(request->job_id(), request->job_token());

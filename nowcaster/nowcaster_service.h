@@ -6,9 +6,8 @@
 #ifndef NINO_NOWCASTER_NOWCASTER_SERVICE_H_
 #define NINO_NOWCASTER_NOWCASTER_SERVICE_H_
 
-#include <torch/torch.h>
-
 #include <grpcpp/grpcpp.h>
+#include <torch/torch.h>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"

@@ -29,7 +29,10 @@ TEST(Options, BadValuesNameTheField) {
       {[](NowcasterOptions& o) { o.workers = 0; }, "workers"},
       {[](NowcasterOptions& o) { o.max_chunk_bytes = 0; }, "max_chunk_bytes"},
       {[](NowcasterOptions& o) { o.max_message_bytes = o.max_chunk_bytes; }, "max_message_bytes"},
-      {[](NowcasterOptions& o) { o.models = {{"a", "x"}, {"a", "y"}}; }, "models"},
+      {[](NowcasterOptions& o) {
+         o.models = {{"a", "x"}, {"a", "y"}};
+       },
+       "models"},
   };
   for (const Case& c : cases) {
     NowcasterOptions o;

@@ -19,8 +19,8 @@ absl::StatusOr<std::string> RandomHexToken(int num_bytes) {
   const size_t got = std::fread(bytes.data(), 1, bytes.size(), f);
   std::fclose(f);
   if (got != bytes.size()) {
-    return absl::InternalError(absl::StrCat("short read from /dev/urandom: ", got, " of ",
-                                            bytes.size(), " bytes"));
+    return absl::InternalError(
+        absl::StrCat("short read from /dev/urandom: ", got, " of ", bytes.size(), " bytes"));
   }
   return absl::BytesToHexString(absl::string_view(bytes.data(), bytes.size()));
 }

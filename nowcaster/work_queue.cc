@@ -16,9 +16,9 @@ absl::Status WorkQueue::Submit(Task task) {
   absl::MutexLock lock(&mu_);
   if (stopping_) return absl::UnavailableError("the server is shutting down");
   if (static_cast<int>(pending_.size()) >= max_pending_) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "the nowcast queue is full (", pending_.size(), " requests wait for ", workers_.size(),
-        " workers); retry later"));
+    return absl::ResourceExhaustedError(absl::StrCat("the nowcast queue is full (", pending_.size(),
+                                                     " requests wait for ", workers_.size(),
+                                                     " workers); retry later"));
   }
   pending_.push_back(std::move(task));
   if (on_depth_) on_depth_(static_cast<int>(pending_.size()));

@@ -111,13 +111,12 @@ absl::Status ChunkAssembler::Check(const Fields& f) const {
   }
   if (i > 0) {
     if (*f.job_id != job_id_) {
-      return absl::InvalidArgumentError(absl::StrCat("chunk ", i, ": job_id '", *f.job_id,
-                                                     "' differs from the stream's '", job_id_,
-                                                     "'"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "chunk ", i, ": job_id '", *f.job_id, "' differs from the stream's '", job_id_, "'"));
     }
     if (f.step != step_) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "chunk ", i, ": step ", f.step, " differs from the stream's step ", step_));
+      return absl::InvalidArgumentError(
+          absl::StrCat("chunk ", i, ": step ", f.step, " differs from the stream's step ", step_));
     }
     if (f.k != k_) {
       return absl::InvalidArgumentError(
@@ -125,8 +124,8 @@ absl::Status ChunkAssembler::Check(const Fields& f) const {
     }
   }
   if (f.total_bytes != dest_bytes_) {
-    return absl::InvalidArgumentError(absl::StrCat("chunk ", i, ": total_bytes ", f.total_bytes,
-                                                   ", expected ", dest_bytes_));
+    return absl::InvalidArgumentError(
+        absl::StrCat("chunk ", i, ": total_bytes ", f.total_bytes, ", expected ", dest_bytes_));
   }
   if (received_bytes_ == dest_bytes_) {
     return absl::InvalidArgumentError(
@@ -140,8 +139,8 @@ absl::Status ChunkAssembler::Check(const Fields& f) const {
   if (size < 1) return absl::InvalidArgumentError(absl::StrCat("chunk ", i, ": empty data"));
   if (size > dest_bytes_ - received_bytes_) {
     return absl::InvalidArgumentError(absl::StrCat("chunk ", i, ": data [", f.offset_bytes, ", ",
-                                                   f.offset_bytes + size, ") runs past total_bytes ",
-                                                   dest_bytes_));
+                                                   f.offset_bytes + size,
+                                                   ") runs past total_bytes ", dest_bytes_));
   }
   if (size > max_chunk_bytes_) {
     return absl::InvalidArgumentError(absl::StrCat("chunk ", i, ": data holds ", size,

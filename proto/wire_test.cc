@@ -88,8 +88,8 @@ absl::Status Feed(std::vector<v1::StateChunk> chunks, size_t bad,
 class WireErrors : public ::testing::Test {
  protected:
   void SetUp() override { chunks_ = *SplitState("job", "tok", 5, values_, 16); }
-  void Expect(size_t bad, const std::function<void(v1::StateChunk*)>& mutate,
-              absl::StatusCode code, absl::string_view needle) {
+  void Expect(size_t bad, const std::function<void(v1::StateChunk*)>& mutate, absl::StatusCode code,
+              absl::string_view needle) {
     std::vector<float> out(values_.size(), 0.0f);
     absl::Status s = Feed(chunks_, bad, mutate, &out);
     EXPECT_EQ(s.code(), code) << s;
@@ -102,35 +102,50 @@ class WireErrors : public ::testing::Test {
 };
 
 TEST_F(WireErrors, CorruptedDataIsDataLoss) {
-  Expect(2, [](v1::StateChunk* c) { (*c->mutable_data())[3] ^= 1; },
-         absl::StatusCode::kDataLoss, "chunk 2: crc32c mismatch");
-  Expect(0, [](v1::StateChunk* c) { c->set_crc32c(c->crc32c() + 1); },
-         absl::StatusCode::kDataLoss, "crc32c");
+  Expect(
+      2, [](v1::StateChunk* c) { (*c->mutable_data())[3] ^= 1; }, absl::StatusCode::kDataLoss,
+      "chunk 2: crc32c mismatch");
+  Expect(
+      0, [](v1::StateChunk* c) { c->set_crc32c(c->crc32c() + 1); }, absl::StatusCode::kDataLoss,
+      "crc32c");
 }
 
 TEST_F(WireErrors, ProtocolViolationsAreInvalidArgument) {
   using C = v1::StateChunk;
   const auto kInvalid = absl::StatusCode::kInvalidArgument;
-  Expect(1, [](C* c) { c->set_offset_bytes(32); }, kInvalid, "chunk 1: offset_bytes 32, expected 16");
-  Expect(1, [](C* c) { c->set_chunk_index(2); }, kInvalid, "chunk_index 2, expected 1");
-  Expect(3, [](C* c) { c->set_step(6); }, kInvalid, "step 6 differs");
-  Expect(3, [](C* c) { c->set_job_id("other"); }, kInvalid, "job_id 'other'");
-  Expect(0, [](C* c) { c->set_total_bytes(84); }, kInvalid, "total_bytes 84, expected 80");
-  Expect(2, [](C* c) { c->set_data(""); c->set_crc32c(0); }, kInvalid, "empty data");
+  Expect(
+      1, [](C* c) { c->set_offset_bytes(32); }, kInvalid, "chunk 1: offset_bytes 32, expected 16");
+  Expect(
+      1, [](C* c) { c->set_chunk_index(2); }, kInvalid, "chunk_index 2, expected 1");
+  Expect(
+      3, [](C* c) { c->set_step(6); }, kInvalid, "step 6 differs");
+  Expect(
+      3, [](C* c) { c->set_job_id("other"); }, kInvalid, "job_id 'other'");
+  Expect(
+      0, [](C* c) { c->set_total_bytes(84); }, kInvalid, "total_bytes 84, expected 80");
+  Expect(
+      2,
+      [](C* c) {
+        c->set_data("");
+        c->set_crc32c(0);
+      },
+      kInvalid, "empty data");
   // A last chunk that runs past total_bytes (with a valid crc: overflow, not corruption).
-  Expect(4,
-         [](C* c) {
-           std::string d = c->data() + "abcd";
-           *c = MakeStateChunk("job", "tok", 5, std::string(64, 'x') + d, {4, 64, 20});
-           c->set_total_bytes(80);
-         },
-         kInvalid, "chunk 4: data [64, 84) runs past total_bytes 80");
+  Expect(
+      4,
+      [](C* c) {
+        std::string d = c->data() + "abcd";
+        *c = MakeStateChunk("job", "tok", 5, std::string(64, 'x') + d, {4, 64, 20});
+        c->set_total_bytes(80);
+      },
+      kInvalid, "chunk 4: data [64, 84) runs past total_bytes 80");
   // A chunk larger than the receiver's limit.
-  Expect(0,
-         [](C* c) {
-           *c = MakeStateChunk("job", "tok", 5, std::string(80, 'x'), {0, 0, 20});
-         },
-         kInvalid, "chunk 0: data holds 20 bytes, more than max_chunk_bytes 16");
+  Expect(
+      0,
+      [](C* c) {
+        *c = MakeStateChunk("job", "tok", 5, std::string(80, 'x'), {0, 0, 20});
+      },
+      kInvalid, "chunk 0: data holds 20 bytes, more than max_chunk_bytes 16");
 }
 
 TEST(Wire, OverflowPastTotalAndTruncation) {

@@ -26,7 +26,7 @@ ABSL_FLAG(std::string, nino_ckpt, "", "NiNo checkpoint for NiNo steps; empty or 
 ABSL_FLAG(std::string, nowcaster, "",
           "host:port of a nino_nowcaster: NiNo steps run there instead of in-process (rank 0 "
           "streams the snapshots; a failed or late nowcast becomes an ordinary optimizer step)");
-ABSL_FLAG(int64_t, nowcaster_timeout_ms, 60000, "--nowcaster: deadline of one NiNo step (uploads + Predict)");
+ABSL_FLAG(int64_t, nowcaster_timeout_ms, 60000, "--nowcaster: deadline of one NiNo step, uploads + Predict (1..100000)");
 ABSL_FLAG(std::string, nino_model, "nino_no_posw", "--nowcaster: name of the NiNo checkpoint the server runs");
 ABSL_FLAG(int64_t, period, 1000, "steps between NiNo steps");
 ABSL_FLAG(int64_t, ctx, 5, "parameter states per NiNo step (period/ctx steps apart)");

@@ -106,6 +106,7 @@ RemoteNowcaster::Stats RemoteNowcaster::stats() const {
     absl::MutexLock lock(&rpc_mu_);
     s = stats_;
   }
+  s.prediction_failures += failures_without_rpc_lock_.load();
   absl::MutexLock lock(&queue_mu_);
   s.uploads_dropped = dropped_;
   return s;
@@ -331,22 +332,24 @@ absl::StatusOr<torch::Tensor> RemoteNowcaster::Nowcast(const torch::Tensor& stat
                                                    num_params_, "]"));
   }
   int64_t step = -1;
+  bool drained = false;
   {
     absl::MutexLock lock(&queue_mu_);
     step = nino_step_;
     // Background uploads first (they hold earlier snapshots of this context).
-    const bool drained = queue_mu_.AwaitWithDeadline(
+    drained = queue_mu_.AwaitWithDeadline(
         absl::Condition(
             +[](RemoteNowcaster* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->queue_mu_) {
               return self->queue_.empty() && !self->busy_;
             },
             this),
         deadline);
-    if (!drained) {
-      absl::MutexLock rpc(&rpc_mu_);
-      ++stats_.prediction_failures;
-      return absl::DeadlineExceededError("nowcaster: pending snapshot uploads did not finish in time");
-    }
+  }
+  if (!drained) {
+    // The upload thread may still be inside an RPC: do not wait for it, count without the lock.
+    failures_without_rpc_lock_.fetch_add(1);
+    Log("nowcast failed: pending snapshot uploads did not finish before the deadline");
+    return absl::DeadlineExceededError("nowcaster: pending snapshot uploads did not finish in time");
   }
   if (step < 0) return absl::FailedPreconditionError("nowcaster client: the NiNo step was not set");
   absl::MutexLock lock(&rpc_mu_);

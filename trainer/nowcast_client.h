@@ -17,6 +17,7 @@
 
 #include <torch/torch.h>
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -116,6 +117,7 @@ class RemoteNowcaster : public Nowcaster {
   int64_t max_chunk_bytes_ ABSL_GUARDED_BY(rpc_mu_) = 1 << 20;
   std::set<int64_t> held_steps_ ABSL_GUARDED_BY(rpc_mu_);  // snapshots the server got from us
   Stats stats_ ABSL_GUARDED_BY(rpc_mu_);
+  std::atomic<int64_t> failures_without_rpc_lock_{0};  // nowcasts that timed out waiting on uploads
 
   std::thread worker_;
 };

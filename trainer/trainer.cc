@@ -108,7 +108,10 @@ absl::Status Validate(const TrainOptions& o) {
     return bad(absl::StrCat("--optimizer must be adamw or sgd, got '", o.optimizer, "'"));
   }
   if (o.threads < 0) return bad("--threads must be >= 0");
-  if (!o.nowcaster.empty() && o.nowcaster_timeout_ms <= 0) return bad("--nowcaster_timeout_ms must be > 0");
+  // Other ranks wait for rank 0's nowcast inside a collective, which times out after 120 s.
+  if (!o.nowcaster.empty() && (o.nowcaster_timeout_ms <= 0 || o.nowcaster_timeout_ms > 100000)) {
+    return bad(absl::StrCat("--nowcaster_timeout_ms must be in 1..100000, got ", o.nowcaster_timeout_ms));
+  }
   return absl::OkStatus();
 }
 

@@ -43,7 +43,7 @@ inline uint64_t LoadLe64(const unsigned char* p) {
 
 #if defined(__x86_64__)
 __attribute__((target("sse4.2"))) uint32_t ExtendHardware(uint32_t crc, const unsigned char* p,
-                                                         size_t n) {
+                                                          size_t n) {
   uint64_t c = crc;
   for (; n >= 8; n -= 8, p += 8) c = _mm_crc32_u64(c, LoadLe64(p));
   uint32_t c32 = static_cast<uint32_t>(c);
@@ -66,8 +66,8 @@ uint32_t Crc32cExtendPortable(uint32_t crc, const void* data, size_t n) {
   for (; n >= 8; n -= 8, p += 8) {
     const uint64_t v = LoadLe64(p) ^ c;
     c = kTables[7][v & 0xFF] ^ kTables[6][(v >> 8) & 0xFF] ^ kTables[5][(v >> 16) & 0xFF] ^
-        kTables[4][(v >> 24) & 0xFF] ^ kTables[3][(v >> 32) & 0xFF] ^
-        kTables[2][(v >> 40) & 0xFF] ^ kTables[1][(v >> 48) & 0xFF] ^ kTables[0][v >> 56];
+        kTables[4][(v >> 24) & 0xFF] ^ kTables[3][(v >> 32) & 0xFF] ^ kTables[2][(v >> 40) & 0xFF] ^
+        kTables[1][(v >> 48) & 0xFF] ^ kTables[0][v >> 56];
   }
   for (; n > 0; --n, ++p) c = (c >> 8) ^ kTables[0][(c ^ *p) & 0xFFu];
   return ~c;

@@ -17,9 +17,7 @@ namespace nino::io {
 uint32_t Crc32cExtend(uint32_t crc, const void* data, size_t n);
 
 // Returns the CRC-32C of `data`. Crc32c("123456789") == 0xE3069283.
-inline uint32_t Crc32c(absl::string_view data) {
-  return Crc32cExtend(0, data.data(), data.size());
-}
+inline uint32_t Crc32c(absl::string_view data) { return Crc32cExtend(0, data.data(), data.size()); }
 
 // The table implementation alone (tests compare it with the hardware path).
 uint32_t Crc32cExtendPortable(uint32_t crc, const void* data, size_t n);

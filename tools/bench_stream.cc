@@ -1,0 +1,208 @@
+// bench_stream: how fast does a parameter snapshot travel to the nowcaster over loopback?
+// Streams a float32 snapshot (default 100 MB) with PutState (nino.v1, chunks + CRC-32C from
+// proto/wire) into an in-process NowcasterServer holding a registered job, and copies the same
+// bytes over a plain TCP socket; prints MB/s of both (best and median of --repeat runs).
+//
+//   bazel build -c opt //tools:bench_stream
+//   ./bazel-bin/tools/bench_stream --mb 100 --repeat 3 --nino_ckpt ../shared/reference/checkpoints/nino_mlp.pt
+#include <arpa/inet.h>
+#include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "nino/v1/nowcaster.grpc.pb.h"
+#include "nowcaster/nowcaster_server.h"
+#include "proto/wire.h"
+
+ABSL_FLAG(double, mb, 100, "snapshot size in MB (10^6 bytes), rounded to a square MLP layer");
+ABSL_FLAG(int, repeat, 3, "timed runs of each transfer");
+ABSL_FLAG(int64_t, chunk_bytes, 1 << 20, "PutState chunk payload (the server caps it)");
+ABSL_FLAG(std::string, nino_ckpt, "../shared/reference/checkpoints/nino_mlp.pt",
+          "NiNo checkpoint the in-process server loads (nino_mlp: no positional encoding to build)");
+
+namespace {
+
+double Seconds(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+struct Result {
+  double best = 0, median = 0;
+};
+Result Summarise(std::vector<double> mbps) {
+  std::sort(mbps.begin(), mbps.end());
+  return {mbps.back(), mbps[mbps.size() / 2]};
+}
+
+// One plain TCP copy of `payload` to a receiver thread over loopback (until its 1-byte ack).
+double TcpCopySeconds(const std::string& payload) {
+  int lfd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  if (bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(lfd, 1) != 0) {
+    std::perror("tcp listen");
+    std::exit(1);
+  }
+  socklen_t len = sizeof a;
+  getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len);
+  std::vector<char> sink(payload.size());
+  std::thread receiver([&] {
+    int fd = accept(lfd, nullptr, nullptr);
+    size_t got = 0;
+    while (got < sink.size()) {
+      const ssize_t n = read(fd, sink.data() + got, sink.size() - got);
+      if (n <= 0) break;
+      got += static_cast<size_t>(n);
+    }
+    const char ack = got == sink.size() ? 1 : 0;
+    (void)!write(fd, &ack, 1);
+    close(fd);
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    std::perror("tcp connect");
+    std::exit(1);
+  }
+  size_t sent = 0;
+  while (sent < payload.size()) {
+    const ssize_t n = write(fd, payload.data() + sent, payload.size() - sent);
+    if (n <= 0) {
+      std::perror("tcp write");
+      std::exit(1);
+    }
+    sent += static_cast<size_t>(n);
+  }
+  char ack = 0;
+  if (read(fd, &ack, 1) != 1 || ack != 1) {
+    std::fprintf(stderr, "tcp: the receiver did not get every byte\n");
+    std::exit(1);
+  }
+  const double s = Seconds(t0);
+  close(fd);
+  receiver.join();
+  close(lfd);
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("PutState streaming vs plain TCP over loopback (MB/s).");
+  absl::ParseCommandLine(argc, argv);
+  const int repeat = std::max(1, absl::GetFlag(FLAGS_repeat));
+  // One square layer n x n plus its bias: ~mb * 10^6 bytes.
+  const int64_t n = std::max<int64_t>(
+      8, static_cast<int64_t>(std::sqrt(absl::GetFlag(FLAGS_mb) * 1e6 / 4.0)));
+  const int64_t num_params = n * n + n;
+  const int64_t bytes = 4 * num_params;
+
+  nino::nowcaster::NowcasterOptions so;
+  so.address = "127.0.0.1:0";
+  so.metrics_port = 0;
+  so.threads = 1;
+  so.allow_download = false;
+  so.models = {{"bench", absl::GetFlag(FLAGS_nino_ckpt)}};
+  so.memory_budget_bytes = std::max<int64_t>(so.memory_budget_bytes, 8 * bytes);
+  so.max_chunk_bytes = std::min<int64_t>(so.max_chunk_bytes, absl::GetFlag(FLAGS_chunk_bytes));
+  auto server = nino::nowcaster::NowcasterServer::BuildAndStart(so);
+  if (!server.ok()) {
+    std::fprintf(stderr, "cannot start the nowcaster: %s\n", server.status().ToString().c_str());
+    return 1;
+  }
+  grpc::ChannelArguments args;
+  args.SetMaxSendMessageSize(16 << 20);
+  auto channel = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", (*server)->port()),
+                                           grpc::InsecureChannelCredentials(), args);
+  auto stub = nino::v1::Nowcaster::NewStub(channel);
+
+  nino::v1::RegisterJobRequest reg;
+  reg.set_job_id("bench-stream");
+  auto* w = reg.add_params();
+  w->set_name("fc.0.weight");
+  w->add_shape(n);
+  w->add_shape(n);
+  auto* b = reg.add_params();
+  b->set_name("fc.0.bias");
+  b->add_shape(n);
+  reg.set_period(1000);
+  reg.set_ctx(5);
+  reg.set_max_train_steps(10000);
+  nino::v1::RegisterJobResponse reg_resp;
+  {
+    const auto t0 = std::chrono::steady_clock::now();
+    grpc::ClientContext ctx;
+    grpc::Status s = stub->RegisterJob(&ctx, reg, &reg_resp);
+    if (!s.ok()) {
+      std::fprintf(stderr, "RegisterJob: %s\n", s.error_message().c_str());
+      return 1;
+    }
+    std::printf("registered a %lld-parameter job (%.1f MB snapshots) in %.1f s\n",
+                static_cast<long long>(num_params), bytes / 1e6, Seconds(t0));
+  }
+  const int64_t chunk = std::min<int64_t>(absl::GetFlag(FLAGS_chunk_bytes), reg_resp.max_chunk_bytes());
+
+  std::vector<float> values(num_params);
+  for (int64_t i = 0; i < num_params; ++i) values[i] = static_cast<float>((i % 1000) * 1e-3);
+  const absl::string_view payload = nino::wire::AsBytes(values);
+  auto spans = nino::wire::PlanChunks(bytes, chunk);
+  if (!spans.ok()) {
+    std::fprintf(stderr, "%s\n", spans.status().ToString().c_str());
+    return 1;
+  }
+
+  std::vector<double> grpc_mbps, tcp_mbps;
+  for (int r = 0; r < repeat + 1; ++r) {  // run 0 warms up
+    const auto t0 = std::chrono::steady_clock::now();
+    grpc::ClientContext ctx;
+    nino::v1::PutStateResponse resp;
+    auto writer = stub->PutState(&ctx, &resp);
+    for (const auto& span : *spans) {
+      if (!writer->Write(nino::wire::MakeStateChunk("bench-stream", reg_resp.job_token(),
+                                                    200 * (r + 1), payload, span))) {
+        break;
+      }
+    }
+    writer->WritesDone();
+    grpc::Status s = writer->Finish();
+    const double sec = Seconds(t0);
+    if (!s.ok() || resp.bytes_received() != bytes) {
+      std::fprintf(stderr, "PutState: %s (%lld bytes acknowledged)\n", s.error_message().c_str(),
+                   static_cast<long long>(resp.bytes_received()));
+      return 1;
+    }
+    if (r > 0) grpc_mbps.push_back(bytes / 1e6 / sec);
+  }
+  const std::string copy(payload);
+  for (int r = 0; r < repeat + 1; ++r) {
+    const double sec = TcpCopySeconds(copy);
+    if (r > 0) tcp_mbps.push_back(bytes / 1e6 / sec);
+  }
+  const Result g = Summarise(grpc_mbps), t = Summarise(tcp_mbps);
+  std::printf("snapshot %.1f MB, %zu PutState chunks of %lld bytes, %d runs each (after 1 warm-up)\n",
+              bytes / 1e6, spans->size(), static_cast<long long>(chunk), repeat);
+  std::printf("PutState (gRPC, CRC-32C, server assembles + checks finite): best %.0f MB/s, median %.0f MB/s\n",
+              g.best, g.median);
+  std::printf("plain TCP copy of the same bytes:                          best %.0f MB/s, median %.0f MB/s\n",
+              t.best, t.median);
+  std::printf("PutState / TCP (median): %.2f\n", g.median / t.median);
+  (*server)->Shutdown();
+  return 0;
+}

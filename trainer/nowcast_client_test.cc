@@ -1,0 +1,151 @@
+// RemoteNowcaster against an in-process NowcasterServer: predictions equal the in-process
+// engine's, a restarted server gets the context resent, and a missing server is a bounded error.
+#include "trainer/nowcast_client.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "common/nino/nino_model.h"
+#include "common/nino/nowcast_engine.h"
+#include "nowcaster/nowcaster_server.h"
+
+namespace nino::trainer {
+namespace {
+
+const std::vector<std::pair<std::string, std::vector<int64_t>>> kFm16 = {
+    {"fc.0.weight", {16, 1, 3, 3}}, {"fc.0.bias", {16}},   {"fc.2.weight", {32, 16, 3, 3}},
+    {"fc.2.bias", {32}},            {"fc.4.weight", {32, 32, 3, 3}}, {"fc.4.bias", {32}},
+    {"fc.8.weight", {10, 32}},      {"fc.8.bias", {10}}};
+
+std::string Checkpoint() {
+  const char* env = std::getenv("NINO_SHARED_DIR");
+  const std::string shared = env && *env ? env : NINO_SHARED_DIR_DEFAULT;
+  return shared + "/reference/checkpoints/nino_mlp.pt";
+}
+
+absl::StatusOr<std::unique_ptr<nowcaster::NowcasterServer>> StartServer(const std::string& address) {
+  nowcaster::NowcasterOptions o;
+  o.address = address;
+  o.metrics_port = 0;
+  o.threads = 1;
+  o.shutdown_deadline_ms = 1000;
+  o.models = {{"nino_mlp", Checkpoint()}};
+  return nowcaster::NowcasterServer::BuildAndStart(std::move(o));
+}
+
+RemoteNowcasterOptions ClientOptions(const std::string& address) {
+  RemoteNowcasterOptions o;
+  o.address = address;
+  o.job_id = MakeJobId("fm16", 1);
+  o.params = kFm16;
+  o.nino_model = "nino_mlp";
+  o.period = 20;
+  o.ctx = 5;
+  o.max_train_steps = 100;
+  o.nowcast_timeout = absl::Seconds(30);
+  o.rpc_timeout = absl::Seconds(10);
+  return o;
+}
+
+// ctx states of a smooth trajectory (the official-like input of a NiNo step).
+torch::Tensor States(int64_t num_params, int seed) {
+  torch::manual_seed(seed);
+  torch::Tensor start = torch::randn({num_params}) * 0.1;
+  torch::Tensor dir = torch::randn({num_params}) * 0.01;
+  std::vector<torch::Tensor> s;
+  for (int i = 0; i < 5; ++i) s.push_back(start + dir * i);
+  return torch::stack(s);
+}
+
+class RemoteNowcasterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!std::filesystem::exists(Checkpoint())) {
+      GTEST_SKIP() << "official checkpoint absent: " << Checkpoint() << " (set NINO_SHARED_DIR)";
+    }
+    auto model = NiNoModel::Load(Checkpoint());
+    ASSERT_TRUE(model.ok()) << model.status();
+    auto table = MakeParamTable(kFm16);
+    ASSERT_TRUE(table.ok()) << table.status();
+    num_params_ = TotalParams(*table);
+    auto engine = NowcastEngine::Create(std::make_shared<const NiNoModel>(std::move(*model)), *table,
+                                        GraphSpec{}, NowcastEngineOptions{});
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    engine_ = std::move(*engine);
+  }
+  // One NiNo step at call index `nino_step`: the first ctx-1 states go in the background.
+  absl::StatusOr<torch::Tensor> Step(RemoteNowcaster& client, const torch::Tensor& states,
+                                     int64_t nino_step, int k) {
+    for (int64_t i = 0; i < 4; ++i) client.StateRecorded(nino_step - (4 - i) * 4, states[i]);
+    client.SetNinoStep(nino_step);
+    return client.Nowcast(states, k);
+  }
+  int64_t num_params_ = 0;
+  std::unique_ptr<NowcastEngine> engine_;
+};
+
+TEST_F(RemoteNowcasterTest, MatchesTheEngineAndResendsTheContextAfterARestart) {
+  auto server = StartServer("127.0.0.1:0");
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string address = absl::StrCat("127.0.0.1:", (*server)->port());
+  RemoteNowcaster client(ClientOptions(address));
+
+  const torch::Tensor s1 = States(num_params_, 1);
+  auto expected1 = engine_->Nowcast(s1, 7);
+  ASSERT_TRUE(expected1.ok()) << expected1.status();
+  auto got1 = Step(client, s1, 19, 7);
+  ASSERT_TRUE(got1.ok()) << got1.status();
+  EXPECT_LT((*got1 - *expected1).abs().max().item<double>(), 1e-6);
+  EXPECT_EQ(client.stats().uploads, 5);
+  EXPECT_EQ(client.stats().context_resends, 0);
+
+  // The server restarts (same port): it forgot the job; the client registers again, resends the
+  // context once and gets the same answer as the engine.
+  (*server)->Shutdown();
+  server->reset();
+  auto restarted = StartServer(address);
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  const torch::Tensor s2 = States(num_params_, 2);
+  auto expected2 = engine_->Nowcast(s2, 3);
+  ASSERT_TRUE(expected2.ok()) << expected2.status();
+  auto got2 = Step(client, s2, 39, 3);
+  ASSERT_TRUE(got2.ok()) << got2.status();
+  EXPECT_LT((*got2 - *expected2).abs().max().item<double>(), 1e-6);
+  const RemoteNowcaster::Stats st = client.stats();
+  EXPECT_EQ(st.predictions, 2);
+  EXPECT_EQ(st.prediction_failures, 0);
+  EXPECT_EQ(st.context_resends, 1);
+  EXPECT_GE(st.registrations, 2);
+}
+
+TEST_F(RemoteNowcasterTest, NoServerIsABoundedError) {
+  // Reserve a port, then free it: nothing listens there.
+  std::string address;
+  {
+    auto server = StartServer("127.0.0.1:0");
+    ASSERT_TRUE(server.ok()) << server.status();
+    address = absl::StrCat("127.0.0.1:", (*server)->port());
+  }
+  RemoteNowcasterOptions o = ClientOptions(address);
+  o.nowcast_timeout = absl::Seconds(3);
+  o.rpc_timeout = absl::Seconds(1);
+  o.quiet = true;
+  RemoteNowcaster client(o);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto got = Step(client, States(num_params_, 3), 19, 5);
+  EXPECT_FALSE(got.ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
+  EXPECT_EQ(client.stats().prediction_failures, 1);
+  EXPECT_GE(client.stats().register_failures, 1);
+
+  // Wrong-sized input is refused before any call.
+  EXPECT_EQ(client.Nowcast(torch::zeros({2, 3}), 1).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace nino::trainer
