@@ -107,6 +107,7 @@ absl::StatusOr<JobSpec> ValidateJobRequest(const v1::RegisterJobRequest& request
   spec.ctx = request.ctx();
   spec.max_train_steps = request.max_train_steps();
   spec.k_decay = k_decay;
+  spec.lpe_seed = request.lpe_seed();
   spec.seq_len = model_config.seq_len;
   spec.k_schedule = HorizonSchedule(spec.max_train_steps, spec.period, spec.k_decay,
                                     static_cast<int>(model_config.seq_len));

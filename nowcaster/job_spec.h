@@ -23,6 +23,7 @@ struct JobSpec {
   int64_t ctx = 0;     // snapshots per NiNo step
   int64_t max_train_steps = 0;
   double k_decay = 2.0;
+  uint64_t lpe_seed = 0;        // sign seed of the positional encoding
   std::vector<int> k_schedule;  // HorizonSchedule(max_train_steps, period, k_decay)
   int64_t num_params = 0;       // P
   int64_t seq_len = 40;         // the model's largest horizon k

@@ -167,6 +167,7 @@ absl::Status NowcasterService::DoRegisterJob(const v1::RegisterJobRequest& reque
 
   NowcastEngineOptions engine_options;
   engine_options.device = device_;
+  engine_options.lpe.sign_seed = spec->lpe_seed;
   absl::StatusOr<std::unique_ptr<NowcastEngine>> engine =
       NowcastEngine::Create(model->model, spec->params, spec->graph, engine_options);
   if (!engine.ok()) {

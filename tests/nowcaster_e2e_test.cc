@@ -17,106 +17,13 @@
 #include <thread>
 
 #include "common/io/torch_file.h"
+#include "tests/process_util.h"
 
 namespace {
 namespace fs = std::filesystem;
 
-std::string RunfilesPath(const std::string& rel, const char* override_env) {
-  if (const char* bin = std::getenv(override_env)) return bin;  // CMake build
-  const char* srcdir = std::getenv("TEST_SRCDIR");
-  const char* ws = std::getenv("TEST_WORKSPACE");
-  if (srcdir && ws) return std::string(srcdir) + "/" + ws + "/" + rel;
-  return rel;
-}
-std::string TrainBinary() { return RunfilesPath("trainer/nino_train", "NINO_TRAIN_BIN"); }
-std::string NowcasterBinary() { return RunfilesPath("nowcaster/nino_nowcaster", "NINO_NOWCASTER_BIN"); }
-
-std::string SharedDir() {
-  const char* env = std::getenv("NINO_SHARED_DIR");
-  return env && *env ? env : NINO_SHARED_DIR_DEFAULT;
-}
-
-// A loopback socket bound to a free port; listening (accepting nothing) when `listen_on`.
-struct Socket {
-  int fd = -1;
-  int port = 0;
-  explicit Socket(bool listen_on) {
-    fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
-    bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-    if (listen_on) listen(fd, 16);
-    socklen_t len = sizeof(a);
-    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
-  }
-  ~Socket() { Close(); }
-  void Close() {
-    if (fd >= 0) close(fd);
-    fd = -1;
-  }
-};
-
-int FreePort() {
-  Socket s(false);
-  return s.port;
-}
-
-struct Proc {
-  pid_t pid = -1;
-  std::string log;
-};
-
-Proc Start(const std::string& binary, const std::vector<std::string>& args,
-           const std::vector<std::string>& env, const std::string& log) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    for (const auto& e : env) putenv(strdup(e.c_str()));
-    FILE* f = freopen(log.c_str(), "w", stdout);
-    (void)f;
-    dup2(fileno(stdout), 2);
-    std::vector<char*> argv{strdup(binary.c_str())};
-    for (const auto& a : args) argv.push_back(strdup(a.c_str()));
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  return {pid, log};
-}
-
-// Waits up to `seconds`; kills the process on timeout. The exit code, -signal, or -1000.
-int Wait(const Proc& p, int seconds) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  int status = 0;
-  while (waitpid(p.pid, &status, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      kill(p.pid, SIGKILL);
-      waitpid(p.pid, &status, 0);
-      return -1000;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-}
-
-std::string Slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-torch::Tensor FinalParams(const std::string& run_dir) {
-  auto file = nino::io::LoadTorchFile(run_dir + "/checkpoint.pt");
-  EXPECT_TRUE(file.ok()) << file.status();
-  if (!file.ok()) return torch::zeros({1});
-  auto sd = nino::io::ToNamedTensors(*file->Find("model"));
-  std::vector<torch::Tensor> flat;
-  for (const auto& [k, t] : *sd) flat.push_back(t.reshape({-1}));
-  return torch::cat(flat);
-}
+using namespace nino::testing;  // NOLINT: test helpers
+using Socket = LoopbackSocket;
 
 // The integer after "key": in summary.json, or -1.
 int64_t JsonInt(const std::string& json, const std::string& key) {
@@ -131,9 +38,9 @@ class NowcasterE2E : public ::testing::Test {
     if (!fs::exists("/usr/share/datasets/fashion-mnist") && !std::getenv("NINO_FASHION_MNIST_DIR")) {
       GTEST_SKIP() << "FashionMNIST absent: install dataset-fashion-mnist (tools/setup.sh)";
     }
-    ckpt_ = SharedDir() + "/reference/checkpoints/nino_mlp.pt";
+    ckpt_ = SharedDir() + "/reference/checkpoints/nino_no_posw.pt";
     if (!fs::exists(ckpt_)) {
-      GTEST_SKIP() << "official checkpoint nino_mlp.pt absent under " << SharedDir()
+      GTEST_SKIP() << "official checkpoint nino_no_posw.pt absent under " << SharedDir()
                    << "/reference/checkpoints (set NINO_SHARED_DIR)";
     }
     tmp_ = fs::temp_directory_path() / ("nino_nowcaster_e2e_" + std::to_string(getpid()));
@@ -178,7 +85,7 @@ class NowcasterE2E : public ::testing::Test {
     nowcaster_ = Start(NowcasterBinary(),
                        {"--address=127.0.0.1:0", "--metrics_port=0", "--threads=1",
                         "--lame_duck_ms=0", "--shutdown_deadline_ms=2000",
-                        "--nino_model=nino_mlp=" + ckpt_},
+                        "--nino_model=nino_no_posw=" + ckpt_},
                        {}, log);
     const std::string marker = "listening on 127.0.0.1:";
     for (int i = 0; i < 600; ++i) {  // 60 s
@@ -218,7 +125,7 @@ TEST_F(NowcasterE2E, RemoteNiNoStepsMatchInProcessOnes) {
   ASSERT_GT(port, 0);
   auto remote_args = Args(remote);
   remote_args.push_back("--nowcaster=127.0.0.1:" + std::to_string(port));
-  remote_args.push_back("--nino_model=nino_mlp");
+  remote_args.push_back("--nino_model=nino_no_posw");
   for (int code : RunTwoWorkers(remote_args, "remote")) {
     ASSERT_EQ(code, 0) << Slurp((tmp_ / "remote.rank0.log").string())
                        << Slurp((tmp_ / "remote.rank1.log").string());

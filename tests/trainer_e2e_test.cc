@@ -16,89 +16,12 @@
 #include <thread>
 
 #include "common/io/torch_file.h"
+#include "tests/process_util.h"
 
 namespace {
 namespace fs = std::filesystem;
 
-std::string Binary() {
-  if (const char* bin = std::getenv("NINO_TRAIN_BIN")) return bin;  // CMake build
-  const char* srcdir = std::getenv("TEST_SRCDIR");
-  const char* ws = std::getenv("TEST_WORKSPACE");
-  if (srcdir && ws) return std::string(srcdir) + "/" + ws + "/trainer/nino_train";
-  return "trainer/nino_train";
-}
-
-std::string SharedDir() {
-  const char* env = std::getenv("NINO_SHARED_DIR");
-  return env && *env ? env : NINO_SHARED_DIR_DEFAULT;
-}
-
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  const int port = ntohs(a.sin_port);
-  close(fd);
-  return port;
-}
-
-struct Proc {
-  pid_t pid;
-  std::string log;
-};
-
-// Starts nino_train with `args` and the given environment additions; output goes to `log`.
-Proc Start(const std::vector<std::string>& args, const std::vector<std::string>& env, const std::string& log) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    for (const auto& e : env) putenv(strdup(e.c_str()));
-    FILE* f = freopen(log.c_str(), "w", stdout);
-    (void)f;
-    dup2(fileno(stdout), 2);
-    std::vector<char*> argv{strdup(Binary().c_str())};
-    for (const auto& a : args) argv.push_back(strdup(a.c_str()));
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  return {pid, log};
-}
-
-// Waits up to `seconds`; kills the process on timeout. Returns the exit code (or -signal).
-int Wait(const Proc& p, int seconds = 240) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  int status = 0;
-  while (waitpid(p.pid, &status, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      kill(p.pid, SIGKILL);
-      waitpid(p.pid, &status, 0);
-      return -1000;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-}
-
-std::string Slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-torch::Tensor FinalParams(const std::string& run_dir) {
-  auto file = nino::io::LoadTorchFile(run_dir + "/checkpoint.pt");
-  EXPECT_TRUE(file.ok()) << file.status();
-  auto sd = nino::io::ToNamedTensors(*file->Find("model"));
-  std::vector<torch::Tensor> flat;
-  for (const auto& [k, t] : *sd) flat.push_back(t.reshape({-1}));
-  return torch::cat(flat);
-}
+using namespace nino::testing;  // NOLINT: test helpers
 
 class TrainerE2E : public ::testing::Test {
  protected:
@@ -131,12 +54,12 @@ TEST_F(TrainerE2E, TwoWorkersOfBatch64MatchOneWorkerOfBatch128) {
     a.push_back("--lr=0.05");
     return a;
   };
-  Proc p1 = Start(args(one), {}, (tmp_ / "one.log").string());
+  Proc p1 = Start(TrainBinary(), args(one), {}, (tmp_ / "one.log").string());
   ASSERT_EQ(Wait(p1), 0) << Slurp(p1.log);
   const std::string port = std::to_string(FreePort());
   std::vector<Proc> ranks;
   for (int r = 0; r < 2; ++r) {
-    ranks.push_back(Start(args(two),
+    ranks.push_back(Start(TrainBinary(), args(two),
                           {"RANK=" + std::to_string(r), "LOCAL_RANK=" + std::to_string(r), "WORLD_SIZE=2",
                            "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + port},
                           (tmp_ / ("rank" + std::to_string(r) + ".log")).string()));
@@ -166,13 +89,13 @@ TEST_F(TrainerE2E, AKilledRunResumesExactlyWithNiNoHistory) {
     return a;
   };
   const std::string whole = (tmp_ / "whole").string(), killed = (tmp_ / "killed").string();
-  Proc w = Start(args(whole), {}, (tmp_ / "whole.log").string());
+  Proc w = Start(TrainBinary(), args(whole), {}, (tmp_ / "whole.log").string());
   ASSERT_EQ(Wait(w), 0) << Slurp(w.log);
   auto crash = args(killed);
   crash.push_back("--crash_at_step=33");
-  Proc k = Start(crash, {}, (tmp_ / "killed1.log").string());
+  Proc k = Start(TrainBinary(), crash, {}, (tmp_ / "killed1.log").string());
   ASSERT_EQ(Wait(k), 3) << Slurp(k.log);
-  Proc r = Start(args(killed), {}, (tmp_ / "killed2.log").string());
+  Proc r = Start(TrainBinary(), args(killed), {}, (tmp_ / "killed2.log").string());
   ASSERT_EQ(Wait(r), 0) << Slurp(r.log);
   EXPECT_NE(Slurp(r.log).find("resumed from"), std::string::npos) << Slurp(r.log);
   EXPECT_NE(Slurp(whole + "/metrics.jsonl").find("\"nino\""), std::string::npos);
@@ -201,14 +124,14 @@ TEST_F(TrainerE2E, BadInputsAreRefusedBeforeAnyWork) {
   for (const auto& c : cases) {
     auto a = Common(out, 5);
     for (const auto& e : c.extra) a.push_back(e);
-    Proc p = Start(a, {}, (tmp_ / "bad.log").string());
+    Proc p = Start(TrainBinary(), a, {}, (tmp_ / "bad.log").string());
     EXPECT_NE(Wait(p, 60), 0) << c.expect;
     const std::string log = Slurp(p.log);
     EXPECT_NE(log.find(c.expect), std::string::npos) << "expected '" << c.expect << "' in: " << log;
     EXPECT_FALSE(fs::exists(out + "/checkpoint.pt")) << c.expect;
   }
   // RANK >= WORLD_SIZE is refused too.
-  Proc p = Start(Common(out, 5), {"RANK=3", "WORLD_SIZE=2"}, (tmp_ / "env.log").string());
+  Proc p = Start(TrainBinary(), Common(out, 5), {"RANK=3", "WORLD_SIZE=2"}, (tmp_ / "env.log").string());
   EXPECT_NE(Wait(p, 60), 0);
   EXPECT_NE(Slurp(p.log).find("RANK"), std::string::npos) << Slurp(p.log);
 }

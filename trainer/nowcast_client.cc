@@ -177,6 +177,7 @@ absl::Status RemoteNowcaster::EnsureRegisteredLocked(absl::Time deadline) {
   req.set_ctx(options_.ctx);
   req.set_max_train_steps(options_.max_train_steps);
   req.set_k_decay(options_.k_decay);
+  req.set_lpe_seed(options_.lpe_seed);
   grpc::ClientContext ctx;
   SetDeadline(&ctx, std::min(deadline, absl::Now() + options_.rpc_timeout));
   v1::RegisterJobResponse resp;

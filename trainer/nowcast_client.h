@@ -49,6 +49,7 @@ struct RemoteNowcasterOptions {
   int64_t ctx = 5;
   int64_t max_train_steps = 10000;
   double k_decay = 2.0;
+  uint64_t lpe_seed = 0;  // positional-encoding sign seed: the in-process trainer uses --seed
   absl::Duration nowcast_timeout = absl::Seconds(60);  // whole Nowcast(), uploads included
   absl::Duration rpc_timeout = absl::Seconds(30);      // RegisterJob, background PutState
   bool quiet = false;           // no log lines (errors are still counted)

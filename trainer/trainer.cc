@@ -272,6 +272,7 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainOptions& o) {
       ro.ctx = o.ctx;
       ro.max_train_steps = o.steps;
       ro.k_decay = o.k_decay;
+      ro.lpe_seed = o.seed;
       ro.nowcast_timeout = absl::Milliseconds(o.nowcaster_timeout_ms);
       ro.rpc_timeout = std::min(absl::Seconds(30), absl::Milliseconds(o.nowcaster_timeout_ms));
       ro.quiet = o.quiet;
