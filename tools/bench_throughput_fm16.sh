@@ -8,7 +8,7 @@ STEPS=${1:-300}
 [ -x ./bazel-bin/trainer/nino_train ] || bazel build //trainer:nino_train
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load $(cut -d' ' -f1-3 /proc/loadavg); $(date -u)"
 for t in 1 2; do
-  for rep in 1 2; do
+  for rep in 1; do
     /usr/bin/python3 tools/bench_python_fm16.py --steps "$STEPS" --threads "$t"
     out=$(mktemp -d)
     ./bazel-bin/trainer/nino_train --task fm16 --steps $((STEPS + 20)) --eval_every 0 --eval_limit 1000 \
