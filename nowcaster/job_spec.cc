@@ -78,7 +78,7 @@ absl::StatusOr<JobSpec> ValidateJobRequest(const v1::RegisterJobRequest& request
   spec.num_params = TotalParams(spec.params);
 
   const std::string kind = request.graph().kind().empty() ? "generic" : request.graph().kind();
-  absl::StatusOr<GraphSpec> graph = ParseGraphKind(kind, request.graph().num_heads());
+  absl::StatusOr<GraphSpec> graph = ParseGraphKind(kind, request.graph().num_heads(), request.graph().num_kv_heads());
   if (!graph.ok()) return Bad("graph", graph.status().message());
   spec.graph = *graph;
 

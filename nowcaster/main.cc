@@ -17,6 +17,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "common/runtime/allocator.h"
 #include "nowcaster/log.h"
 #include "nowcaster/nowcaster_server.h"
 #include "nowcaster/options.h"
@@ -53,6 +54,7 @@ ABSL_FLAG(int64_t, shutdown_deadline_ms, kDefaults.shutdown_deadline_ms,
           "on SIGTERM: time in-flight calls get to finish before they are cancelled");
 
 int main(int argc, char** argv) {
+  nino::runtime::TuneAllocatorForTensors();
   absl::SetProgramUsageMessage("The NiNo nowcasting daemon (gRPC nino.v1.Nowcaster).");
   absl::ParseCommandLine(argc, argv);
   using nino::nowcaster::LogError;

@@ -19,6 +19,7 @@
 #include "absl/flags/usage.h"
 #include "common/io/checkpoint_locator.h"
 #include "common/nino/nowcast_engine.h"
+#include "common/runtime/allocator.h"
 
 ABSL_FLAG(std::string, nino_ckpt, "", "NiNo checkpoint (default: find nino_no_posw.pt)");
 ABSL_FLAG(int, threads, 0, "intra-op threads (0 = all cores)");
@@ -47,6 +48,7 @@ TORCH_MODULE(Fm16);
 }  // namespace
 
 int main(int argc, char** argv) {
+  nino::runtime::TuneAllocatorForTensors();
   absl::SetProgramUsageMessage("One NiNo step on the FM-16 network.");
   absl::ParseCommandLine(argc, argv);
   const int threads = absl::GetFlag(FLAGS_threads) > 0 ? absl::GetFlag(FLAGS_threads)

@@ -13,6 +13,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/runtime/allocator.h"
 #include "trainer/task.h"
 #include "trainer/trainer.h"
 
@@ -45,6 +46,7 @@ ABSL_FLAG(int64_t, crash_at_step, -1, "testing: exit abruptly after this step");
 ABSL_FLAG(bool, quiet, false, "no progress lines");
 
 int main(int argc, char** argv) {
+  nino::runtime::TuneAllocatorForTensors();
   absl::SetProgramUsageMessage("Data-parallel training with NiNo steps (torchrun-style worker).");
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (rest.size() > 1) {

@@ -172,6 +172,7 @@ absl::Status RemoteNowcaster::EnsureRegisteredLocked(absl::Time deadline) {
   }
   req.mutable_graph()->set_kind(GraphKindName(options_.graph.kind));
   req.mutable_graph()->set_num_heads(options_.graph.num_heads);
+  req.mutable_graph()->set_num_kv_heads(options_.graph.num_kv_heads);
   req.set_nino_model(options_.nino_model);
   req.set_period(options_.period);
   req.set_ctx(options_.ctx);

@@ -58,7 +58,8 @@ class VisionTask : public Task {
     torch::NoGradGuard no_grad;
     net_->eval();
     double correct = 0, loss = 0;
-    const int64_t n = eval_y_.size(0), chunk = 2500;
+    // 500 images: activations stay below 16 MB (cache- and allocator-friendly).
+    const int64_t n = eval_y_.size(0), chunk = 500;
     for (int64_t b = 0; b < n; b += chunk) {
       const int64_t len = std::min(chunk, n - b);
       torch::Tensor logits = net_->forward(eval_x_.narrow(0, b, len));
@@ -142,6 +143,9 @@ absl::StatusOr<std::unique_ptr<Task>> MakeTask(const TaskOptions& o) {
   }
   TaskInfo info;
   info.name = o.name;
+  // The graph follows from the model's parameter names and shapes (InferGraphSpec); attention
+  // models add their head count.
+  info.graph.kind = GraphSpec::Kind::kAuto;
   if (o.name == "fm16" || o.name == "fm32" || o.name == "mlp") {
     VisionNetOptions net;
     info.metric = "acc";
@@ -175,7 +179,6 @@ absl::StatusOr<std::unique_ptr<Task>> MakeTask(const TaskOptions& o) {
     info.lr = 1e-3;
     info.weight_decay = 0.01;
     info.global_batch = o.global_batch > 0 ? o.global_batch : 32;
-    info.graph.kind = GraphSpec::Kind::kGpt2;
     info.graph.num_heads = net.n_head;
     const std::string cache = o.text_cache.empty() ? "/tmp/nino_kjv.txt" : o.text_cache;
     auto text = LoadKjvText(cache);

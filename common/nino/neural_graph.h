@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -33,12 +34,28 @@ int64_t TotalParams(const std::vector<ParamSpec>& params);
 
 // Which graph construction applies to a model.
 struct GraphSpec {
-  enum class Kind { kGeneric, kGpt2 };
+  // kAuto: chosen from the parameter names when the graph is built (InferGraphSpec).
+  enum class Kind { kGeneric, kGpt2, kLlama, kAuto };
   Kind kind = Kind::kGeneric;
-  int64_t num_heads = 0;  // gpt2 only
+  int64_t num_heads = 0;     // gpt2 and llama
+  int64_t num_kv_heads = 0;  // llama only: key/value heads (grouped-query attention); 0 = num_heads
 };
-absl::StatusOr<GraphSpec> ParseGraphKind(const std::string& kind, int64_t num_heads);
+// kind: "generic" (also "mlp", "cnn"), "gpt2", "llama" or "auto". num_kv_heads is read for llama
+// and auto only.
+absl::StatusOr<GraphSpec> ParseGraphKind(const std::string& kind, int64_t num_heads,
+                                         int64_t num_kv_heads = 0);
 std::string GraphKindName(GraphSpec::Kind kind);
+
+// The model description -> graph mapping without per-model code: the parameter names and shapes
+// in named_parameters() order decide the construction. HF GPT-2 attention blocks
+// ("h.<i>.attn.c_attn.weight") select the GPT-2 graph, HF Llama blocks
+// ("layers.<i>.self_attn.q_proj.weight") the Llama graph, anything else the generic chain of
+// linear / conv layers (whose builder checks that consecutive layers connect). Attention models
+// need num_heads > 0 (num_kv_heads: Llama's key/value heads, 0 = num_heads). INVALID_ARGUMENT,
+// naming the parameter, for a layout none of the constructions can map (e.g. attention in
+// another naming scheme, or GPT-2 and Llama blocks mixed).
+absl::StatusOr<GraphSpec> InferGraphSpec(const std::vector<ParamSpec>& params, int64_t num_heads,
+                                         int64_t num_kv_heads = 0);
 
 // Special param_index values (slots that do not hold a parameter).
 inline constexpr int64_t kSlotZero = -1;   // padding, value 0.0
@@ -92,6 +109,25 @@ absl::StatusOr<NeuralGraph> BuildGenericGraph(const std::vector<ParamSpec>& para
 // (optionally prefixed "transformer."), Conv1D weights stored (in, out), tied lm_head.
 absl::StatusOr<NeuralGraph> BuildGpt2Graph(const std::vector<ParamSpec>& params,
                                            int64_t num_heads);
+
+// The Llama graph (official NeuralGraphLlama, spec 3.7), HF LlamaForCausalLM naming:
+// model.embed_tokens.weight (V, d); per layer i, in this order, model.layers.<i>.
+// self_attn.{q,k,v,o}_proj.weight ((H*hd, d), (KV*hd, d), (KV*hd, d), (d, H*hd)),
+// mlp.{gate,up,down}_proj.weight ((ff, d), (ff, d), (d, ff)), input_layernorm.weight (d),
+// post_attention_layernorm.weight (d); then model.norm.weight (d) and lm_head.weight (V, d)
+// (absent when tied to embed_tokens). hd = d / num_heads; num_kv_heads = 0 means num_heads.
+// Parameters must come in exactly this (named_parameters) order. INVALID_ARGUMENT, naming the
+// parameter, for any other layout. Node numbering and edge order: see neural_graph.cc.
+absl::StatusOr<NeuralGraph> BuildLlamaGraph(const std::vector<ParamSpec>& params,
+                                            int64_t num_heads, int64_t num_kv_heads);
+
+// A Llama configuration, and its parameter names and shapes in named_parameters() order (the
+// layout BuildLlamaGraph takes). kv_heads = 0 means heads; head size = dim / heads.
+struct LlamaShape {
+  int64_t vocab = 0, dim = 0, layers = 0, heads = 0, kv_heads = 0, ffn = 0;
+  bool tie_embeddings = false;  // true: no lm_head.weight (shared with embed_tokens)
+};
+std::vector<std::pair<std::string, std::vector<int64_t>>> LlamaNamedShapes(const LlamaShape& s);
 
 absl::StatusOr<NeuralGraph> BuildGraph(const std::vector<ParamSpec>& params,
                                        const GraphSpec& spec);

@@ -178,5 +178,74 @@ TEST(Gpt2Graph, RejectsWrongLayouts) {
   EXPECT_FALSE(ParseGraphKind("llama9", 4).ok());
 }
 
+// The model description (names and shapes in order, heads) selects the construction by itself,
+// and "auto" graphs equal the ones built with the explicit kind.
+TEST(InferGraphSpec, ChoosesTheConstructionFromTheNames) {
+  auto fm16 = InferGraphSpec(Table(Fm16()), 0);
+  ASSERT_TRUE(fm16.ok()) << fm16.status();
+  EXPECT_EQ(fm16->kind, GraphSpec::Kind::kGeneric);
+
+  auto gpt2 = InferGraphSpec(Table(Gpt2(2, 32, 100, 64, 128)), 4);
+  ASSERT_TRUE(gpt2.ok()) << gpt2.status();
+  EXPECT_EQ(gpt2->kind, GraphSpec::Kind::kGpt2);
+  EXPECT_EQ(gpt2->num_heads, 4);
+  // Without the "transformer." prefix too.
+  Shapes bare = Gpt2(1, 32, 100, 64, 128);
+  for (auto& [n, s] : bare) n = n.substr(std::string("transformer.").size());
+  auto gpt2_bare = InferGraphSpec(Table(bare), 4);
+  ASSERT_TRUE(gpt2_bare.ok()) << gpt2_bare.status();
+  EXPECT_EQ(gpt2_bare->kind, GraphSpec::Kind::kGpt2);
+
+  LlamaShape ls;
+  ls.vocab = 64, ls.dim = 32, ls.layers = 2, ls.heads = 4, ls.kv_heads = 2, ls.ffn = 64;
+  auto llama = InferGraphSpec(Table(LlamaNamedShapes(ls)), 4, 2);
+  ASSERT_TRUE(llama.ok()) << llama.status();
+  EXPECT_EQ(llama->kind, GraphSpec::Kind::kLlama);
+  EXPECT_EQ(llama->num_kv_heads, 2);
+
+  // kAuto builds exactly the graph of the explicit kind.
+  auto spec = ParseGraphKind("auto", 4);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  auto a = BuildGraph(Table(Gpt2(2, 32, 100, 64, 128)), *spec);
+  auto b = BuildGpt2Graph(Table(Gpt2(2, 32, 100, 64, 128)), 4);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->src, b->src);
+  EXPECT_EQ(a->dst, b->dst);
+  EXPECT_EQ(a->type, b->type);
+  EXPECT_EQ(a->param_index, b->param_index);
+  EXPECT_EQ(GraphKindName(spec->kind), "auto");
+}
+
+TEST(InferGraphSpec, RefusesLayoutsItCannotMapNamingTheParameter) {
+  // Attention without heads.
+  auto r = InferGraphSpec(Table(Gpt2(1, 32, 100, 64, 128)), 0);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("transformer.h.0.attn.c_attn.weight"), std::string::npos) << r.status();
+  // Attention in another naming scheme (BERT-style).
+  Shapes bert = {{"embeddings.word_embeddings.weight", {100, 32}},
+                 {"encoder.layer.0.attention.self.query.weight", {32, 32}},
+                 {"encoder.layer.0.attention.self.query.bias", {32}}};
+  auto r2 = InferGraphSpec(Table(bert), 4);
+  ASSERT_FALSE(r2.ok());
+  EXPECT_EQ(r2.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r2.status().message().find("encoder.layer.0.attention.self.query.weight"), std::string::npos)
+      << r2.status();
+  // GPT-2 and Llama blocks mixed.
+  LlamaShape ls;
+  ls.vocab = 64, ls.dim = 32, ls.layers = 1, ls.heads = 4, ls.kv_heads = 4, ls.ffn = 64;
+  Shapes mixed = Gpt2(1, 32, 100, 64, 128);
+  for (auto& p : LlamaNamedShapes(ls)) mixed.push_back(p);
+  auto r3 = InferGraphSpec(Table(mixed), 4);
+  ASSERT_FALSE(r3.ok());
+  EXPECT_NE(r3.status().message().find("mixes"), std::string::npos) << r3.status();
+  // A generic model whose layers do not connect: the builder names the problem.
+  Shapes broken = {{"fc.0.weight", {32, 784}}, {"fc.1.weight", {10, 31}}};
+  auto spec = ParseGraphKind("auto", 0);
+  ASSERT_TRUE(spec.ok());
+  auto g = BuildGraph(Table(broken), *spec);
+  EXPECT_FALSE(g.ok());
+  EXPECT_FALSE(ParseGraphKind("auto", -1).ok());
+}
+
 }  // namespace
 }  // namespace nino

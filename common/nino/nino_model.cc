@@ -285,15 +285,15 @@ torch::Tensor NiNoModel::ForwardGnn(const torch::Tensor& x, const torch::Tensor&
     const std::string up = absl::StrCat("gnn.edge_update.", l, ".");
     const torch::Tensor node_src = F::linear(hn, W(up + "lin_s.weight"), W(up + "lin_s.bias"));
     const torch::Tensor node_dst = F::linear(hn, W(up + "lin_t.weight"), W(up + "lin_t.bias"));
-    torch::Tensor e_next = torch::empty({E, h}, opts);
+    // In place, chunk by chunk: a chunk's new features depend only on its own old features and
+    // the node features, so one [E, h] buffer serves every layer.
     for (int64_t b = 0; b < E; b += chunk) {
       const int64_t end = std::min(E, b + chunk);
       torch::Tensor pre = F::linear(Rows(e, b, end), W(up + "lin_e.weight"), W(up + "lin_e.bias")) +
                           node_src.index_select(0, Rows(src, b, end)) +
                           node_dst.index_select(0, Rows(dst, b, end));
-      Rows(e_next, b, end).copy_(F::linear(torch::silu(pre), W(up + "lin1.weight"), W(up + "lin1.bias")));
+      Rows(e, b, end).copy_(F::linear(torch::silu(pre), W(up + "lin1.weight"), W(up + "lin1.bias")));
     }
-    e = std::move(e_next);
     if (trace) (l == 0 ? trace->e1 : trace->e2) = Rows(e, 0, std::min(E, trace->max_edge_rows)).clone();
   }
 

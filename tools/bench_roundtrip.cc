@@ -1,0 +1,167 @@
+// bench_roundtrip: what does a NiNo step cost when it runs on the nowcaster service instead of
+// in the trainer's process?
+//
+// For one model it times (a) the in-process NowcastEngine step and (b) the trainer's
+// RemoteNowcaster against a NowcasterServer on loopback (in this process, same thread count):
+// the 4 earlier snapshots of a NiNo period go up in the background (as in training, where 200
+// steps separate them), then the timed call does what the NiNo step waits for: uploading the
+// newest snapshot, Predict on the server, receiving and checking the prediction. The first round
+// of each includes building the graph and its positional encoding; later rounds hit the caches.
+//
+//   bazel build //tools:bench_roundtrip
+//   ./bazel-bin/tools/bench_roundtrip --model fm16 --threads 2 --repeat 5
+//   ./bazel-bin/tools/bench_roundtrip --model gpt2-3-64 --threads 2 --repeat 3
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/nino/nino_model.h"
+#include "common/nino/nowcast_engine.h"
+#include "common/runtime/allocator.h"
+#include "nowcaster/nowcaster_server.h"
+#include "tools/bench_models.h"
+#include "trainer/nowcast_client.h"
+
+ABSL_FLAG(std::string, model, "fm16", "fm16, fm32, mlp512, lm, gpt2-3-64, gpt2-4-128 or llama-tiny");
+ABSL_FLAG(std::string, nino_ckpt, "../shared/reference/checkpoints/nino_no_posw.pt",
+          "NiNo checkpoint (both paths load the same file)");
+ABSL_FLAG(int, threads, 2, "LibTorch intra-op threads (process-wide: client and server)");
+ABSL_FLAG(int, repeat, 5, "timed rounds after the first");
+ABSL_FLAG(int, k, 40, "horizon");
+ABSL_FLAG(uint64_t, seed, 0, "seed of the model, the trajectory and the positional-encoding signs");
+
+namespace {
+
+double Since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+int Fail(const std::string& what, const absl::Status& s) {
+  std::fprintf(stderr, "error: %s: %s\n", what.c_str(), s.ToString().c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  nino::runtime::TuneAllocatorForTensors();
+  absl::SetProgramUsageMessage("NiNo step on the nowcaster service vs in process (seconds).");
+  absl::ParseCommandLine(argc, argv);
+  const int threads = std::max(1, absl::GetFlag(FLAGS_threads));
+  at::set_num_threads(threads);
+  const int repeat = std::max(1, absl::GetFlag(FLAGS_repeat));
+  const int k = absl::GetFlag(FLAGS_k);
+  const uint64_t seed = absl::GetFlag(FLAGS_seed);
+  const std::string ckpt = absl::GetFlag(FLAGS_nino_ckpt);
+
+  auto bm = nino::bench::MakeBenchModel(absl::GetFlag(FLAGS_model), seed);
+  if (!bm.ok()) return Fail("model", bm.status());
+  auto table = nino::MakeParamTable(bm->shapes);
+  if (!table.ok()) return Fail("parameter table", table.status());
+  const torch::Tensor states = nino::bench::SmoothTrajectory(*table, bm->init, seed);
+  auto loaded = nino::NiNoModel::Load(ckpt);
+  if (!loaded.ok()) return Fail("NiNo checkpoint", loaded.status());
+  auto model = std::make_shared<const nino::NiNoModel>(std::move(*loaded));
+
+  // (a) In process.
+  nino::NowcastEngineOptions eo;
+  eo.lpe.sign_seed = seed;
+  auto t0 = std::chrono::steady_clock::now();
+  auto engine = nino::NowcastEngine::Create(model, *table, bm->graph, eo);
+  if (!engine.ok()) return Fail("engine", engine.status());
+  const double build_s = Since(t0);
+  std::vector<double> local_s;
+  torch::Tensor expected;
+  for (int r = 0; r < repeat; ++r) {
+    t0 = std::chrono::steady_clock::now();
+    auto p = (*engine)->Nowcast(states, k);
+    if (!p.ok()) return Fail("nowcast", p.status());
+    local_s.push_back(Since(t0));
+    expected = *p;
+  }
+  const int64_t P = (*engine)->graph().num_params, E = (*engine)->graph().num_edges();
+  engine->reset();
+
+  // (b) Through the service on loopback.
+  nino::nowcaster::NowcasterOptions so;
+  so.address = "127.0.0.1:0";
+  so.metrics_port = 0;
+  so.threads = threads;
+  so.allow_download = false;
+  so.models = {{"bench", ckpt}};
+  so.memory_budget_bytes = std::max<int64_t>(so.memory_budget_bytes, 8 * 4 * P);
+  auto server = nino::nowcaster::NowcasterServer::BuildAndStart(so);
+  if (!server.ok()) return Fail("nowcaster", server.status());
+  nino::trainer::RemoteNowcasterOptions ro;
+  ro.address = absl::StrCat("127.0.0.1:", (*server)->port());
+  ro.job_id = nino::trainer::MakeJobId(bm->name, seed);
+  ro.params = bm->shapes;
+  ro.graph = bm->graph;
+  ro.nino_model = "bench";
+  ro.lpe_seed = seed;
+  ro.nowcast_timeout = absl::Seconds(600);
+  ro.rpc_timeout = absl::Seconds(120);
+  ro.quiet = true;
+  std::vector<double> upload_s, remote_s;
+  double max_diff = 0;
+  {
+    nino::trainer::RemoteNowcaster client(ro);
+    for (int r = 0; r <= repeat; ++r) {  // round 0: registration, graph and LPE on the server
+      const int64_t step = 999 + 1000 * r;
+      t0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < 4; ++i) client.StateRecorded(step - (4 - i) * 200, states[i]);
+      while (client.stats().uploads + client.stats().upload_failures < 5 * r + 4) {
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+      if (client.stats().upload_failures > 0) {
+        std::fprintf(stderr, "error: a background upload failed\n");
+        return 1;
+      }
+      upload_s.push_back(Since(t0) / 4);
+      client.SetNinoStep(step);
+      t0 = std::chrono::steady_clock::now();
+      auto p = client.Nowcast(states, k);
+      if (!p.ok()) return Fail("remote nowcast", p.status());
+      remote_s.push_back(Since(t0));
+      max_diff = std::max(max_diff, (*p - expected).abs().max().item<double>());
+    }
+  }
+  (*server)->Shutdown();
+
+  const double local_first = local_s.front(), remote_first = remote_s.front();
+  std::vector<double> local_rest(local_s.begin() + (repeat > 1 ? 1 : 0), local_s.end());
+  std::vector<double> remote_rest(remote_s.begin() + 1, remote_s.end());
+  std::vector<double> upload_rest(upload_s.begin() + 1, upload_s.end());
+  const double lm = Median(local_rest), rm = Median(remote_rest);
+  std::printf("%s: %lld parameters (%.1f MB per snapshot), %lld edges, %d threads, k=%d\n",
+              bm->name.c_str(), static_cast<long long>(P), 4.0 * P / 1e6, static_cast<long long>(E),
+              threads, k);
+  std::printf("in process : graph+LPE %.3f s, first step %.3f s, median step %.4f s\n", build_s,
+              local_first, lm);
+  std::printf("service    : first NiNo step %.3f s (registration, graph+LPE on the server), median "
+              "%.4f s; background upload %.4f s per snapshot\n",
+              remote_first, rm, Median(upload_rest));
+  std::printf("overhead   : %.4f s per NiNo step (%.2fx the in-process step); max |diff| %.2g\n",
+              rm - lm, lm > 0 ? rm / lm : 0.0, max_diff);
+  std::printf("{\"model\":\"%s\",\"params\":%lld,\"edges\":%lld,\"threads\":%d,\"k\":%d,"
+              "\"inproc_build_s\":%.4f,\"inproc_first_s\":%.4f,\"inproc_step_s\":%.5f,"
+              "\"remote_first_s\":%.4f,\"remote_step_s\":%.5f,\"overhead_s\":%.5f,"
+              "\"upload_s_per_snapshot\":%.5f,\"max_abs_diff\":%.3g,\"repeat\":%d}\n",
+              bm->name.c_str(), static_cast<long long>(P), static_cast<long long>(E), threads, k,
+              build_s, local_first, lm, remote_first, rm, rm - lm, Median(upload_rest), max_diff,
+              repeat);
+  return max_diff < 1e-4 ? 0 : 3;
+}
