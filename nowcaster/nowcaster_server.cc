@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "nowcaster/log.h"
+#include "proto/wire.h"
 
 namespace nino::nowcaster {
 
@@ -41,6 +42,8 @@ absl::StatusOr<std::unique_ptr<NowcasterServer>> NowcasterServer::BuildAndStart(
   builder.RegisterService(s->service_.get());
   builder.SetMaxReceiveMessageSize(static_cast<int>(o.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(o.max_message_bytes));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, wire::kHttp2MaxFrameBytes);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, wire::kHttp2LookaheadBytes);
   if (o.max_rpc_threads > 0) {
     grpc::ResourceQuota quota("nino_nowcaster");
     quota.SetMaxThreads(o.max_rpc_threads);

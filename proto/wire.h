@@ -20,6 +20,14 @@
 
 namespace nino::wire {
 
+// HTTP/2 settings both ends of the nowcaster channel use for bulk snapshot streams (gRPC's
+// defaults are 16 KiB frames and a 64 KiB initial stream window that BDP probing grows only
+// gradually): a 1 MiB chunk then travels as one frame, and the sender never stalls on window
+// updates within a chunk. Set as channel arguments: grpc.http2.max_frame_size and
+// grpc.http2.lookahead_bytes.
+inline constexpr int kHttp2MaxFrameBytes = 4 << 20;
+inline constexpr int kHttp2LookaheadBytes = 16 << 20;
+
 // Where one chunk lies in its stream.
 struct ChunkSpan {
   int64_t index = 0;         // 0, 1, 2, ...

@@ -31,6 +31,8 @@
 
 ABSL_FLAG(double, mb, 100, "snapshot size in MB (10^6 bytes), rounded to a square MLP layer");
 ABSL_FLAG(int, repeat, 3, "timed runs of each transfer");
+ABSL_FLAG(std::string, only, "", "grpc or tcp: run one side only (for profiling)");
+ABSL_FLAG(bool, tuned_http2, true, "client side: the trainer's HTTP/2 frame and window settings (false: gRPC defaults)");
 ABSL_FLAG(int64_t, chunk_bytes, 1 << 20, "PutState chunk payload (the server caps it)");
 ABSL_FLAG(std::string, nino_ckpt, "../shared/reference/checkpoints/nino_mlp.pt",
           "NiNo checkpoint the in-process server loads (nino_mlp: no positional encoding to build)");
@@ -129,6 +131,10 @@ int main(int argc, char** argv) {
   }
   grpc::ChannelArguments args;
   args.SetMaxSendMessageSize(16 << 20);
+  if (absl::GetFlag(FLAGS_tuned_http2)) {
+    args.SetInt(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, nino::wire::kHttp2MaxFrameBytes);
+    args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, nino::wire::kHttp2LookaheadBytes);
+  }
   auto channel = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", (*server)->port()),
                                            grpc::InsecureChannelCredentials(), args);
   auto stub = nino::v1::Nowcaster::NewStub(channel);
@@ -169,7 +175,8 @@ int main(int argc, char** argv) {
   }
 
   std::vector<double> grpc_mbps, tcp_mbps;
-  for (int r = 0; r < repeat + 1; ++r) {  // run 0 warms up
+  const std::string only = absl::GetFlag(FLAGS_only);
+  for (int r = 0; r < (only == "tcp" ? 0 : repeat + 1); ++r) {  // run 0 warms up
     const auto t0 = std::chrono::steady_clock::now();
     grpc::ClientContext ctx;
     nino::v1::PutStateResponse resp;
@@ -191,10 +198,12 @@ int main(int argc, char** argv) {
     if (r > 0) grpc_mbps.push_back(bytes / 1e6 / sec);
   }
   const std::string copy(payload);
-  for (int r = 0; r < repeat + 1; ++r) {
+  for (int r = 0; r < (only == "grpc" ? 0 : repeat + 1); ++r) {
     const double sec = TcpCopySeconds(copy);
     if (r > 0) tcp_mbps.push_back(bytes / 1e6 / sec);
   }
+  if (grpc_mbps.empty()) grpc_mbps.push_back(0);
+  if (tcp_mbps.empty()) tcp_mbps.push_back(0);
   const Result g = Summarise(grpc_mbps), t = Summarise(tcp_mbps);
   std::printf("snapshot %.1f MB, %zu PutState chunks of %lld bytes, %d runs each (after 1 warm-up)\n",
               bytes / 1e6, spans->size(), static_cast<long long>(chunk), repeat);

@@ -10,6 +10,9 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 for t in 1 2; do
   for rep in 1; do
     /usr/bin/python3 tools/bench_python_fm16.py --steps "$STEPS" --threads "$t"
+    # The same python loop with the heap settings our binaries apply (common/runtime/allocator.h).
+    GLIBC_TUNABLES=glibc.malloc.trim_threshold=1073741824:glibc.malloc.mmap_threshold=33554432 \
+      /usr/bin/python3 tools/bench_python_fm16.py --steps "$STEPS" --threads "$t" | sed 's/"impl": "/"impl": "tuned heap, /'
     out=$(mktemp -d)
     ./bazel-bin/trainer/nino_train --task fm16 --steps $((STEPS + 20)) --eval_every 0 --eval_limit 1000 \
       --log_every 0 --threads "$t" --checkpoint_every 0 --out_dir "$out" --quiet >/dev/null
