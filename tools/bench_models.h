@@ -16,11 +16,13 @@
 
 #include <torch/torch.h>
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/nino/neural_graph.h"
 
@@ -46,6 +48,12 @@ torch::Tensor SmoothTrajectory(const std::vector<ParamSpec>& table, const torch:
 double PeakRssGiB();
 // Process CPU time, seconds.
 double ProcessCpuSeconds();
+// Wall seconds since t0.
+double SecondsSince(std::chrono::steady_clock::time_point t0);
+// Median of the values (0 for none).
+double Median(std::vector<double> values);
+// Prints "error: <what>: <status>" to stderr and returns 1 (a benchmark's exit status).
+int Fail(const std::string& what, const absl::Status& status);
 
 }  // namespace nino::bench
 

@@ -40,22 +40,6 @@ ABSL_FLAG(int, repeat, 5, "timed rounds after the first");
 ABSL_FLAG(int, k, 40, "horizon");
 ABSL_FLAG(uint64_t, seed, 0, "seed of the model, the trajectory and the positional-encoding signs");
 
-namespace {
-
-double Since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
-int Fail(const std::string& what, const absl::Status& s) {
-  std::fprintf(stderr, "error: %s: %s\n", what.c_str(), s.ToString().c_str());
-  return 1;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   nino::runtime::TuneAllocatorForTensors();
   absl::SetProgramUsageMessage("NiNo step on the nowcaster service vs in process (seconds).");
@@ -68,12 +52,12 @@ int main(int argc, char** argv) {
   const std::string ckpt = absl::GetFlag(FLAGS_nino_ckpt);
 
   auto bm = nino::bench::MakeBenchModel(absl::GetFlag(FLAGS_model), seed);
-  if (!bm.ok()) return Fail("model", bm.status());
+  if (!bm.ok()) return nino::bench::Fail("model", bm.status());
   auto table = nino::MakeParamTable(bm->shapes);
-  if (!table.ok()) return Fail("parameter table", table.status());
+  if (!table.ok()) return nino::bench::Fail("parameter table", table.status());
   const torch::Tensor states = nino::bench::SmoothTrajectory(*table, bm->init, seed);
   auto loaded = nino::NiNoModel::Load(ckpt);
-  if (!loaded.ok()) return Fail("NiNo checkpoint", loaded.status());
+  if (!loaded.ok()) return nino::bench::Fail("NiNo checkpoint", loaded.status());
   auto model = std::make_shared<const nino::NiNoModel>(std::move(*loaded));
 
   // (a) In process.
@@ -81,15 +65,15 @@ int main(int argc, char** argv) {
   eo.lpe.sign_seed = seed;
   auto t0 = std::chrono::steady_clock::now();
   auto engine = nino::NowcastEngine::Create(model, *table, bm->graph, eo);
-  if (!engine.ok()) return Fail("engine", engine.status());
-  const double build_s = Since(t0);
+  if (!engine.ok()) return nino::bench::Fail("engine", engine.status());
+  const double build_s = nino::bench::SecondsSince(t0);
   std::vector<double> local_s;
   torch::Tensor expected;
   for (int r = 0; r < repeat; ++r) {
     t0 = std::chrono::steady_clock::now();
     auto p = (*engine)->Nowcast(states, k);
-    if (!p.ok()) return Fail("nowcast", p.status());
-    local_s.push_back(Since(t0));
+    if (!p.ok()) return nino::bench::Fail("nowcast", p.status());
+    local_s.push_back(nino::bench::SecondsSince(t0));
     expected = *p;
   }
   const int64_t P = (*engine)->graph().num_params, E = (*engine)->graph().num_edges();
@@ -104,7 +88,7 @@ int main(int argc, char** argv) {
   so.models = {{"bench", ckpt}};
   so.memory_budget_bytes = std::max<int64_t>(so.memory_budget_bytes, 8 * 4 * P);
   auto server = nino::nowcaster::NowcasterServer::BuildAndStart(so);
-  if (!server.ok()) return Fail("nowcaster", server.status());
+  if (!server.ok()) return nino::bench::Fail("nowcaster", server.status());
   nino::trainer::RemoteNowcasterOptions ro;
   ro.address = absl::StrCat("127.0.0.1:", (*server)->port());
   ro.job_id = nino::trainer::MakeJobId(bm->name, seed);
@@ -130,12 +114,12 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "error: a background upload failed\n");
         return 1;
       }
-      upload_s.push_back(Since(t0) / 4);
+      upload_s.push_back(nino::bench::SecondsSince(t0) / 4);
       client.SetNinoStep(step);
       t0 = std::chrono::steady_clock::now();
       auto p = client.Nowcast(states, k);
-      if (!p.ok()) return Fail("remote nowcast", p.status());
-      remote_s.push_back(Since(t0));
+      if (!p.ok()) return nino::bench::Fail("remote nowcast", p.status());
+      remote_s.push_back(nino::bench::SecondsSince(t0));
       max_diff = std::max(max_diff, (*p - expected).abs().max().item<double>());
     }
   }
@@ -145,7 +129,7 @@ int main(int argc, char** argv) {
   std::vector<double> local_rest(local_s.begin() + (repeat > 1 ? 1 : 0), local_s.end());
   std::vector<double> remote_rest(remote_s.begin() + 1, remote_s.end());
   std::vector<double> upload_rest(upload_s.begin() + 1, upload_s.end());
-  const double lm = Median(local_rest), rm = Median(remote_rest);
+  const double lm = nino::bench::Median(local_rest), rm = nino::bench::Median(remote_rest);
   std::printf("%s: %lld parameters (%.1f MB per snapshot), %lld edges, %d threads, k=%d\n",
               bm->name.c_str(), static_cast<long long>(P), 4.0 * P / 1e6, static_cast<long long>(E),
               threads, k);
@@ -153,7 +137,7 @@ int main(int argc, char** argv) {
               local_first, lm);
   std::printf("service    : first NiNo step %.3f s (registration, graph+LPE on the server), median "
               "%.4f s; background upload %.4f s per snapshot\n",
-              remote_first, rm, Median(upload_rest));
+              remote_first, rm, nino::bench::Median(upload_rest));
   std::printf("overhead   : %.4f s per NiNo step (%.2fx the in-process step); max |diff| %.2g\n",
               rm - lm, lm > 0 ? rm / lm : 0.0, max_diff);
   std::printf("{\"model\":\"%s\",\"params\":%lld,\"edges\":%lld,\"threads\":%d,\"k\":%d,"
@@ -161,7 +145,7 @@ int main(int argc, char** argv) {
               "\"remote_first_s\":%.4f,\"remote_step_s\":%.5f,\"overhead_s\":%.5f,"
               "\"upload_s_per_snapshot\":%.5f,\"max_abs_diff\":%.3g,\"repeat\":%d}\n",
               bm->name.c_str(), static_cast<long long>(P), static_cast<long long>(E), threads, k,
-              build_s, local_first, lm, remote_first, rm, rm - lm, Median(upload_rest), max_diff,
+              build_s, local_first, lm, remote_first, rm, rm - lm, nino::bench::Median(upload_rest), max_diff,
               repeat);
   return max_diff < 1e-4 ? 0 : 3;
 }

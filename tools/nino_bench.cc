@@ -35,19 +35,12 @@ ABSL_FLAG(std::string, device, "cpu", "cpu or cuda");
 ABSL_FLAG(int, threads, 0, "LibTorch intra-op threads (0 = all cores)");
 ABSL_FLAG(int, repeat, 3, "timed steps after one warm-up");
 ABSL_FLAG(int, k, 40, "horizon");
-ABSL_FLAG(int64_t, chunk_edges, 0, "edges per chunk of per-edge work (0 = the checkpoint's, 1e6)");
+ABSL_FLAG(int64_t, chunk_edges, 0, "edges per chunk of per-edge work (0 = the checkpoint's 1e6; on CPU at most 16384)");
 ABSL_FLAG(uint64_t, seed, 0, "seed of the model and the trajectory");
 ABSL_FLAG(bool, floor, true, "also measure this machine's float32 GEMM rate and report the arithmetic floor");
 
 namespace {
 
-double Since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-int Fail(const std::string& what, const absl::Status& s) {
-  std::fprintf(stderr, "error: %s: %s\n", what.c_str(), s.ToString().c_str());
-  return 1;
-}
 void Sync(const torch::Device& d) {
 #ifdef NINO_WITH_CUDA
   if (d.is_cuda()) torch::cuda::synchronize(d.index() < 0 ? 0 : d.index());
@@ -81,7 +74,7 @@ double GemmGflops(const torch::Device& device) {
     const auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < 4; ++i) torch::mm_out(out, a, w);
     Sync(device);
-    best = std::max(best, 4 * 2.0 * rows * h * h / Since(t0) / 1e9);
+    best = std::max(best, 4 * 2.0 * rows * h * h / nino::bench::SecondsSince(t0) / 1e9);
   }
   return best;
 }
@@ -97,11 +90,11 @@ int main(int argc, char** argv) {
   at::set_num_threads(threads);
   const std::string dev = absl::GetFlag(FLAGS_device);
   if (dev != "cpu" && dev.rfind("cuda", 0) != 0) {
-    return Fail("--device", absl::InvalidArgumentError("must be cpu or cuda[:N], got '" + dev + "'"));
+    return nino::bench::Fail("--device", absl::InvalidArgumentError("must be cpu or cuda[:N], got '" + dev + "'"));
   }
 #ifndef NINO_WITH_CUDA
   if (dev != "cpu") {
-    return Fail("--device", absl::FailedPreconditionError("this build has no CUDA (build against a CUDA LibTorch)"));
+    return nino::bench::Fail("--device", absl::FailedPreconditionError("this build has no CUDA (build against a CUDA LibTorch)"));
   }
 #endif
   const torch::Device device(dev);
@@ -110,13 +103,13 @@ int main(int argc, char** argv) {
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
 
   auto bm = nino::bench::MakeBenchModel(absl::GetFlag(FLAGS_model), seed);
-  if (!bm.ok()) return Fail("--model", bm.status());
+  if (!bm.ok()) return nino::bench::Fail("--model", bm.status());
   auto table = nino::MakeParamTable(bm->shapes);
-  if (!table.ok()) return Fail("parameter table", table.status());
+  if (!table.ok()) return nino::bench::Fail("parameter table", table.status());
   torch::Tensor states = nino::bench::SmoothTrajectory(*table, bm->init, seed);
   bm->init = torch::Tensor();
   auto loaded = nino::NiNoModel::Load(absl::GetFlag(FLAGS_nino_ckpt));
-  if (!loaded.ok()) return Fail("--nino_ckpt", loaded.status());
+  if (!loaded.ok()) return nino::bench::Fail("--nino_ckpt", loaded.status());
   if (absl::GetFlag(FLAGS_chunk_edges) > 0) loaded->set_chunk_size(absl::GetFlag(FLAGS_chunk_edges));
   loaded->To(device);
   auto model = std::make_shared<const nino::NiNoModel>(std::move(*loaded));
@@ -126,9 +119,9 @@ int main(int argc, char** argv) {
   eo.lpe.sign_seed = seed;
   auto t0 = std::chrono::steady_clock::now();
   auto engine = nino::NowcastEngine::Create(model, *table, bm->graph, eo);
-  if (!engine.ok()) return Fail("engine", engine.status());
+  if (!engine.ok()) return nino::bench::Fail("engine", engine.status());
   Sync(device);
-  const double build_s = Since(t0);
+  const double build_s = nino::bench::SecondsSince(t0);
 
   std::vector<double> wall, cpu;
   torch::Tensor pred;
@@ -137,8 +130,8 @@ int main(int argc, char** argv) {
     const double c0 = nino::bench::ProcessCpuSeconds();
     auto p = (*engine)->Nowcast(states, k);
     Sync(device);
-    if (!p.ok()) return Fail("nowcast", p.status());
-    wall.push_back(Since(t0));
+    if (!p.ok()) return nino::bench::Fail("nowcast", p.status());
+    wall.push_back(nino::bench::SecondsSince(t0));
     cpu.push_back(nino::bench::ProcessCpuSeconds() - c0);
     pred = *p;
   }
