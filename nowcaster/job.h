@@ -1,5 +1,5 @@
-// One registered job: its layout and NowcastEngine (built once at registration), the parameter
-// snapshots it holds for the next NiNo step, and its counters.
+// One registered job: its layout and NowcastEngine (built once, in the background after
+// registration), the parameter snapshots it holds for the next NiNo step, and its counters.
 #ifndef NINO_NOWCASTER_JOB_H_
 #define NINO_NOWCASTER_JOB_H_
 
@@ -9,11 +9,13 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "common/nino/nowcast_engine.h"
 #include "nino/v1/nowcaster.pb.h"
 #include "nowcaster/job_spec.h"
@@ -22,31 +24,45 @@
 namespace nino::nowcaster {
 
 // Thread-safe. Snapshot memory: the job holds at most ctx snapshots plus the ones being
-// uploaded, all within `reservation_bytes` taken from the budget at registration.
+// uploaded, all within `reservation_bytes` taken from the budget at registration. Snapshot
+// buffers are recycled: a snapshot dropped from the ring becomes the buffer of a later upload,
+// so a long-running job page-faults its snapshot memory in once (buffers are mapped with
+// transparent huge pages where the kernel allows).
 class Job {
  public:
   // `reservation_bytes` were reserved from `budget` by the caller; the job returns them on
-  // Close() (or destruction).
-  Job(JobSpec spec, std::string token, std::unique_ptr<NowcastEngine> engine, MemoryBudget* budget,
-      int64_t reservation_bytes);
+  // Close() (or destruction). The engine arrives later, through SetEngine.
+  Job(JobSpec spec, std::string token, MemoryBudget* budget, int64_t reservation_bytes);
   ~Job();
   Job(const Job&) = delete;
   Job& operator=(const Job&) = delete;
 
   const JobSpec& spec() const { return spec_; }
-  const NeuralGraph& graph() const { return engine_->graph(); }
   bool TokenMatches(absl::string_view token) const;
 
-  // PutState, first chunk seen: admits an upload of snapshot `step`. FAILED_PRECONDITION if the
-  // job is closed or `step` is not after the newest held snapshot; RESOURCE_EXHAUSTED if one
-  // more snapshot would exceed the job's reservation. After OK the caller calls exactly one of
-  // CommitUpload / AbortUpload.
-  absl::Status BeginUpload(int64_t step);
-  // The upload failed: nothing changes but the released reservation.
-  void AbortUpload();
-  // Adds the complete snapshot `state` ([P] float32, CPU) as the newest one and drops the oldest
-  // beyond ctx; returns the number held. FAILED_PRECONDITION (nothing added) if the job was
-  // closed or a snapshot at `step` or later was committed meanwhile.
+  // The builder's result (called once): the engine, or why it could not be built.
+  void SetEngine(absl::StatusOr<std::unique_ptr<NowcastEngine>> engine);
+  // OK once the engine is built, the build's error if it failed, DEADLINE_EXCEEDED if neither
+  // happened by `deadline`.
+  absl::Status WaitForEngine(absl::Time deadline) const;
+  // Without waiting: OK (built), UNAVAILABLE (building) or the build's error.
+  absl::Status EngineStatus() const;
+  // The graph's size once built (0, 0 before).
+  int64_t num_nodes() const;
+  int64_t num_edges() const;
+
+  // PutState, first chunk seen: admits an upload of snapshot `step` and returns the buffer to
+  // assemble it in ([P] float32, CPU; contents undefined). FAILED_PRECONDITION if the job is
+  // closed, its engine could not be built, or `step` is not after the newest held snapshot;
+  // RESOURCE_EXHAUSTED if one more snapshot would exceed the job's reservation. After OK the
+  // caller calls exactly one of CommitUpload / AbortUpload, with that buffer.
+  absl::StatusOr<torch::Tensor> BeginUpload(int64_t step);
+  // The upload failed: nothing changes but the released reservation (the buffer is kept for
+  // the next upload).
+  void AbortUpload(torch::Tensor buffer);
+  // Adds the complete snapshot `state` (the buffer of BeginUpload) as the newest one and drops
+  // the oldest beyond ctx; returns the number held. FAILED_PRECONDITION (nothing added) if the
+  // job was closed or a snapshot at `step` or later was committed meanwhile.
   absl::StatusOr<int> CommitUpload(int64_t step, torch::Tensor state, int64_t bytes_received);
 
   // The held snapshots as the context of the NiNo step `step`.
@@ -58,7 +74,8 @@ class Job {
   // (step - period, step].
   absl::StatusOr<Context> TakeContext(int64_t step) const;
   // One NiNo step on `states` ([ctx, P]) with horizon k: predicted [P] float32. One nowcast at a
-  // time per job (the engine is thread-compatible); a c10::Error becomes INTERNAL.
+  // time per job (the engine is thread-compatible); a c10::Error becomes INTERNAL;
+  // FAILED_PRECONDITION while the engine is not built.
   absl::StatusOr<torch::Tensor> Nowcast(const torch::Tensor& states, int k) const;
   // The prediction from `Context` reached the client: drops the snapshots it used (as the
   // official optimizer clears its history) and counts it.
@@ -76,17 +93,25 @@ class Job {
     torch::Tensor values;  // [P] float32
   };
   int64_t HeldBytesLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Keeps `buffer` for a later upload if nothing else refers to it.
+  void RecycleLocked(torch::Tensor buffer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const JobSpec spec_;
   const std::string token_;
-  const std::unique_ptr<NowcastEngine> engine_;
   MemoryBudget* const budget_;
   const int64_t reservation_bytes_;
 
-  mutable absl::Mutex engine_mu_;  // serialises Nowcast
+  mutable absl::Mutex engine_mu_;  // serialises Nowcast; guards the engine's arrival
+  std::unique_ptr<NowcastEngine> engine_ ABSL_GUARDED_BY(engine_mu_);
+  absl::Status engine_status_ ABSL_GUARDED_BY(engine_mu_) =
+      absl::UnavailableError("the job's NiNo graph is being built");
+  int64_t num_nodes_ ABSL_GUARDED_BY(engine_mu_) = 0;
+  int64_t num_edges_ ABSL_GUARDED_BY(engine_mu_) = 0;
+
   mutable absl::Mutex mu_;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<Snapshot> held_ ABSL_GUARDED_BY(mu_);
+  std::vector<torch::Tensor> free_buffers_ ABSL_GUARDED_BY(mu_);
   int uploads_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
   int64_t last_state_step_ ABSL_GUARDED_BY(mu_) = -1;

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "nowcaster/grpc_status.h"
 #include "nowcaster/job_registry.h"
 #include "nowcaster/job_spec.h"
@@ -98,7 +100,7 @@ std::shared_ptr<Job> SmallJob(MemoryBudget* budget) {
   spec.period = 1000;
   const int64_t reservation = (spec.ctx + 1) * spec.state_bytes();
   EXPECT_TRUE(budget->Reserve(reservation, "small").ok());
-  return std::make_shared<Job>(spec, "secret", nullptr, budget, reservation);
+  return std::make_shared<Job>(spec, "secret", budget, reservation);
 }
 
 torch::Tensor State(float v) { return torch::full({4}, v); }
@@ -108,8 +110,10 @@ TEST(Job, RingKeepsTheNewestCtxSnapshots) {
   auto job = SmallJob(&budget);
   for (int i = 0; i < 7; ++i) {
     const int64_t step = 199 + 200 * i;
-    ASSERT_TRUE(job->BeginUpload(step).ok());
-    auto held = job->CommitUpload(step, State(i), 16);
+    auto buffer = job->BeginUpload(step);
+    ASSERT_TRUE(buffer.ok()) << buffer.status();
+    buffer->fill_(static_cast<float>(i));
+    auto held = job->CommitUpload(step, *buffer, 16);
     ASSERT_TRUE(held.ok()) << held.status();
     EXPECT_EQ(*held, std::min(i + 1, 5));
   }
@@ -119,7 +123,7 @@ TEST(Job, RingKeepsTheNewestCtxSnapshots) {
   EXPECT_EQ(st.bytes_in(), 7 * 16);
   EXPECT_EQ(st.memory_bytes(), 5 * 16);
   // Out of order: rejected, nothing changes.
-  EXPECT_EQ(job->BeginUpload(1399).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(job->BeginUpload(1399).status().code(), absl::StatusCode::kFailedPrecondition);
   // The context of NiNo step 1399: snapshots 599..1399 (values 2..6), oldest first.
   auto ctx = job->TakeContext(1399);
   ASSERT_TRUE(ctx.ok()) << ctx.status();
@@ -131,7 +135,7 @@ TEST(Job, RingKeepsTheNewestCtxSnapshots) {
   EXPECT_EQ(job->TakeContext(1398).status().code(), absl::StatusCode::kFailedPrecondition);
   // A snapshot committed after TakeContext survives FinishPrediction.
   ASSERT_TRUE(job->BeginUpload(1599).ok());
-  ASSERT_TRUE(job->CommitUpload(1599, State(7), 16).ok());
+  ASSERT_TRUE(job->CommitUpload(1599, State(7), 16).ok());  // a buffer of its own: fine too
   job->FinishPrediction(ctx->last_seq, 16);
   st = job->Status();
   EXPECT_EQ(st.states_held(), 1);
@@ -144,23 +148,74 @@ TEST(Job, UploadsStayWithinTheReservation) {
   auto job = SmallJob(&budget);
   EXPECT_EQ(budget.reserved_bytes(), 96);
   for (int i = 0; i < 5; ++i) {
-    ASSERT_TRUE(job->BeginUpload(i).ok());
-    ASSERT_TRUE(job->CommitUpload(i, State(i), 16).ok());
+    auto buffer = job->BeginUpload(i);
+    ASSERT_TRUE(buffer.ok());
+    ASSERT_TRUE(job->CommitUpload(i, *buffer, 16).ok());
   }
-  ASSERT_TRUE(job->BeginUpload(10).ok());  // the 6th snapshot: in flight
+  auto sixth = job->BeginUpload(10);  // the 6th snapshot: in flight
+  ASSERT_TRUE(sixth.ok());
   EXPECT_EQ(job->Status().memory_bytes(), 96);
-  absl::Status second = job->BeginUpload(11);
-  EXPECT_EQ(second.code(), absl::StatusCode::kResourceExhausted) << second;
-  job->AbortUpload();
+  absl::StatusOr<torch::Tensor> second = job->BeginUpload(11);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kResourceExhausted) << second.status();
+  job->AbortUpload(std::move(*sixth));
+  // The aborted upload's buffer is kept for the next one: still within the reservation.
   EXPECT_EQ(job->Status().memory_bytes(), 80);
+  EXPECT_EQ(job->Status().cached_bytes(), 16);
   EXPECT_EQ(job->Status().states_held(), 5);
   // Closing frees the snapshots and the reservation; a commit after it is refused.
-  ASSERT_TRUE(job->BeginUpload(12).ok());
+  auto twelfth = job->BeginUpload(12);
+  ASSERT_TRUE(twelfth.ok());
   job->Close();
   EXPECT_EQ(budget.reserved_bytes(), 0);
-  EXPECT_EQ(job->CommitUpload(12, State(1), 16).status().code(),
+  EXPECT_EQ(job->CommitUpload(12, *twelfth, 16).status().code(),
             absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(job->Status().states_held(), 0);
+}
+
+TEST(Job, SnapshotBuffersAreRecycledNotReallocated) {
+  MemoryBudget budget(1000);
+  auto job = SmallJob(&budget);
+  std::set<const void*> buffers;
+  for (int i = 0; i < 20; ++i) {
+    auto buffer = job->BeginUpload(200 * i);
+    ASSERT_TRUE(buffer.ok()) << buffer.status();
+    buffers.insert(buffer->data_ptr());
+    buffer->fill_(static_cast<float>(i));
+    ASSERT_TRUE(job->CommitUpload(200 * i, *buffer, 16).ok());
+  }
+  // ctx = 5 held plus one being filled: six buffers serve any number of uploads.
+  EXPECT_EQ(buffers.size(), 6u);
+  // Recycling never hands out a buffer that is still held: the ring holds 15..19.
+  auto ctx = job->TakeContext(3800);
+  ASSERT_TRUE(ctx.ok()) << ctx.status();
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(ctx->states[i][0].item<float>(), 15.0f + i);
+  // A buffer someone else still refers to is not reused.
+  auto next = job->BeginUpload(4000);
+  ASSERT_TRUE(next.ok());
+  torch::Tensor alias = *next;
+  ASSERT_TRUE(job->CommitUpload(4000, *next, 16).ok());
+  job->FinishPrediction(~uint64_t{0}, 0);  // drops all, alias keeps the newest alive
+  auto after = job->BeginUpload(4200);
+  ASSERT_TRUE(after.ok());
+  EXPECT_NE(after->data_ptr(), alias.data_ptr());
+}
+
+TEST(Job, EngineArrivesLaterOrFails) {
+  MemoryBudget budget(1000);
+  auto job = SmallJob(&budget);
+  EXPECT_EQ(job->EngineStatus().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(job->WaitForEngine(absl::Now() + absl::Milliseconds(10)).code(),
+            absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(job->Status().graph_state(), "building");
+  // Snapshots are accepted while the graph is built.
+  EXPECT_TRUE(job->BeginUpload(0).ok());
+  EXPECT_EQ(job->Nowcast(torch::zeros({5, 4}), 1).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  job->SetEngine(absl::InvalidArgumentError("no NiNo graph for this layout"));
+  EXPECT_EQ(job->WaitForEngine(absl::InfiniteFuture()).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(job->Status().graph_state(), "failed: no NiNo graph for this layout");
+  // A job whose graph failed takes no more snapshots.
+  EXPECT_EQ(job->BeginUpload(200).status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
 TEST(JobRegistry, TokensAndIds) {

@@ -41,6 +41,10 @@ ABSL_FLAG(int64_t, memory_budget_bytes, kDefaults.memory_budget_bytes,
 ABSL_FLAG(int, queue_length, kDefaults.queue_length,
           "Predict requests that may wait for a worker; more get RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, workers, kDefaults.workers, "threads running nowcasts");
+ABSL_FLAG(int64_t, register_wait_ms, kDefaults.register_wait_ms,
+          "RegisterJob waits this long for the job's graph build (it goes on in the background)");
+ABSL_FLAG(int, max_pending_builds, kDefaults.max_pending_builds,
+          "registered jobs whose graphs may wait for the builder");
 ABSL_FLAG(int, threads, kDefaults.threads, "LibTorch intra-op threads (0 = all cores)");
 ABSL_FLAG(int64_t, max_message_bytes, kDefaults.max_message_bytes,
           "largest gRPC message received or sent");
@@ -75,6 +79,8 @@ int main(int argc, char** argv) {
   options.memory_budget_bytes = absl::GetFlag(FLAGS_memory_budget_bytes);
   options.queue_length = absl::GetFlag(FLAGS_queue_length);
   options.workers = absl::GetFlag(FLAGS_workers);
+  options.register_wait_ms = absl::GetFlag(FLAGS_register_wait_ms);
+  options.max_pending_builds = absl::GetFlag(FLAGS_max_pending_builds);
   options.threads = absl::GetFlag(FLAGS_threads);
   if (options.threads == 0) options.threads = std::max(1u, std::thread::hardware_concurrency());
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);

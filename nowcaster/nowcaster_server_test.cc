@@ -18,6 +18,8 @@
 #include "common/nino/nowcast_engine.h"
 #include "nino/v1/nowcaster.grpc.pb.h"
 #include "nowcaster/grpc_probe.h"
+#include "absl/synchronization/notification.h"
+#include "proto/chunk_codec.h"
 #include "proto/wire.h"
 
 namespace nino::nowcaster {
@@ -309,6 +311,111 @@ TEST_F(NowcasterServerTest, PredictionMatchesTheInProcessEngine) {
   EXPECT_EQ(ListJobIds(), std::vector<std::string>{"fm16"});
   EXPECT_TRUE(CloseJob("fm16", token).ok());
   EXPECT_TRUE(ListJobIds().empty());
+}
+
+TEST_F(NowcasterServerTest, ZeroCopyUploadsMatchAndMalformedMessagesAreRefused) {
+  Start();
+  const std::string token = Register("zc");
+  const torch::Tensor states = Fm16States(5);
+  for (int i = 0; i < 5; ++i) {
+    // The trainer's path: chunks of the snapshot itself, 5000 bytes (floats straddle chunks).
+    auto keep = std::make_shared<torch::Tensor>(states[i].contiguous());
+    const absl::string_view payload(reinterpret_cast<const char*>(keep->data_ptr<float>()),
+                                    kFm16Bytes);
+    grpc::ClientContext ctx;
+    v1::PutStateResponse r;
+    grpc::Status s = wire::PutStateZeroCopy(channel_.get(), &ctx, "zc", token, kStateSteps[i],
+                                            payload, 5000, keep, &r);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(r.states_held(), i + 1);
+    EXPECT_EQ(r.bytes_received(), kFm16Bytes);
+  }
+  // A message that is not a StateChunk (raw bytes on the PutState method): a clear error, and
+  // the job is unchanged.
+  {
+    grpc::ClientContext ctx;
+    v1::PutStateResponse r;
+    const grpc::internal::RpcMethod method(wire::kPutStateMethod,
+                                           grpc::internal::RpcMethod::CLIENT_STREAMING);
+    std::unique_ptr<grpc::ClientWriter<grpc::ByteBuffer>> writer(
+        grpc::internal::ClientWriterFactory<grpc::ByteBuffer>::Create(channel_.get(), method,
+                                                                      &ctx, &r));
+    const std::string junk = "\x3a\x10short";
+    grpc::Slice slice(junk.data(), junk.size());
+    writer->Write(grpc::ByteBuffer(&slice, 1));
+    writer->WritesDone();
+    grpc::Status s = writer->Finish();
+    EXPECT_CODE(s, INVALID_ARGUMENT);
+    EXPECT_NE(s.error_message().find("malformed"), std::string::npos) << s.error_message();
+  }
+  v1::JobStatus st = GetJob("zc", token);
+  EXPECT_EQ(st.states_held(), 5);
+  EXPECT_EQ(st.bytes_in(), 5 * kFm16Bytes);
+  EXPECT_EQ(st.graph_state(), "ready");
+  std::vector<float> pred;
+  ASSERT_TRUE(Predict("zc", token, 999, 40, &pred).ok());
+  EXPECT_LE(MaxAbsDiff(pred, Reference(states, 40)), 1e-6);
+}
+
+TEST_F(NowcasterServerTest, GraphIsBuiltInTheBackground) {
+  NowcasterOptions o = BaseOptions();
+  auto release = std::make_shared<absl::Notification>();
+  o.before_graph_build_for_testing = [release] { release->WaitForNotification(); };
+  o.register_wait_ms = 100;
+  Start(o);
+  v1::RegisterJobResponse reg;
+  const std::string token = Register("slow", &reg);
+  ASSERT_FALSE(token.empty());
+  EXPECT_FALSE(reg.graph_ready());
+  EXPECT_EQ(reg.num_edges(), 0);
+  EXPECT_EQ(GetJob("slow", token).graph_state(), "building");
+  // Snapshots are taken while the graph is built; a Predict waits for it within its deadline.
+  const torch::Tensor states = Fm16States(6);
+  PutContext("slow", token, states);
+  grpc::Status early = Predict("slow", token, 999, 40, nullptr, 0, nullptr, nullptr, 300);
+  EXPECT_CODE(early, DEADLINE_EXCEEDED);
+  EXPECT_EQ(GetJob("slow", token).states_held(), 5) << "a timed-out Predict keeps the context";
+  std::thread later([release] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    release->Notify();
+  });
+  std::vector<float> pred;
+  grpc::Status s = Predict("slow", token, 999, 40, &pred, 0, nullptr, nullptr, 20000);
+  later.join();
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_LE(MaxAbsDiff(pred, Reference(states, 40)), 1e-6);
+  const v1::JobStatus st = GetJob("slow", token);
+  EXPECT_EQ(st.graph_state(), "ready");
+  EXPECT_GT(st.num_edges(), 0);
+}
+
+TEST_F(NowcasterServerTest, ALayoutFoundUnmappableAfterRegistrationFailsTheJobClearly) {
+  NowcasterOptions o = BaseOptions();
+  auto release = std::make_shared<absl::Notification>();
+  o.before_graph_build_for_testing = [release] { release->WaitForNotification(); };
+  o.register_wait_ms = 0;
+  Start(o);
+  v1::RegisterJobRequest request = Fm16Request("unmappable");
+  request.mutable_params(0)->set_shape(2, 5);  // 5x5 kernels: more slots than the GNN takes
+  request.mutable_params(0)->set_shape(3, 5);
+  grpc::ClientContext ctx;
+  v1::RegisterJobResponse reg;
+  ASSERT_TRUE(stub_->RegisterJob(&ctx, request, &reg).ok());
+  EXPECT_FALSE(reg.graph_ready());
+  release->Notify();
+  v1::JobStatus st;
+  for (int i = 0; i < 500; ++i) {
+    st = GetJob("unmappable", reg.job_token());
+    if (st.graph_state() != "building") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(st.graph_state().rfind("failed: params/graph: no NiNo graph for this layout", 0), 0u)
+      << st.graph_state();
+  std::vector<float> state(st.num_params(), 0.5f);
+  grpc::Status put = PutState("unmappable", reg.job_token(), 199, state);
+  EXPECT_CODE(put, FAILED_PRECONDITION);
+  EXPECT_NE(put.error_message().find("no NiNo graph"), std::string::npos) << put.error_message();
+  EXPECT_TRUE(CloseJob("unmappable", reg.job_token()).ok());
 }
 
 TEST_F(NowcasterServerTest, TinyChunksBothWays) {

@@ -53,17 +53,18 @@ class ReservationGuard {
   int64_t bytes_;
 };
 
-// Aborts a job's admitted upload unless it was committed.
+// Aborts a job's admitted upload unless it was committed, returning its buffer to the job.
 class UploadGuard {
  public:
-  explicit UploadGuard(Job* job) : job_(job) {}
+  UploadGuard(Job* job, torch::Tensor* buffer) : job_(job), buffer_(buffer) {}
   ~UploadGuard() {
-    if (job_ != nullptr) job_->AbortUpload();
+    if (job_ != nullptr) job_->AbortUpload(std::move(*buffer_));
   }
   void Disarm() { job_ = nullptr; }
 
  private:
   Job* job_;
+  torch::Tensor* buffer_;
 };
 
 // The rendezvous of a Predict handler and the worker running its nowcast.
@@ -119,11 +120,28 @@ NowcasterService::NowcasterService(const NowcasterOptions& options, torch::Devic
       metrics_(metrics),
       budget_(options.memory_budget_bytes),
       queue_(options.workers, options.queue_length,
-             [metrics](int depth) { metrics->SetQueueDepth(depth); }) {}
+             [metrics](int depth) { metrics->SetQueueDepth(depth); }),
+      builder_(1, options.max_pending_builds) {
+  // PutState is the second method of nino.v1.Nowcaster (nowcaster.proto); the generated
+  // protobuf handler is replaced by the zero-copy one. gRPC serves a replaced handler as a
+  // bidirectional stream; the client-streaming contract (chunks in, one reply) is unchanged.
+  constexpr int kPutStateMethodIndex = 1;
+  MarkMethodStreamed(
+      kPutStateMethodIndex,
+      new grpc::internal::BidiStreamingHandler<NowcasterService, wire::ReceivedStateChunk,
+                                               v1::PutStateResponse>(
+          [](NowcasterService* service, grpc::ServerContext* context, PutStateStream* stream) {
+            return service->PutStateZeroCopy(context, stream);
+          },
+          this));
+}
 
 NowcasterService::~NowcasterService() { StopWorkers(); }
 
-void NowcasterService::StopWorkers() { queue_.Stop(); }
+void NowcasterService::StopWorkers() {
+  builder_.Stop();
+  queue_.Stop();
+}
 
 grpc::Status NowcasterService::Reply(absl::string_view method, const absl::Status& status) {
   metrics_->CountRequest(method, status.code());
@@ -137,14 +155,18 @@ void NowcasterService::UpdateJobGauges() {
 
 // --- RegisterJob ---------------------------------------------------------------------------
 
-grpc::Status NowcasterService::RegisterJob(grpc::ServerContext* /*context*/,
+grpc::Status NowcasterService::RegisterJob(grpc::ServerContext* context,
                                            const v1::RegisterJobRequest* request,
                                            v1::RegisterJobResponse* response) {
+  const absl::Time deadline = context->deadline() == std::chrono::system_clock::time_point::max()
+                                  ? absl::InfiniteFuture()
+                                  : absl::FromChrono(context->deadline());
   return Reply("RegisterJob",
-               Guarded("RegisterJob", [&] { return DoRegisterJob(*request, response); }));
+               Guarded("RegisterJob", [&] { return DoRegisterJob(*request, deadline, response); }));
 }
 
 absl::Status NowcasterService::DoRegisterJob(const v1::RegisterJobRequest& request,
+                                             absl::Time deadline,
                                              v1::RegisterJobResponse* response) {
   const std::string model_name =
       request.nino_model().empty() ? models_->default_entry().name : request.nino_model();
@@ -165,56 +187,107 @@ absl::Status NowcasterService::DoRegisterJob(const v1::RegisterJobRequest& reque
                                                 " snapshots of ", spec->state_bytes(), " bytes)")));
   ReservationGuard reservation_guard(&budget_, reservation);
 
-  NowcastEngineOptions engine_options;
-  engine_options.device = device_;
-  engine_options.lpe.sign_seed = spec->lpe_seed;
-  absl::StatusOr<std::unique_ptr<NowcastEngine>> engine =
-      NowcastEngine::Create(model->model, spec->params, spec->graph, engine_options);
-  if (!engine.ok()) {
-    const absl::StatusCode code = engine.status().code() == absl::StatusCode::kFailedPrecondition
-                                      ? absl::StatusCode::kInvalidArgument
-                                      : engine.status().code();
-    return absl::Status(code, absl::StrCat("params/graph: no NiNo graph for this layout: ",
-                                           engine.status().message()));
-  }
   absl::StatusOr<std::string> token = RandomHexToken();
   if (!token.ok()) return token.status();
 
-  auto job = std::make_shared<Job>(*spec, *token, std::move(*engine), &budget_, reservation);
+  auto job = std::make_shared<Job>(*spec, *token, &budget_, reservation);
   reservation_guard.Disarm();  // the job returns it when closed
   NOWCASTER_RETURN_IF_ERROR(jobs_.Add(job));
+
+  // The graph is built by the builder thread; the job accepts snapshots meanwhile.
+  NowcastEngineOptions engine_options;
+  engine_options.device = device_;
+  engine_options.lpe.sign_seed = spec->lpe_seed;
+  std::weak_ptr<Job> weak_job = job;
+  std::shared_ptr<const NiNoModel> nino = model->model;
+  const std::function<void()>& hook = options_.before_graph_build_for_testing;
+  absl::Status submitted = builder_.Submit([weak_job, nino, engine_options, hook](bool run) {
+    if (run && hook) hook();
+    std::shared_ptr<Job> job = weak_job.lock();
+    if (job == nullptr) return;  // closed before its turn
+    if (!run) {
+      job->SetEngine(absl::UnavailableError("the server stopped before the graph was built"));
+      return;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    absl::StatusOr<std::unique_ptr<NowcastEngine>> engine = absl::InternalError("not built");
+    try {
+      engine = NowcastEngine::Create(nino, job->spec().params, job->spec().graph, engine_options);
+    } catch (const c10::Error& e) {
+      engine = absl::InternalError(absl::StrCat("LibTorch: ", e.what_without_backtrace()));
+    } catch (const std::exception& e) {
+      engine = absl::InternalError(e.what());
+    }
+    if (!engine.ok()) {
+      const absl::StatusCode code = engine.status().code() == absl::StatusCode::kFailedPrecondition
+                                        ? absl::StatusCode::kInvalidArgument
+                                        : engine.status().code();
+      engine = absl::Status(code, absl::StrCat("params/graph: no NiNo graph for this layout: ",
+                                               engine.status().message()));
+      LogInfo(absl::StrCat("job ", job->spec().job_id, ": ", engine.status().message()));
+    } else {
+      LogInfo(absl::StrCat(
+          "job ", job->spec().job_id, ": graph of ", (*engine)->graph().num_nodes, " nodes / ",
+          (*engine)->graph().num_edges(), " edges built in ",
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), " s"));
+    }
+    job->SetEngine(std::move(engine));
+  });
+  if (!submitted.ok()) {
+    (void)jobs_.Remove(spec->job_id, *token);
+    return absl::Status(submitted.code(), absl::StrCat("job ", spec->job_id,
+                                                       ": graph builder: ", submitted.message()));
+  }
   UpdateJobGauges();
 
-  const NeuralGraph& graph = job->graph();
+  // Wait a little for the build: small graphs (and layouts the graph cannot map) are answered
+  // here, as a synchronous registration would.
+  absl::Time wait_until = absl::Now() + absl::Milliseconds(options_.register_wait_ms);
+  if (deadline != absl::InfiniteFuture()) {
+    wait_until = std::min(wait_until, deadline - absl::Milliseconds(50));
+  }
+  const absl::Status built = job->WaitForEngine(wait_until);
+  if (!built.ok() && built.code() != absl::StatusCode::kDeadlineExceeded) {
+    (void)jobs_.Remove(spec->job_id, *token);
+    UpdateJobGauges();
+    return built;
+  }
+
   response->set_job_token(*token);
   response->set_num_params(spec->num_params);
-  response->set_num_nodes(graph.num_nodes);
-  response->set_num_edges(graph.num_edges());
+  response->set_num_nodes(job->num_nodes());
+  response->set_num_edges(job->num_edges());
+  response->set_graph_ready(built.ok());
   response->set_max_chunk_bytes(options_.max_chunk_bytes);
   for (int k : spec->k_schedule) response->add_k_schedule(k);
   LogInfo(absl::StrCat("registered job ", spec->job_id, ": model ", model_name, ", ",
-                       spec->num_params, " parameters, graph ", graph.num_nodes, " nodes / ",
-                       graph.num_edges(), " edges"));
+                       spec->num_params, " parameters, graph ",
+                       built.ok()
+                           ? absl::StrCat(job->num_nodes(), " nodes / ", job->num_edges(), " edges")
+                           : "being built"));
   return absl::OkStatus();
 }
 
 // --- PutState ------------------------------------------------------------------------------
 
-grpc::Status NowcasterService::PutState(grpc::ServerContext* context,
-                                        grpc::ServerReader<v1::StateChunk>* reader,
-                                        v1::PutStateResponse* response) {
-  return Reply("PutState",
-               Guarded("PutState", [&] { return DoPutState(context, reader, response); }));
+grpc::Status NowcasterService::PutStateZeroCopy(grpc::ServerContext* context,
+                                                PutStateStream* stream) {
+  v1::PutStateResponse response;
+  absl::Status status = Guarded("PutState", [&] { return DoPutState(context, stream, &response); });
+  if (status.ok() && !stream->Write(response)) {
+    status = absl::CancelledError("the client left before the reply");
+  }
+  return Reply("PutState", status);
 }
 
-absl::Status NowcasterService::DoPutState(grpc::ServerContext* context,
-                                          grpc::ServerReader<v1::StateChunk>* reader,
+absl::Status NowcasterService::DoPutState(grpc::ServerContext* context, PutStateStream* stream,
                                           v1::PutStateResponse* response) {
-  v1::StateChunk chunk;
-  if (!reader->Read(&chunk)) {
+  wire::ReceivedStateChunk chunk;
+  if (!stream->Read(&chunk)) {
     return context->IsCancelled() ? absl::CancelledError("the client cancelled the upload")
                                   : absl::InvalidArgumentError("PutState stream carried no chunk");
   }
+  if (!chunk.parse_status().ok()) return chunk.parse_status();
   absl::StatusOr<std::shared_ptr<Job>> found = jobs_.Find(chunk.job_id(), chunk.job_token());
   if (!found.ok()) return found.status();
   Job& job = **found;
@@ -228,30 +301,32 @@ absl::Status NowcasterService::DoPutState(grpc::ServerContext* context,
         absl::StrCat("chunk 0: total_bytes ", chunk.total_bytes(), ", but job ", spec.job_id,
                      " has ", spec.num_params, " parameters = ", spec.state_bytes(), " bytes"));
   }
-  NOWCASTER_RETURN_IF_ERROR(job.BeginUpload(step));
-  UploadGuard upload_guard(&job);
+  absl::StatusOr<torch::Tensor> buffer = job.BeginUpload(step);
+  if (!buffer.ok()) return buffer.status();
+  torch::Tensor state = std::move(*buffer);  // a recycled snapshot buffer of the job, or a new one
+  UploadGuard upload_guard(&job, &state);
 
   // The snapshot is assembled directly in its final tensor: no second copy of the vector.
-  torch::Tensor state = torch::empty({spec.num_params}, torch::kFloat32);
   wire::ChunkAssembler assembler(state.data_ptr<float>(), spec.state_bytes(),
-                                 options_.max_chunk_bytes);
+                                 options_.max_chunk_bytes, /*check_finite=*/true);
   const std::string token = chunk.job_token();
   do {
-    metrics_->AddBytesIn(static_cast<int64_t>(chunk.data().size()));
+    if (!chunk.parse_status().ok()) {
+      return absl::Status(chunk.parse_status().code(),
+                          absl::StrCat("chunk ", assembler.received_chunks(), ": ",
+                                       chunk.parse_status().message()));
+    }
+    metrics_->AddBytesIn(chunk.data_size());
     if (!TokensEqual(chunk.job_token(), token)) {
       return absl::PermissionDeniedError(absl::StrCat("chunk ", assembler.received_chunks(),
                                                       ": job_token differs from the stream's"));
     }
-    NOWCASTER_RETURN_IF_ERROR(assembler.Add(chunk));
-  } while (reader->Read(&chunk));
+    NOWCASTER_RETURN_IF_ERROR(assembler.Add(chunk.fields()));
+  } while (stream->Read(&chunk));
   if (context->IsCancelled()) {
     return absl::CancelledError(absl::StrCat("the client cancelled the upload of step ", step));
   }
   NOWCASTER_RETURN_IF_ERROR(assembler.Finish());
-  if (!torch::isfinite(state).all().item<bool>()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("data: the snapshot of step ", step, " holds NaN or Inf values"));
-  }
   absl::StatusOr<int> held = job.CommitUpload(step, std::move(state), assembler.received_bytes());
   upload_guard.Disarm();  // CommitUpload ended the upload, committed or not
   if (!held.ok()) return held.status();
@@ -296,6 +371,20 @@ absl::Status NowcasterService::DoPredict(grpc::ServerContext* context,
   if (!nowcast_context.ok()) return nowcast_context.status();
 
   const std::chrono::system_clock::time_point deadline = context->deadline();
+  // A graph still being built (large models, just registered): wait for it within the deadline.
+  for (;;) {
+    const absl::Status built = job->WaitForEngine(absl::Now() + absl::Milliseconds(20));
+    if (built.ok()) break;
+    if (built.code() != absl::StatusCode::kDeadlineExceeded) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", spec.job_id, ": ", built.message()));
+    }
+    if (context->IsCancelled()) return absl::CancelledError("the client cancelled the call");
+    if (Expired(deadline)) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "the deadline passed while the NiNo graph of job ", spec.job_id, " was being built"));
+    }
+  }
   auto pending = std::make_shared<PendingNowcast>();
   NowcasterMetrics* metrics = metrics_;
   const std::function<void()>& hook = options_.before_nowcast_for_testing;

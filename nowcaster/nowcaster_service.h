@@ -11,7 +11,9 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "nino/v1/nowcaster.grpc.pb.h"
+#include "proto/chunk_codec.h"
 #include "nowcaster/job_registry.h"
 #include "nowcaster/memory_budget.h"
 #include "nowcaster/metrics.h"
@@ -28,14 +30,20 @@ class NowcasterService final : public v1::Nowcaster::Service {
                    NowcasterMetrics* metrics);
   ~NowcasterService() override;
 
-  // Validates the job, builds its graph and NowcastEngine, reserves its snapshot memory and
-  // returns a fresh token. NOT_FOUND (unknown model), ALREADY_EXISTS, INVALID_ARGUMENT (naming
-  // the field), RESOURCE_EXHAUSTED (memory budget).
+  // Validates the job, reserves its snapshot memory, queues the build of its graph and
+  // NowcastEngine, waits for it up to options.register_wait_ms and returns a fresh token.
+  // NOT_FOUND (unknown model), ALREADY_EXISTS, INVALID_ARGUMENT (naming the field, or a layout
+  // the graph cannot map, when the build failed within the wait), RESOURCE_EXHAUSTED (memory
+  // budget, builder queue).
   grpc::Status RegisterJob(grpc::ServerContext* context, const v1::RegisterJobRequest* request,
                            v1::RegisterJobResponse* response) override;
-  // One snapshot per stream, assembled in place; on any error the job is unchanged.
-  grpc::Status PutState(grpc::ServerContext* context, grpc::ServerReader<v1::StateChunk>* reader,
-                        v1::PutStateResponse* response) override;
+  // PutState: one snapshot per stream, assembled in place; on any error the job is unchanged.
+  // Registered in place of the generated PutState handler (same wire format): chunks are read
+  // with the zero-copy codec of proto/chunk_codec.h, so each chunk's data is checksummed and
+  // copied once, from gRPC's receive buffers into the snapshot, and checked finite on the way.
+  using PutStateStream =
+      grpc::ServerReaderWriter<v1::PutStateResponse, wire::ReceivedStateChunk>;
+  grpc::Status PutStateZeroCopy(grpc::ServerContext* context, PutStateStream* stream);
   // Runs the nowcast on a worker (bounded queue, deadline honoured), streams the prediction and
   // then drops the snapshots it used.
   grpc::Status Predict(grpc::ServerContext* context, const v1::PredictRequest* request,
@@ -56,9 +64,9 @@ class NowcasterService final : public v1::Nowcaster::Service {
   size_t num_jobs() const { return jobs_.size(); }
 
  private:
-  absl::Status DoRegisterJob(const v1::RegisterJobRequest& request,
+  absl::Status DoRegisterJob(const v1::RegisterJobRequest& request, absl::Time deadline,
                              v1::RegisterJobResponse* response);
-  absl::Status DoPutState(grpc::ServerContext* context, grpc::ServerReader<v1::StateChunk>* reader,
+  absl::Status DoPutState(grpc::ServerContext* context, PutStateStream* stream,
                           v1::PutStateResponse* response);
   absl::Status DoPredict(grpc::ServerContext* context, const v1::PredictRequest& request,
                          grpc::ServerWriter<v1::PredictionChunk>* writer);
@@ -72,6 +80,7 @@ class NowcasterService final : public v1::Nowcaster::Service {
   MemoryBudget budget_;
   JobRegistry jobs_;
   WorkQueue queue_;
+  WorkQueue builder_;  // one thread building jobs' NowcastEngines, in registration order
 };
 
 }  // namespace nino::nowcaster

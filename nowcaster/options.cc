@@ -32,6 +32,8 @@ absl::Status ValidateOptions(const NowcasterOptions& o) {
   if (o.memory_budget_bytes < 1) return bad("memory_budget_bytes", o.memory_budget_bytes, ">= 1");
   if (o.queue_length < 1) return bad("queue_length", o.queue_length, ">= 1");
   if (o.workers < 1) return bad("workers", o.workers, ">= 1");
+  if (o.register_wait_ms < 0) return bad("register_wait_ms", o.register_wait_ms, ">= 0");
+  if (o.max_pending_builds < 1) return bad("max_pending_builds", o.max_pending_builds, ">= 1");
   if (o.threads < 0) return bad("threads", o.threads, ">= 0");
   if (o.max_rpc_threads < 0) return bad("max_rpc_threads", o.max_rpc_threads, ">= 0");
   if (o.max_chunk_bytes < 1) return bad("max_chunk_bytes", o.max_chunk_bytes, ">= 1");

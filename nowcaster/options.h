@@ -58,6 +58,16 @@ struct NowcasterOptions {
   int64_t max_message_bytes = int64_t{8} << 20;
   // Largest StateChunk / PredictionChunk data field accepted or sent, in bytes.
   int64_t max_chunk_bytes = int64_t{4} << 20;
+  // A job's NiNo graph, positional encoding and indices are built in the background after
+  // RegisterJob admitted it (minutes and tens of GB for 100M+ parameters). RegisterJob waits up
+  // to this long (within its deadline) for the build: a graph ready by then is reported in the
+  // reply, as is a layout the graph cannot map (INVALID_ARGUMENT, the job is not registered);
+  // a longer build goes on while the job already accepts snapshots (GetJob shows graph_state;
+  // Predict waits for it within its deadline). Builds run one at a time, in order.
+  int64_t register_wait_ms = 5000;
+  // Registered jobs whose graphs wait for the builder; one more fails RegisterJob with
+  // RESOURCE_EXHAUSTED. >= 1.
+  int max_pending_builds = 16;
   // Upper bound on gRPC threads serving calls (grpc::ResourceQuota); 0 = gRPC's default.
   int max_rpc_threads = 64;
 
@@ -70,6 +80,8 @@ struct NowcasterOptions {
   // Test hook, never set in production: runs on the worker thread before each nowcast (e.g.
   // blocks to fill the queue or to make a deadline pass).
   std::function<void()> before_nowcast_for_testing;
+  // Test hook, never set in production: runs on the builder thread before each graph build.
+  std::function<void()> before_graph_build_for_testing;
 };
 
 // Room left in a message around a chunk's data for its other fields.

@@ -83,10 +83,12 @@ absl::StatusOr<std::vector<v1::StateChunk>> SplitState(absl::string_view job_id,
   return chunks;
 }
 
-ChunkAssembler::ChunkAssembler(void* dest, int64_t dest_bytes, int64_t max_chunk_bytes)
+ChunkAssembler::ChunkAssembler(void* dest, int64_t dest_bytes, int64_t max_chunk_bytes,
+                               bool check_finite)
     : dest_(static_cast<char*>(dest)),
       dest_bytes_(dest_bytes),
-      max_chunk_bytes_(max_chunk_bytes > 0 ? max_chunk_bytes : dest_bytes) {
+      max_chunk_bytes_(max_chunk_bytes > 0 ? max_chunk_bytes : dest_bytes),
+      check_finite_(check_finite) {
   if (dest_bytes_ < 1 || dest_ == nullptr) {
     status_ = absl::InvalidArgumentError(
         absl::StrCat("chunk assembler needs a buffer of >= 1 bytes, got ", dest_bytes_));
@@ -94,13 +96,32 @@ ChunkAssembler::ChunkAssembler(void* dest, int64_t dest_bytes, int64_t max_chunk
 }
 
 absl::Status ChunkAssembler::Add(const v1::StateChunk& chunk) {
-  return AddFields({&chunk.job_id(), chunk.step(), 0, chunk.chunk_index(), chunk.offset_bytes(),
-                    chunk.total_bytes(), &chunk.data(), chunk.crc32c()});
+  const absl::string_view data = chunk.data();
+  Fields f;
+  f.job_id = chunk.job_id();
+  f.step = chunk.step();
+  f.chunk_index = chunk.chunk_index();
+  f.offset_bytes = chunk.offset_bytes();
+  f.total_bytes = chunk.total_bytes();
+  f.data = absl::MakeConstSpan(&data, 1);
+  f.data_size = static_cast<int64_t>(data.size());
+  f.crc32c = chunk.crc32c();
+  return Add(f);
 }
 
 absl::Status ChunkAssembler::Add(const v1::PredictionChunk& chunk) {
-  return AddFields({&chunk.job_id(), chunk.step(), chunk.k(), chunk.chunk_index(),
-                    chunk.offset_bytes(), chunk.total_bytes(), &chunk.data(), chunk.crc32c()});
+  const absl::string_view data = chunk.data();
+  Fields f;
+  f.job_id = chunk.job_id();
+  f.step = chunk.step();
+  f.k = chunk.k();
+  f.chunk_index = chunk.chunk_index();
+  f.offset_bytes = chunk.offset_bytes();
+  f.total_bytes = chunk.total_bytes();
+  f.data = absl::MakeConstSpan(&data, 1);
+  f.data_size = static_cast<int64_t>(data.size());
+  f.crc32c = chunk.crc32c();
+  return Add(f);
 }
 
 absl::Status ChunkAssembler::Check(const Fields& f) const {
@@ -110,9 +131,9 @@ absl::Status ChunkAssembler::Check(const Fields& f) const {
         absl::StrCat("chunk ", i, ": chunk_index ", f.chunk_index, ", expected ", i));
   }
   if (i > 0) {
-    if (*f.job_id != job_id_) {
+    if (f.job_id != job_id_) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "chunk ", i, ": job_id '", *f.job_id, "' differs from the stream's '", job_id_, "'"));
+          "chunk ", i, ": job_id '", f.job_id, "' differs from the stream's '", job_id_, "'"));
     }
     if (f.step != step_) {
       return absl::InvalidArgumentError(
@@ -135,7 +156,7 @@ absl::Status ChunkAssembler::Check(const Fields& f) const {
     return absl::InvalidArgumentError(absl::StrCat("chunk ", i, ": offset_bytes ", f.offset_bytes,
                                                    ", expected ", received_bytes_));
   }
-  const int64_t size = static_cast<int64_t>(f.data->size());
+  const int64_t size = f.data_size;
   if (size < 1) return absl::InvalidArgumentError(absl::StrCat("chunk ", i, ": empty data"));
   if (size > dest_bytes_ - received_bytes_) {
     return absl::InvalidArgumentError(absl::StrCat("chunk ", i, ": data [", f.offset_bytes, ", ",
@@ -147,7 +168,8 @@ absl::Status ChunkAssembler::Check(const Fields& f) const {
                                                    " bytes, more than max_chunk_bytes ",
                                                    max_chunk_bytes_));
   }
-  const uint32_t crc = io::Crc32c(*f.data);
+  uint32_t crc = 0;
+  for (absl::string_view piece : f.data) crc = io::Crc32cExtend(crc, piece.data(), piece.size());
   if (crc != f.crc32c) {
     return absl::DataLossError(absl::StrCat("chunk ", i, ": crc32c mismatch (chunk says 0x",
                                             absl::Hex(f.crc32c, absl::kZeroPad8), ", data has 0x",
@@ -156,17 +178,49 @@ absl::Status ChunkAssembler::Check(const Fields& f) const {
   return absl::OkStatus();
 }
 
-absl::Status ChunkAssembler::AddFields(const Fields& f) {
+int64_t ChunkAssembler::FirstNonFinite(int64_t from, int64_t to) const {
+  const int64_t first = from / 4, last = to / 4;  // values [first, last) are complete
+  const char* base = dest_;
+  uint32_t any = 0;
+  // An all-ones exponent is Inf or NaN. OR-reduce first (vectorises), search only on a hit.
+  for (int64_t i = first; i < last; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, base + 4 * i, 4);
+    any |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+  }
+  if (any == 0) return -1;
+  for (int64_t i = first; i < last; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, base + 4 * i, 4);
+    if ((bits & 0x7f800000u) == 0x7f800000u) return i;
+  }
+  return -1;
+}
+
+absl::Status ChunkAssembler::Add(const Fields& f) {
   if (!status_.ok()) return status_;
   status_ = Check(f);
   if (!status_.ok()) return status_;
   if (next_index_ == 0) {
-    job_id_ = *f.job_id;
+    job_id_ = std::string(f.job_id);
     step_ = f.step;
     k_ = f.k;
   }
-  std::memcpy(dest_ + received_bytes_, f.data->data(), f.data->size());
-  received_bytes_ += static_cast<int64_t>(f.data->size());
+  char* out = dest_ + received_bytes_;
+  for (absl::string_view piece : f.data) {
+    std::memcpy(out, piece.data(), piece.size());
+    out += piece.size();
+  }
+  received_bytes_ += f.data_size;
+  if (check_finite_) {
+    const int64_t bad = FirstNonFinite(checked_bytes_, received_bytes_);
+    if (bad >= 0) {
+      status_ = absl::InvalidArgumentError(
+          absl::StrCat("chunk ", next_index_, ": data holds a NaN or Inf (value ", bad, ")"));
+      return status_;
+    }
+    checked_bytes_ = received_bytes_ / 4 * 4;
+  }
   ++next_index_;
   return absl::OkStatus();
 }

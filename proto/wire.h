@@ -65,16 +65,37 @@ absl::StatusOr<std::vector<v1::StateChunk>> SplitState(absl::string_view job_id,
 // order, offset_bytes equal to the bytes received so far, 1..max_chunk_bytes bytes of data that
 // do not run past total_bytes, and the CRC-32C of its data. A violation of the protocol is
 // INVALID_ARGUMENT and a checksum mismatch DATA_LOSS, both naming the chunk and the field;
-// after the first error every call returns it again. Bytes of a rejected chunk are never
-// written. Not thread-safe.
+// after the first error every call returns it again. Bytes of a chunk rejected by these checks
+// are never written. Not thread-safe.
+//
+// With check_finite, the buffer holds float32 values and every value must be finite: each
+// chunk's values are checked as they are copied (while in cache), and a NaN or Inf is
+// INVALID_ARGUMENT naming the chunk and the value's index; that chunk's bytes have then been
+// written, and the caller discards the buffer.
 class ChunkAssembler {
  public:
   // dest: dest_bytes writable bytes, owned by the caller, alive while chunks are added.
   // max_chunk_bytes: the largest data field accepted (<= 0: no limit beyond dest_bytes).
-  ChunkAssembler(void* dest, int64_t dest_bytes, int64_t max_chunk_bytes);
+  ChunkAssembler(void* dest, int64_t dest_bytes, int64_t max_chunk_bytes,
+                 bool check_finite = false);
 
   absl::Status Add(const v1::StateChunk& chunk);
   absl::Status Add(const v1::PredictionChunk& chunk);
+
+  // One chunk whose data is given as pieces (concatenated in order), e.g. still in the slices
+  // gRPC received (proto/chunk_codec.h).
+  struct Fields {
+    absl::string_view job_id;
+    int64_t step = 0;
+    int32_t k = 0;  // predictions only; 0 for states
+    int64_t chunk_index = 0;
+    int64_t offset_bytes = 0;
+    int64_t total_bytes = 0;
+    absl::Span<const absl::string_view> data;
+    int64_t data_size = 0;  // sum of the pieces' sizes
+    uint32_t crc32c = 0;
+  };
+  absl::Status Add(const Fields& chunk);
 
   // OK once every byte arrived; DATA_LOSS "stream ended after N of M bytes" otherwise (or the
   // stream's earlier error).
@@ -89,24 +110,18 @@ class ChunkAssembler {
   int32_t k() const { return k_; }
 
  private:
-  struct Fields {
-    const std::string* job_id;
-    int64_t step;
-    int32_t k;  // predictions only; 0 for states
-    int64_t chunk_index;
-    int64_t offset_bytes;
-    int64_t total_bytes;
-    const std::string* data;
-    uint32_t crc32c;
-  };
-  absl::Status AddFields(const Fields& f);
   absl::Status Check(const Fields& f) const;
+  // Index of the first non-finite float32 among the complete values in dest_[from, to)
+  // (from a multiple of 4), or -1.
+  int64_t FirstNonFinite(int64_t from, int64_t to) const;
 
   char* dest_;
   int64_t dest_bytes_;
   int64_t max_chunk_bytes_;
+  bool check_finite_;
   absl::Status status_;
   int64_t received_bytes_ = 0;
+  int64_t checked_bytes_ = 0;  // check_finite: dest_[0, checked_bytes_) holds finite values
   int64_t next_index_ = 0;
   std::string job_id_;
   int64_t step_ = 0;

@@ -1,10 +1,14 @@
 // bench_stream: how fast does a parameter snapshot travel to the nowcaster over loopback?
-// Streams a float32 snapshot (default 100 MB) with PutState (nino.v1, chunks + CRC-32C from
-// proto/wire) into an in-process NowcasterServer holding a registered job, and copies the same
-// bytes over a plain TCP socket; prints MB/s of both (best and median of --repeat runs).
+// Streams a float32 snapshot (default 100 MB) with PutState (nino.v1, chunks + CRC-32C) into an
+// in-process NowcasterServer holding a registered job, and copies the same bytes over a plain
+// TCP socket; prints MB/s of each (best and median of --repeat runs). Two PutState clients:
+// the trainer's zero-copy chunks (proto/chunk_codec.h) and the generated protobuf stub (what
+// any other gRPC client sends); the server side is the same. The job's graph is never built
+// (a 1 GB layer's graph would not fit this machine): the bench holds the builder and closes
+// the job before releasing it.
 //
-//   bazel build -c opt //tools:bench_stream
-//   ./bazel-bin/tools/bench_stream --mb 100 --repeat 3 --nino_ckpt ../shared/reference/checkpoints/nino_mlp.pt
+//   bazel build //tools:bench_stream
+//   ./bazel-bin/tools/bench_stream --mb 100 --repeat 8
 #include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
@@ -25,17 +29,23 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "common/runtime/allocator.h"
 #include "nino/v1/nowcaster.grpc.pb.h"
 #include "nowcaster/nowcaster_server.h"
+#include "proto/chunk_codec.h"
 #include "proto/wire.h"
 
 ABSL_FLAG(double, mb, 100, "snapshot size in MB (10^6 bytes), rounded to a square MLP layer");
 ABSL_FLAG(int, repeat, 3, "timed runs of each transfer");
-ABSL_FLAG(std::string, only, "", "grpc or tcp: run one side only (for profiling)");
-ABSL_FLAG(bool, tuned_http2, true, "client side: the trainer's HTTP/2 frame and window settings (false: gRPC defaults)");
+ABSL_FLAG(std::string, only, "",
+          "zerocopy, protobuf or tcp: run one transfer only (for profiling)");
+ABSL_FLAG(bool, tuned_http2, true,
+          "client side: the trainer's HTTP/2 frame and window settings (false: gRPC defaults)");
 ABSL_FLAG(int64_t, chunk_bytes, 1 << 20, "PutState chunk payload (the server caps it)");
-ABSL_FLAG(std::string, nino_ckpt, "../shared/reference/checkpoints/nino_mlp.pt",
-          "NiNo checkpoint the in-process server loads (nino_mlp: no positional encoding to build)");
+ABSL_FLAG(
+    std::string, nino_ckpt, "../shared/reference/checkpoints/nino_mlp.pt",
+    "NiNo checkpoint the in-process server loads (nino_mlp: no positional encoding to build)");
 
 namespace {
 
@@ -51,8 +61,9 @@ Result Summarise(std::vector<double> mbps) {
   return {mbps.back(), mbps[mbps.size() / 2]};
 }
 
-// One plain TCP copy of `payload` to a receiver thread over loopback (until its 1-byte ack).
-double TcpCopySeconds(const std::string& payload) {
+// One plain TCP copy of `payload` to a receiver thread over loopback (until its 1-byte ack),
+// into `sink` (payload.size() bytes): a fresh buffer, or one already written (faulted in).
+double TcpCopySeconds(const std::string& payload, std::vector<char>& sink) {
   int lfd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -64,7 +75,6 @@ double TcpCopySeconds(const std::string& payload) {
   }
   socklen_t len = sizeof a;
   getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len);
-  std::vector<char> sink(payload.size());
   std::thread receiver([&] {
     int fd = accept(lfd, nullptr, nullptr);
     size_t got = 0;
@@ -109,10 +119,11 @@ double TcpCopySeconds(const std::string& payload) {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("PutState streaming vs plain TCP over loopback (MB/s).");
   absl::ParseCommandLine(argc, argv);
+  nino::runtime::TuneAllocatorForTensors();  // as nino_nowcaster and nino_train do
   const int repeat = std::max(1, absl::GetFlag(FLAGS_repeat));
   // One square layer n x n plus its bias: ~mb * 10^6 bytes.
-  const int64_t n = std::max<int64_t>(
-      8, static_cast<int64_t>(std::sqrt(absl::GetFlag(FLAGS_mb) * 1e6 / 4.0)));
+  const int64_t n =
+      std::max<int64_t>(8, static_cast<int64_t>(std::sqrt(absl::GetFlag(FLAGS_mb) * 1e6 / 4.0)));
   const int64_t num_params = n * n + n;
   const int64_t bytes = 4 * num_params;
 
@@ -124,6 +135,9 @@ int main(int argc, char** argv) {
   so.models = {{"bench", absl::GetFlag(FLAGS_nino_ckpt)}};
   so.memory_budget_bytes = std::max<int64_t>(so.memory_budget_bytes, 8 * bytes);
   so.max_chunk_bytes = std::min<int64_t>(so.max_chunk_bytes, absl::GetFlag(FLAGS_chunk_bytes));
+  auto hold_builder = std::make_shared<absl::Notification>();
+  so.before_graph_build_for_testing = [hold_builder] { hold_builder->WaitForNotification(); };
+  so.register_wait_ms = 0;
   auto server = nino::nowcaster::NowcasterServer::BuildAndStart(so);
   if (!server.ok()) {
     std::fprintf(stderr, "cannot start the nowcaster: %s\n", server.status().ToString().c_str());
@@ -163,55 +177,105 @@ int main(int argc, char** argv) {
     std::printf("registered a %lld-parameter job (%.1f MB snapshots) in %.1f s\n",
                 static_cast<long long>(num_params), bytes / 1e6, Seconds(t0));
   }
-  const int64_t chunk = std::min<int64_t>(absl::GetFlag(FLAGS_chunk_bytes), reg_resp.max_chunk_bytes());
+  const int64_t chunk =
+      std::min<int64_t>(absl::GetFlag(FLAGS_chunk_bytes), reg_resp.max_chunk_bytes());
 
-  std::vector<float> values(num_params);
-  for (int64_t i = 0; i < num_params; ++i) values[i] = static_cast<float>((i % 1000) * 1e-3);
-  const absl::string_view payload = nino::wire::AsBytes(values);
+  auto values = std::make_shared<std::vector<float>>(num_params);
+  for (int64_t i = 0; i < num_params; ++i) (*values)[i] = static_cast<float>((i % 1000) * 1e-3);
+  const absl::string_view payload = nino::wire::AsBytes(*values);
   auto spans = nino::wire::PlanChunks(bytes, chunk);
   if (!spans.ok()) {
     std::fprintf(stderr, "%s\n", spans.status().ToString().c_str());
     return 1;
   }
 
-  std::vector<double> grpc_mbps, tcp_mbps;
   const std::string only = absl::GetFlag(FLAGS_only);
-  for (int r = 0; r < (only == "tcp" ? 0 : repeat + 1); ++r) {  // run 0 warms up
+  int64_t step = 0;
+  // One PutState of the snapshot; MB/s.
+  auto put = [&](bool zero_copy) -> double {
+    step += 200;
     const auto t0 = std::chrono::steady_clock::now();
     grpc::ClientContext ctx;
     nino::v1::PutStateResponse resp;
-    auto writer = stub->PutState(&ctx, &resp);
-    for (const auto& span : *spans) {
-      if (!writer->Write(nino::wire::MakeStateChunk("bench-stream", reg_resp.job_token(),
-                                                    200 * (r + 1), payload, span))) {
-        break;
+    grpc::Status s;
+    if (zero_copy) {
+      s = nino::wire::PutStateZeroCopy(channel.get(), &ctx, "bench-stream", reg_resp.job_token(),
+                                       step, payload, chunk, values, &resp);
+    } else {
+      auto writer = stub->PutState(&ctx, &resp);
+      for (const auto& span : *spans) {
+        if (!writer->Write(nino::wire::MakeStateChunk("bench-stream", reg_resp.job_token(), step,
+                                                      payload, span))) {
+          break;
+        }
       }
+      writer->WritesDone();
+      s = writer->Finish();
     }
-    writer->WritesDone();
-    grpc::Status s = writer->Finish();
     const double sec = Seconds(t0);
     if (!s.ok() || resp.bytes_received() != bytes) {
       std::fprintf(stderr, "PutState: %s (%lld bytes acknowledged)\n", s.error_message().c_str(),
                    static_cast<long long>(resp.bytes_received()));
-      return 1;
+      std::exit(1);
     }
-    if (r > 0) grpc_mbps.push_back(bytes / 1e6 / sec);
+    return bytes / 1e6 / sec;
+  };
+  // The server recycles a job's snapshot buffers once it holds ctx = 5: the first 6 uploads of
+  // a job fill fresh memory, later ones (a running job) reuse it. Report both.
+  std::vector<double> first_mbps, zc_mbps, pb_mbps, tcp_mbps, tcp_fresh_mbps;
+  if (only.empty() || only == "zerocopy" || only == "protobuf") {
+    for (int r = 0; r < 6; ++r) first_mbps.push_back(put(only != "protobuf"));
+  }
+  for (int r = 0; r < repeat; ++r) {
+    if (only.empty() || only == "zerocopy") zc_mbps.push_back(put(true));
+    if (only.empty() || only == "protobuf") pb_mbps.push_back(put(false));
   }
   const std::string copy(payload);
-  for (int r = 0; r < (only == "grpc" ? 0 : repeat + 1); ++r) {
-    const double sec = TcpCopySeconds(copy);
+  std::vector<char> reused(copy.size(), 1);
+  for (int r = 0; r < (only.empty() || only == "tcp" ? repeat + 1 : 0); ++r) {
+    double sec = TcpCopySeconds(copy, reused);
     if (r > 0) tcp_mbps.push_back(bytes / 1e6 / sec);
+    std::vector<char> fresh(copy.size());  // untouched pages: the kernel faults them in
+    sec = TcpCopySeconds(copy, fresh);
+    if (r > 0) tcp_fresh_mbps.push_back(bytes / 1e6 / sec);
   }
-  if (grpc_mbps.empty()) grpc_mbps.push_back(0);
-  if (tcp_mbps.empty()) tcp_mbps.push_back(0);
-  const Result g = Summarise(grpc_mbps), t = Summarise(tcp_mbps);
-  std::printf("snapshot %.1f MB, %zu PutState chunks of %lld bytes, %d runs each (after 1 warm-up)\n",
-              bytes / 1e6, spans->size(), static_cast<long long>(chunk), repeat);
-  std::printf("PutState (gRPC, CRC-32C, server assembles + checks finite): best %.0f MB/s, median %.0f MB/s\n",
-              g.best, g.median);
-  std::printf("plain TCP copy of the same bytes:                          best %.0f MB/s, median %.0f MB/s\n",
-              t.best, t.median);
-  std::printf("PutState / TCP (median): %.2f\n", g.median / t.median);
+  for (auto* v : {&first_mbps, &zc_mbps, &pb_mbps, &tcp_mbps, &tcp_fresh_mbps}) {
+    if (v->empty()) v->push_back(0);
+  }
+  const Result f = Summarise(first_mbps), z = Summarise(zc_mbps), p = Summarise(pb_mbps),
+               t = Summarise(tcp_mbps), tf = Summarise(tcp_fresh_mbps);
+  std::printf("snapshot %.1f MB, %zu PutState chunks of %lld bytes, %d runs each\n", bytes / 1e6,
+              spans->size(), static_cast<long long>(chunk), repeat);
+  std::printf(
+      "PutState, first 6 uploads of the job (fresh buffers):  best %.0f MB/s, median %.0f MB/s\n",
+      f.best, f.median);
+  std::printf(
+      "PutState, zero-copy client (trainer), running job:     best %.0f MB/s, median %.0f MB/s\n",
+      z.best, z.median);
+  std::printf(
+      "PutState, protobuf stub client, running job:           best %.0f MB/s, median %.0f MB/s\n",
+      p.best, p.median);
+  std::printf(
+      "plain TCP copy into a reused buffer:                  best %.0f MB/s, median %.0f MB/s\n",
+      t.best, t.median);
+  std::printf(
+      "plain TCP copy into a fresh buffer:                    best %.0f MB/s, median %.0f MB/s\n",
+      tf.best, tf.median);
+  if (t.median > 0 && tf.median > 0) {
+    std::printf(
+        "PutState / TCP (medians, like with like): running job zero-copy %.2f, protobuf "
+        "%.2f (vs reused buffer); first uploads %.2f (vs fresh buffer)\n",
+        z.median / t.median, p.median / t.median, f.median / tf.median);
+  }
+  {
+    grpc::ClientContext ctx;
+    nino::v1::JobRef ref;
+    ref.set_job_id("bench-stream");
+    ref.set_job_token(reg_resp.job_token());
+    nino::v1::CloseJobResponse closed;
+    (void)stub->CloseJob(&ctx, ref, &closed);
+  }
+  hold_builder->Notify();  // the closed job's build is skipped
   (*server)->Shutdown();
   return 0;
 }

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "nino/v1/nowcaster.grpc.pb.h"
+#include "proto/chunk_codec.h"
 #include "proto/wire.h"
 
 namespace nino::trainer {
@@ -202,8 +203,11 @@ absl::Status RemoteNowcaster::EnsureRegisteredLocked(absl::Time deadline) {
   held_steps_.clear();
   ++stats_.registrations;
   Log(absl::StrCat("registered job ", current_job_id_, " at ", options_.address, " (",
-                   resp.num_params(), " parameters, graph ", resp.num_nodes(), " nodes / ",
-                   resp.num_edges(), " edges, model ", options_.nino_model, ")"));
+                   resp.num_params(), " parameters, graph ",
+                   resp.graph_ready() ? absl::StrCat(resp.num_nodes(), " nodes / ",
+                                                     resp.num_edges(), " edges")
+                                      : std::string("being built on the server"),
+                   ", model ", options_.nino_model, ")"));
   return absl::OkStatus();
 }
 
@@ -216,18 +220,14 @@ absl::Status RemoteNowcaster::UploadLocked(int64_t step, const torch::Tensor& va
   }
   const absl::string_view payload =
       wire::AsBytes(absl::MakeConstSpan(flat.data_ptr<float>(), flat.numel()));
-  auto spans = wire::PlanChunks(static_cast<int64_t>(payload.size()), max_chunk_bytes_);
-  if (!spans.ok()) return spans.status();
   grpc::ClientContext ctx;
   SetDeadline(&ctx, deadline);
   v1::PutStateResponse resp;
-  std::unique_ptr<grpc::ClientWriterInterface<v1::StateChunk>> writer =
-      stub_->PutState(&ctx, &resp);
-  for (const wire::ChunkSpan& span : *spans) {
-    if (!writer->Write(wire::MakeStateChunk(current_job_id_, token_, step, payload, span))) break;
-  }
-  writer->WritesDone();
-  absl::Status s = FromGrpc(writer->Finish(), absl::StrCat("PutState step ", step));
+  // Zero-copy chunks: each chunk's data is a slice of `flat`, which the slices keep alive.
+  const grpc::Status sent = wire::PutStateZeroCopy(
+      channel_.get(), &ctx, current_job_id_, token_, step, payload, max_chunk_bytes_,
+      std::make_shared<torch::Tensor>(flat), &resp);
+  absl::Status s = FromGrpc(sent, absl::StrCat("PutState step ", step));
   if (s.ok() && (resp.step() != step || resp.bytes_received() != static_cast<int64_t>(payload.size()))) {
     s = absl::InternalError(absl::StrCat("PutState step ", step, ": the server acknowledged step ",
                                          resp.step(), ", ", resp.bytes_received(), " bytes"));

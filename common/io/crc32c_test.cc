@@ -42,6 +42,18 @@ TEST(Crc32c, ExtendEqualsWholeAndPathsAgree) {
     absl::string_view piece(data.data() + start, data.size() - start - 5);
     EXPECT_EQ(Crc32c(piece), Crc32cExtendPortable(0, piece.data(), piece.size())) << start;
   }
+  // Long inputs take the three-chain path (blocks of 3 x 4096 bytes): every length around the
+  // block boundaries, every start alignment, against the table implementation.
+  std::string big(3 * 3 * 4096 + 100, '\0');
+  for (char& c : big) c = static_cast<char>(rng());
+  for (size_t n : {size_t{12287}, size_t{12288}, size_t{12289}, size_t{24576 + 7}, big.size()}) {
+    for (size_t start : {size_t{0}, size_t{1}, size_t{5}}) {
+      if (start + n > big.size()) continue;
+      EXPECT_EQ(Crc32cExtend(0x1234u, big.data() + start, n),
+                Crc32cExtendPortable(0x1234u, big.data() + start, n))
+          << n << " from " << start;
+    }
+  }
   // A single flipped bit changes the checksum.
   data[1000] ^= 0x10;
   EXPECT_NE(Crc32c(data), whole);
