@@ -43,8 +43,8 @@ void Job::SetEngine(absl::StatusOr<std::unique_ptr<NowcastEngine>> engine) {
     return;
   }
   engine_ = std::move(*engine);
-  num_nodes_ = engine_->graph().num_nodes;
-  num_edges_ = engine_->graph().num_edges();
+  num_nodes_ = engine_->total_nodes();
+  num_edges_ = engine_->total_edges();
   engine_status_ = absl::OkStatus();
 }
 

@@ -108,6 +108,20 @@ absl::StatusOr<JobSpec> ValidateJobRequest(const v1::RegisterJobRequest& request
   spec.max_train_steps = request.max_train_steps();
   spec.k_decay = k_decay;
   spec.lpe_seed = request.lpe_seed();
+  const v1::NowcastTuning& t = request.tuning();
+  if (!(t.edge_sample_ratio() >= 0 && t.edge_sample_ratio() <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("tuning.edge_sample_ratio: ",
+                                                   t.edge_sample_ratio(), ", expected 0 to 1"));
+  }
+  if (t.chunk_bytes() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tuning.chunk_bytes: ", t.chunk_bytes(), ", expected >= 0"));
+  }
+  spec.tuning.edge_sample_ratio = t.edge_sample_ratio();
+  spec.tuning.edge_sample_seed = request.lpe_seed();
+  spec.tuning.subgraph = t.subgraph();
+  spec.tuning.bf16_edge_state = t.bf16_edge_state();
+  spec.tuning.chunk_bytes = t.chunk_bytes();
   spec.seq_len = model_config.seq_len;
   spec.k_schedule = HorizonSchedule(spec.max_train_steps, spec.period, spec.k_decay,
                                     static_cast<int>(model_config.seq_len));

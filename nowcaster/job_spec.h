@@ -10,6 +10,7 @@
 #include "absl/strings/string_view.h"
 #include "common/nino/neural_graph.h"
 #include "common/nino/nino_model.h"
+#include "common/nino/nowcast_engine.h"
 #include "nino/v1/nowcaster.pb.h"
 
 namespace nino::nowcaster {
@@ -24,6 +25,7 @@ struct JobSpec {
   int64_t max_train_steps = 0;
   double k_decay = 2.0;
   uint64_t lpe_seed = 0;        // sign seed of the positional encoding
+  NowcastTuning tuning;         // edge sampling (seeded with lpe_seed), subgraph, bf16, chunks
   std::vector<int> k_schedule;  // HorizonSchedule(max_train_steps, period, k_decay)
   int64_t num_params = 0;       // P
   int64_t seq_len = 40;         // the model's largest horizon k

@@ -418,6 +418,55 @@ TEST_F(NowcasterServerTest, ALayoutFoundUnmappableAfterRegistrationFailsTheJobCl
   EXPECT_TRUE(CloseJob("unmappable", reg.job_token()).ok());
 }
 
+TEST_F(NowcasterServerTest, JobTuningReachesTheEngine) {
+  Start();
+  // Edge sampling with the job's seed: the same prediction as an in-process engine so tuned.
+  v1::RegisterJobRequest request = Fm16Request("sampled");
+  request.set_lpe_seed(11);
+  request.mutable_tuning()->set_edge_sample_ratio(0.4);
+  request.mutable_tuning()->set_bf16_edge_state(true);
+  request.mutable_tuning()->set_chunk_bytes(1 << 20);
+  grpc::ClientContext ctx;
+  v1::RegisterJobResponse reg;
+  ASSERT_TRUE(stub_->RegisterJob(&ctx, request, &reg).ok());
+  const torch::Tensor states = Fm16States(9);
+  PutContext("sampled", reg.job_token(), states);
+  std::vector<float> pred;
+  ASSERT_TRUE(Predict("sampled", reg.job_token(), 999, 30, &pred).ok());
+  auto model = NiNoModel::Load(ckpt_);
+  ASSERT_TRUE(model.ok());
+  NowcastEngineOptions eo;
+  eo.lpe.sign_seed = 11;
+  NowcastTuning tuning;
+  tuning.edge_sample_ratio = 0.4;
+  tuning.edge_sample_seed = 11;
+  tuning.bf16_edge_state = true;
+  tuning.chunk_bytes = 1 << 20;
+  ASSERT_TRUE(ApplyTuning(tuning, model->config(), &eo).ok());
+  auto engine = NowcastEngine::Create(std::make_shared<const NiNoModel>(std::move(*model)),
+                                      *MakeParamTable(Fm16Shapes()), GraphSpec{}, eo);
+  ASSERT_TRUE(engine.ok());
+  auto want = (*engine)->Nowcast(states, 30);
+  ASSERT_TRUE(want.ok());
+  EXPECT_LE(MaxAbsDiff(pred, *want), 1e-6);
+  EXPECT_GT(MaxAbsDiff(pred, Reference(states, 30)), 1e-7) << "the tuning was not applied";
+
+  // Bad tuning is refused naming the field; subgraph mode on an MLP/CNN names the reason.
+  v1::RegisterJobRequest bad = Fm16Request("bad-ratio");
+  bad.mutable_tuning()->set_edge_sample_ratio(1.5);
+  grpc::ClientContext c2;
+  grpc::Status s = stub_->RegisterJob(&c2, bad, &reg);
+  EXPECT_CODE(s, INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("tuning.edge_sample_ratio"), std::string::npos) << s.error_message();
+  v1::RegisterJobRequest sub = Fm16Request("cnn-subgraph");
+  sub.mutable_tuning()->set_subgraph(true);
+  grpc::ClientContext c3;
+  s = stub_->RegisterJob(&c3, sub, &reg);
+  EXPECT_CODE(s, INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("subgraph mode"), std::string::npos) << s.error_message();
+  EXPECT_EQ(ListJobIds(), std::vector<std::string>{"sampled"});
+}
+
 TEST_F(NowcasterServerTest, TinyChunksBothWays) {
   NowcasterOptions o = BaseOptions();
   o.max_chunk_bytes = 4096;

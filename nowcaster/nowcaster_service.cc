@@ -187,6 +187,10 @@ absl::Status NowcasterService::DoRegisterJob(const v1::RegisterJobRequest& reque
                                                 " snapshots of ", spec->state_bytes(), " bytes)")));
   ReservationGuard reservation_guard(&budget_, reservation);
 
+  NowcastEngineOptions engine_options;
+  engine_options.device = device_;
+  engine_options.lpe.sign_seed = spec->lpe_seed;
+  NOWCASTER_RETURN_IF_ERROR(ApplyTuning(spec->tuning, model->model->config(), &engine_options));
   absl::StatusOr<std::string> token = RandomHexToken();
   if (!token.ok()) return token.status();
 
@@ -195,9 +199,6 @@ absl::Status NowcasterService::DoRegisterJob(const v1::RegisterJobRequest& reque
   NOWCASTER_RETURN_IF_ERROR(jobs_.Add(job));
 
   // The graph is built by the builder thread; the job accepts snapshots meanwhile.
-  NowcastEngineOptions engine_options;
-  engine_options.device = device_;
-  engine_options.lpe.sign_seed = spec->lpe_seed;
   std::weak_ptr<Job> weak_job = job;
   std::shared_ptr<const NiNoModel> nino = model->model;
   const std::function<void()>& hook = options_.before_graph_build_for_testing;
@@ -227,8 +228,8 @@ absl::Status NowcasterService::DoRegisterJob(const v1::RegisterJobRequest& reque
       LogInfo(absl::StrCat("job ", job->spec().job_id, ": ", engine.status().message()));
     } else {
       LogInfo(absl::StrCat(
-          "job ", job->spec().job_id, ": graph of ", (*engine)->graph().num_nodes, " nodes / ",
-          (*engine)->graph().num_edges(), " edges built in ",
+          "job ", job->spec().job_id, ": graph of ", (*engine)->total_nodes(), " nodes / ",
+          (*engine)->total_edges(), " edges built in ",
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), " s"));
     }
     job->SetEngine(std::move(engine));

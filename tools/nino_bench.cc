@@ -26,6 +26,7 @@
 #include "absl/flags/usage.h"
 #include "common/nino/nino_model.h"
 #include "common/nino/nowcast_engine.h"
+#include "common/nino/tuning_flags.h"
 #include "common/runtime/allocator.h"
 #include "tools/bench_models.h"
 
@@ -117,6 +118,9 @@ int main(int argc, char** argv) {
   nino::NowcastEngineOptions eo;
   eo.device = device;
   eo.lpe.sign_seed = seed;
+  if (absl::Status t = nino::ApplyTuning(nino::TuningFromFlags(seed), model->config(), &eo); !t.ok()) {
+    return nino::bench::Fail("tuning flags", t);
+  }
   auto t0 = std::chrono::steady_clock::now();
   auto engine = nino::NowcastEngine::Create(model, *table, bm->graph, eo);
   if (!engine.ok()) return nino::bench::Fail("engine", engine.status());
@@ -149,7 +153,10 @@ int main(int argc, char** argv) {
 #endif
   const auto& g = (*engine)->graph();
   const nino::NiNoConfig& cfg = (*engine)->model().config();
-  const double flops = cfg.gnn ? GnnFlops(cfg, g.num_edges(), g.num_nodes, g.feat_size) : 0;
+  const int64_t edges = (*engine)->total_edges(), nodes = (*engine)->total_nodes();
+  // The exact step's count (edge sampling computes fewer messages than this).
+  const double flops = cfg.gnn ? GnnFlops(cfg, edges, nodes, g.feat_size) : 0;
+  const nino::NowcastTuning tuning = nino::TuningFromFlags(seed);
   const double rss = nino::bench::PeakRssGiB();  // before the GEMM probe's buffers
   const double gemm = absl::GetFlag(FLAGS_floor) ? GemmGflops(device) : 0;
   const double change = (pred - states[4]).abs().mean().item<double>();
@@ -157,11 +164,15 @@ int main(int argc, char** argv) {
               "\"edges\":%lld,\"feat\":%lld,\"k\":%d,\"graph_build_s\":%.4f,\"lpe_s\":%.4f,"
               "\"step_s\":%.4f,\"step_first_s\":%.4f,\"step_cpu_s\":%.4f,\"peak_rss_gib\":%.3f,"
               "\"peak_gpu_gib\":%.3f,\"gflop\":%.2f,\"gflop_per_s\":%.2f,\"gemm_gflop_per_s\":%.2f,"
-              "\"floor_s\":%.4f,\"mean_abs_change\":%.4g,\"repeat\":%d}\n",
-              bm->name.c_str(), dev.c_str(), threads, static_cast<long long>(g.num_params),
-              static_cast<long long>(g.num_nodes), static_cast<long long>(g.num_edges()),
+              "\"floor_s\":%.4f,\"mean_abs_change\":%.4g,\"repeat\":%d,\"graphs\":%d,"
+              "\"edge_sample_ratio\":%g,\"bf16_edge_state\":%s,\"chunk_rows\":%lld}\n",
+              bm->name.c_str(), dev.c_str(), threads,
+              static_cast<long long>(nino::TotalParams(*table)), static_cast<long long>(nodes),
+              static_cast<long long>(edges),
               static_cast<long long>(g.feat_size), k, build_s, (*engine)->lpe_seconds(),
               w[w.size() / 2], first, c[c.size() / 2], rss, peak_gpu, flops / 1e9,
-              flops / 1e9 / w[w.size() / 2], gemm, gemm > 0 ? flops / 1e9 / gemm : 0.0, change, repeat);
+              flops / 1e9 / w[w.size() / 2], gemm, gemm > 0 ? flops / 1e9 / gemm : 0.0, change, repeat,
+              (*engine)->num_parts(), tuning.edge_sample_ratio,
+              tuning.bf16_edge_state ? "true" : "false", static_cast<long long>(eo.forward.chunk_rows));
   return std::isfinite(change) ? 0 : 1;
 }

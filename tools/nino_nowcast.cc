@@ -18,6 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "common/io/checkpoint_locator.h"
 #include "common/runtime/allocator.h"
+#include "common/nino/tuning_flags.h"
 #include "tools/offline_nowcast.h"
 
 ABSL_FLAG(std::vector<std::string>, states, {}, "the 5 parameter checkpoints, oldest first (comma-separated)");
@@ -68,6 +69,7 @@ int main(int argc, char** argv) {
   o.max_train_steps = absl::GetFlag(FLAGS_max_train_steps);
   o.k_decay = absl::GetFlag(FLAGS_k_decay);
   o.lpe_seed = absl::GetFlag(FLAGS_lpe_seed);
+  o.tuning = nino::TuningFromFlags(o.lpe_seed);
   auto r = nino::tools::RunOfflineNowcast(o);
   if (!r.ok()) {
     std::fprintf(stderr, "error: %s\n", r.status().ToString().c_str());

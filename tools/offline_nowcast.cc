@@ -181,13 +181,14 @@ absl::StatusOr<OfflineNowcastResult> RunOfflineNowcast(const OfflineNowcastOptio
                                  o.step - 1, o.period);
   NowcastEngineOptions eo;
   eo.lpe.sign_seed = o.lpe_seed;
+  if (absl::Status t = ApplyTuning(o.tuning, model->config(), &eo); !t.ok()) return t;
   auto engine = NowcastEngine::Create(model, *table, *spec, eo);
   if (!engine.ok()) return engine.status();
   auto pred = (*engine)->Nowcast(states, result.k);
   if (!pred.ok()) return pred.status();
   result.graph = *spec;
-  result.num_params = (*engine)->graph().num_params;
-  result.num_edges = (*engine)->graph().num_edges();
+  result.num_params = TotalParams((*engine)->params());
+  result.num_edges = (*engine)->total_edges();
   result.mean_abs_change = (*pred - states[ctx - 1]).abs().mean().item<double>();
 
   // The newest file with its parameters replaced, each in its own dtype.

@@ -18,6 +18,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/nino/neural_graph.h"
+#include "common/nino/nowcast_engine.h"
 
 namespace nino::tools {
 
@@ -34,6 +35,7 @@ struct OfflineNowcastOptions {
   int64_t max_train_steps = 10000;
   double k_decay = 2.0;
   uint64_t lpe_seed = 0;            // positional-encoding sign seed
+  NowcastTuning tuning;             // edge sampling, subgraph mode, bf16 edge state, chunks
 };
 
 struct OfflineNowcastResult {

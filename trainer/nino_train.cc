@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "common/runtime/allocator.h"
 #include "trainer/task.h"
+#include "common/nino/tuning_flags.h"
 #include "trainer/trainer.h"
 
 ABSL_FLAG(std::string, task, "fm16", "fm16, fm32, mlp or lm");
@@ -78,6 +79,7 @@ int main(int argc, char** argv) {
   o.text_cache = absl::GetFlag(FLAGS_text_cache);
   o.eval_limit = absl::GetFlag(FLAGS_eval_limit);
   o.crash_at_step = absl::GetFlag(FLAGS_crash_at_step);
+  o.nino_tuning = nino::TuningFromFlags(o.seed);
   o.quiet = absl::GetFlag(FLAGS_quiet);
   const bool nino = !o.nowcaster.empty() || (!o.nino_ckpt.empty() && o.nino_ckpt != "none");
   if (o.out_dir.empty()) o.out_dir = absl::StrCat("runs/", o.task, nino ? "-nino" : "-adam", "-s", o.seed);

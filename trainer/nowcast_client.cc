@@ -182,6 +182,11 @@ absl::Status RemoteNowcaster::EnsureRegisteredLocked(absl::Time deadline) {
   req.set_max_train_steps(options_.max_train_steps);
   req.set_k_decay(options_.k_decay);
   req.set_lpe_seed(options_.lpe_seed);
+  v1::NowcastTuning* tuning = req.mutable_tuning();
+  tuning->set_edge_sample_ratio(options_.tuning.edge_sample_ratio);
+  tuning->set_subgraph(options_.tuning.subgraph);
+  tuning->set_bf16_edge_state(options_.tuning.bf16_edge_state);
+  tuning->set_chunk_bytes(options_.tuning.chunk_bytes);
   grpc::ClientContext ctx;
   SetDeadline(&ctx, std::min(deadline, absl::Now() + options_.rpc_timeout));
   v1::RegisterJobResponse resp;

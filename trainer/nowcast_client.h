@@ -34,6 +34,7 @@
 #include "absl/time/time.h"
 #include "common/nino/neural_graph.h"
 #include "common/nino/nino_optimizer.h"
+#include "common/nino/nowcast_engine.h"
 #include "nino/v1/nowcaster.grpc.pb.h"
 
 
@@ -50,6 +51,7 @@ struct RemoteNowcasterOptions {
   int64_t max_train_steps = 10000;
   double k_decay = 2.0;
   uint64_t lpe_seed = 0;  // positional-encoding sign seed: the in-process trainer uses --seed
+  NowcastTuning tuning;   // sent with RegisterJob (the server seeds edge samples with lpe_seed)
   absl::Duration nowcast_timeout = absl::Seconds(60);  // whole Nowcast(), uploads included
   absl::Duration rpc_timeout = absl::Seconds(30);      // RegisterJob, background PutState
   bool quiet = false;           // no log lines (errors are still counted)

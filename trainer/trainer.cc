@@ -199,6 +199,10 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainOptions& o) {
   const bool main_rank = env->rank == 0;
   const bool remote_nino = !o.nowcaster.empty();
   const bool use_nino = remote_nino || (!o.nino_ckpt.empty() && o.nino_ckpt != "none");
+  if (use_nino) {
+    NowcastEngineOptions probe;  // the tuning is checked before any step, wherever NiNo runs
+    if (absl::Status t = ApplyTuning(o.nino_tuning, NiNoConfig{}, &probe); !t.ok()) return t;
+  }
 
   // Everything that can be wrong with the inputs is checked before the process group forms.
   std::shared_ptr<const NiNoModel> nino_model;
@@ -273,6 +277,7 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainOptions& o) {
       ro.max_train_steps = o.steps;
       ro.k_decay = o.k_decay;
       ro.lpe_seed = o.seed;
+      ro.tuning = o.nino_tuning;
       ro.nowcast_timeout = absl::Milliseconds(o.nowcaster_timeout_ms);
       ro.rpc_timeout = std::min(absl::Seconds(30), absl::Milliseconds(o.nowcaster_timeout_ms));
       ro.quiet = o.quiet;
@@ -286,6 +291,7 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainOptions& o) {
       if (!table.ok()) return table.status();
       NowcastEngineOptions eo;
       eo.lpe.sign_seed = o.seed;
+      if (absl::Status t = ApplyTuning(o.nino_tuning, nino_model->config(), &eo); !t.ok()) return t;
       auto engine = NowcastEngine::Create(nino_model, *table, task.info().graph, eo);
       if (!engine.ok()) return engine.status();
       inner = std::make_shared<InProcessNowcaster>(std::shared_ptr<NowcastEngine>(std::move(*engine)));

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/nino/nowcast_engine.h"
 
 namespace nino::trainer {
 
@@ -23,6 +24,7 @@ struct TrainOptions {
   int64_t period = 1000;
   int64_t ctx = 5;
   double k_decay = 2.0;
+  NowcastTuning nino_tuning;      // edge sampling, subgraph mode, bf16 edge state, chunks
   int64_t eval_every = 50;        // 0: evaluate only at the end
   int64_t log_every = 100;
   std::string out_dir;            // metrics.jsonl, checkpoint.pt, summary.json

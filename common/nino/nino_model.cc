@@ -1,5 +1,8 @@
 #include "common/nino/nino_model.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
 #include <set>
 
 #include "absl/status/status.h"
@@ -55,7 +58,7 @@ absl::Status ApplyModelArg(const std::string& key, const io::PickleValue& v, NiN
   if (key == "act_name") return require(v.is_string() && v.as_string() == "silu", "act_name='silu' only");
   if (key == "scale_method") return require(v.is_string() && v.as_string() == "std", "scale_method='std' only");
   if (key == "towers") return require(v.is_int() && v.as_int() == 1, "one tower only, as the official inference path");
-  if (key == "edge_sample_ratio") return require((v.is_float() || v.is_int()) && v.as_float() == 0.0, "edge sampling is not implemented yet");
+  if (key == "edge_sample_ratio") return require((v.is_float() || v.is_int()) && v.as_float() == 0.0, "edge sampling is a per-nowcast option (ForwardOptions, --edge_sample_ratio), not a checkpoint setting");
   return absl::InvalidArgumentError(absl::StrCat("unknown model_args key '", key, "'"));
 }
 
@@ -108,7 +111,16 @@ inline torch::Tensor Rows(const torch::Tensor& t, int64_t begin, int64_t end) {
   return t.narrow(0, begin, end - begin);
 }
 
+int64_t ChunkFor(const ForwardOptions& o, int64_t chunk_size, const torch::Device& device) {
+  return o.chunk_rows > 0 ? o.chunk_rows : EffectiveChunk(chunk_size, device);
+}
+
 }  // namespace
+
+int64_t ChunkRowsForBudget(int64_t bytes, int64_t hid, bool gnn) {
+  const int64_t per_row = (gnn ? 6 : 3) * std::max<int64_t>(1, hid) * 4;
+  return std::max<int64_t>(1024, bytes / per_row);
+}
 
 absl::StatusOr<NiNoModel> NiNoModel::Load(const std::string& path) {
   auto file = io::LoadTorchFile(path);
@@ -210,7 +222,8 @@ torch::Device NiNoModel::device() const { return weights_.begin()->second.device
 
 torch::Tensor NiNoModel::Forward(const torch::Tensor& edge_attr, const torch::Tensor& edge_type,
                                  const torch::Tensor& edge_index, const torch::Tensor& pos,
-                                 const torch::Tensor& pos_w, int k, NiNoTrace* trace) const {
+                                 const torch::Tensor& pos_w, int k, NiNoTrace* trace,
+                                 const ForwardOptions& options) const {
   torch::NoGradGuard no_grad;
   TORCH_CHECK(k >= 1 && k <= config_.seq_len, "horizon k must be in 1..", config_.seq_len, ", got ", k);
   TORCH_CHECK(edge_attr.dim() == 2 && edge_attr.size(1) % config_.ctx == 0,
@@ -220,13 +233,21 @@ torch::Tensor NiNoModel::Forward(const torch::Tensor& edge_attr, const torch::Te
   TORCH_CHECK(edge_type.numel() == 0 || (edge_type.min().item<int64_t>() >= 0 &&
                                          edge_type.max().item<int64_t>() < config_.edge_types),
               "edge types must be in [0, ", config_.edge_types, ")");
-  if (config_.gnn) return ForwardGnn(edge_attr, edge_type, edge_index, pos, pos_w, k, trace);
-  return ForwardMlp(edge_attr, edge_type, k, trace);
+  TORCH_CHECK(options.edge_sample_ratio >= 0, "edge_sample_ratio must be >= 0, got ",
+              options.edge_sample_ratio);
+  TORCH_CHECK(options.edge_state_dtype == torch::kFloat32 ||
+                  options.edge_state_dtype == torch::kBFloat16,
+              "edge_state_dtype must be float32 or bfloat16");
+  if (config_.gnn) {
+    return ForwardGnn(edge_attr, edge_type, edge_index, pos, pos_w, k, trace, options);
+  }
+  return ForwardMlp(edge_attr, edge_type, k, trace, options);
 }
 
 torch::Tensor NiNoModel::ForwardGnn(const torch::Tensor& x, const torch::Tensor& et,
                                     const torch::Tensor& ei, const torch::Tensor& pos,
-                                    const torch::Tensor& pos_w, int k, NiNoTrace* trace) const {
+                                    const torch::Tensor& pos_w, int k, NiNoTrace* trace,
+                                    const ForwardOptions& options) const {
   const auto& c = config_;
   const int64_t E = x.size(0), h = c.hid, ctx = c.ctx;
   const int64_t Fs = x.size(1) / ctx;
@@ -240,8 +261,14 @@ torch::Tensor NiNoModel::ForwardGnn(const torch::Tensor& x, const torch::Tensor&
     TORCH_CHECK(ei.min().item<int64_t>() >= 0 && ei.max().item<int64_t>() < N,
                 "edge_index refers to nodes outside [0, ", N, ")");
   }
-  const int64_t chunk = EffectiveChunk(c.chunk_size, x.device());
+  const int64_t chunk = ChunkFor(options, c.chunk_size, x.device());
   const auto opts = x.options().dtype(torch::kFloat32);
+  // The edge state between layers; EdgeRows gives a chunk of it in float32.
+  const bool low_precision_state = options.edge_state_dtype != torch::kFloat32;
+  auto EdgeRows = [&](const torch::Tensor& e, int64_t b, int64_t end) {
+    torch::Tensor r = Rows(e, b, end);
+    return low_precision_state ? r.to(torch::kFloat32) : r;
+  };
 
   // Node init.
   torch::Tensor hn = F::linear(pos.to(torch::kFloat32), W("node_proj.fc.0.weight"), W("node_proj.fc.0.bias"));
@@ -255,14 +282,16 @@ torch::Tensor NiNoModel::ForwardGnn(const torch::Tensor& x, const torch::Tensor&
   const torch::Tensor w_ep = W("edge_proj.fc.0.weight").narrow(1, 0, ctx * Fs).contiguous();
   const torch::Tensor& b_ep = W("edge_proj.fc.0.bias");
   const torch::Tensor& emb = W("layer_embed.weight");
-  torch::Tensor e = torch::empty({E, h}, opts);
+  torch::Tensor e = torch::empty({E, h}, opts.dtype(options.edge_state_dtype));
   for (int64_t b = 0; b < E; b += chunk) {
     const int64_t end = std::min(E, b + chunk);
     Rows(e, b, end).copy_(F::linear(Rows(x, b, end), w_ep, b_ep) + emb.index_select(0, Rows(et, b, end)));
   }
-  if (trace) trace->e0 = Rows(e, 0, std::min(E, trace->max_edge_rows)).clone();
+  if (trace) trace->e0 = EdgeRows(e, 0, std::min(E, trace->max_edge_rows)).clone();
 
-  torch::Tensor count = torch::bincount(dst, {}, N).to(torch::kFloat32).clamp_min(1).unsqueeze(1);
+  const bool sample = options.edge_sample_ratio > 0 && options.edge_sample_ratio < 1 && E > 0;
+  torch::Tensor count;
+  if (!sample) count = torch::bincount(dst, {}, N).to(torch::kFloat32).clamp_min(1).unsqueeze(1);
   // Active message-passing layers: all but the last (whose output the head never reads).
   for (int64_t l = 0; l + 1 < c.layers; ++l) {
     const std::string cp = absl::StrCat("gnn.convs.", l, ".");
@@ -274,17 +303,43 @@ torch::Tensor NiNoModel::ForwardGnn(const torch::Tensor& x, const torch::Tensor&
     const torch::Tensor& w_enc = W(cp + "edge_encoder.weight");
     const torch::Tensor& b_enc = W(cp + "edge_encoder.bias");
     torch::Tensor agg = torch::zeros({N, h}, opts);
-    for (int64_t b = 0; b < E; b += chunk) {
-      const int64_t end = std::min(E, b + chunk);
-      const torch::Tensor d_c = Rows(dst, b, end), s_c = Rows(src, b, end);
-      torch::Tensor ab = F::linear(Rows(e, b, end), w_enc, b_enc);
+    // Edge sampling: this layer's messages come from a random subset of the edges (ascending
+    // ids, so chunks read the edge state in order), averaged over the sampled in-edges.
+    torch::Tensor sampled, layer_count = count;
+    int64_t M = E;
+    if (sample) {
+      M = static_cast<int64_t>(std::floor(static_cast<double>(E) * options.edge_sample_ratio));
+      at::Generator gen = at::detail::createCPUGenerator(options.edge_sample_seed + l);
+      sampled = std::get<0>(
+          torch::randperm(E, gen, torch::TensorOptions().dtype(torch::kInt64)).narrow(0, 0, M).sort());
+      sampled = sampled.to(x.device());
+      layer_count = torch::bincount(dst.index_select(0, sampled), {}, N)
+                        .to(torch::kFloat32)
+                        .clamp_min(1)
+                        .unsqueeze(1);
+      if (trace) trace->sampled_edges.push_back(sampled.cpu());
+    }
+    for (int64_t b = 0; b < M; b += chunk) {
+      const int64_t end = std::min(M, b + chunk);
+      torch::Tensor d_c, s_c, e_c;
+      if (sample) {
+        const torch::Tensor ids = Rows(sampled, b, end);
+        d_c = dst.index_select(0, ids);
+        s_c = src.index_select(0, ids);
+        e_c = e.index_select(0, ids).to(torch::kFloat32);
+      } else {
+        d_c = Rows(dst, b, end);
+        s_c = Rows(src, b, end);
+        e_c = EdgeRows(e, b, end);
+      }
+      torch::Tensor ab = F::linear(e_c, w_enc, b_enc);
       torch::Tensor m = node_t.index_select(0, d_c) + node_s.index_select(0, s_c);
       torch::Tensor msg = ab.narrow(1, 0, h) * m + ab.narrow(1, h, h);
       // scatter_add_ over the expanded index is one vectorised kernel; LibTorch 1.13's CPU
       // index_add_ adds row by row (one tensor op per edge).
       agg.scatter_add_(0, d_c.unsqueeze(1).expand({-1, h}), msg);
     }
-    agg.div_(count);
+    agg.div_(layer_count);
     const torch::Tensor& w_post = W(cp + "post_nns.0.0.weight");
     torch::Tensor u = F::linear(hn, w_post.narrow(1, 0, h).contiguous(), W(cp + "post_nns.0.0.bias")) +
                       F::linear(agg, w_post.narrow(1, h, h).contiguous());
@@ -300,12 +355,12 @@ torch::Tensor NiNoModel::ForwardGnn(const torch::Tensor& x, const torch::Tensor&
     // the node features, so one [E, h] buffer serves every layer.
     for (int64_t b = 0; b < E; b += chunk) {
       const int64_t end = std::min(E, b + chunk);
-      torch::Tensor pre = F::linear(Rows(e, b, end), W(up + "lin_e.weight"), W(up + "lin_e.bias")) +
+      torch::Tensor pre = F::linear(EdgeRows(e, b, end), W(up + "lin_e.weight"), W(up + "lin_e.bias")) +
                           node_src.index_select(0, Rows(src, b, end)) +
                           node_dst.index_select(0, Rows(dst, b, end));
       Rows(e, b, end).copy_(F::linear(torch::silu(pre), W(up + "lin1.weight"), W(up + "lin1.bias")));
     }
-    if (trace) (l == 0 ? trace->e1 : trace->e2) = Rows(e, 0, std::min(E, trace->max_edge_rows)).clone();
+    if (trace) (l == 0 ? trace->e1 : trace->e2) = EdgeRows(e, 0, std::min(E, trace->max_edge_rows)).clone();
   }
 
   // Head: only output rows f*T + (k-1), f < F.
@@ -315,7 +370,7 @@ torch::Tensor NiNoModel::ForwardGnn(const torch::Tensor& x, const torch::Tensor&
   torch::Tensor delta = torch::empty({E, Fs}, opts);
   for (int64_t b = 0; b < E; b += chunk) {
     const int64_t end = std::min(E, b + chunk);
-    torch::Tensor q = torch::silu(F::linear(Rows(e, b, end), W("edge_out.fc.0.weight"), W("edge_out.fc.0.bias")));
+    torch::Tensor q = torch::silu(F::linear(EdgeRows(e, b, end), W("edge_out.fc.0.weight"), W("edge_out.fc.0.bias")));
     Rows(delta, b, end).copy_(F::linear(q, w_sel, b_sel));
   }
   if (trace) trace->delta = delta.clone();
@@ -325,13 +380,14 @@ torch::Tensor NiNoModel::ForwardGnn(const torch::Tensor& x, const torch::Tensor&
 }
 
 torch::Tensor NiNoModel::ForwardMlp(const torch::Tensor& x, const torch::Tensor& et, int k,
-                                    NiNoTrace* trace) const {
+                                    NiNoTrace* trace, const ForwardOptions& options) const {
   const auto& c = config_;
   const int64_t E = x.size(0), ctx = c.ctx, Fs = x.size(1) / ctx;
   const int64_t R = E * Fs;
   const torch::Tensor xr = x.reshape({R, ctx});
   const torch::Tensor tr = et.repeat_interleave(Fs);
-  const int64_t chunk = EffectiveChunk(c.chunk_size, x.device());
+  // WNN+ has no edge state between layers and no message passing: only the chunk size applies.
+  const int64_t chunk = ChunkFor(options, c.chunk_size, x.device());
   const torch::Tensor w6 = W("edge_mlp.fc.6.weight").narrow(0, k - 1, 1).contiguous();
   const torch::Tensor b6 = W("edge_mlp.fc.6.bias").narrow(0, k - 1, 1).contiguous();
   torch::Tensor delta = torch::empty({R}, x.options().dtype(torch::kFloat32));

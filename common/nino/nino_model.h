@@ -36,6 +36,30 @@ struct NiNoConfig {
   int64_t chunk_size = 1000000;
 };
 
+// Per-call options of a forward pass: memory and speed settings of the official wrapper, none of
+// them part of the checkpoint.
+struct ForwardOptions {
+  // Edge sampling (NINO_SPEC.md 2.5): with 0 < r < 1 every message-passing layer draws its own
+  // random floor(E * r) edges, computes messages only for them and averages each node's
+  // messages over its sampled in-edges (at least 1; nodes without one get 0). The edge updates
+  // and the head still run on all edges. 0 (or >= 1): all edges, the exact computation.
+  double edge_sample_ratio = 0.0;
+  // Seed of the samples (layer l draws with seed + l): a nowcast is reproducible given it.
+  uint64_t edge_sample_seed = 0;
+  // Storage dtype of the [E, hid] edge state kept between layers: float32 (exact), or bfloat16
+  // (half the largest tensor of a step: 256 instead of 512 bytes per edge at hid 128; every
+  // chunk is still computed in float32, only the stored state is rounded).
+  torch::ScalarType edge_state_dtype = torch::kFloat32;
+  // Rows of per-edge work per chunk; 0 = the checkpoint's chunk_size (capped at 16,384 rows on
+  // a CPU). ChunkRowsForBudget() turns a memory budget into rows.
+  int64_t chunk_rows = 0;
+};
+
+// Chunk rows whose temporaries fit in `bytes`: a GNN chunk row holds about 6 * hid float32
+// values of temporaries (edge-encoder output [2h], gathered node terms, message, ...), a WNN+
+// row (of E*F rows) about 3 * hid. At least 1024 rows.
+int64_t ChunkRowsForBudget(int64_t bytes, int64_t hid, bool gnn);
+
 // Optional capture of intermediate tensors for debugging / parity reports. Edge tensors are the
 // first `max_edge_rows` rows.
 struct NiNoTrace {
@@ -43,6 +67,7 @@ struct NiNoTrace {
   torch::Tensor h0, e0, conv0_out, e1, conv1_out, e2;  // GNN
   torch::Tensor mlp_edge_proj;                         // WNN+: first rows of edge_proj output
   torch::Tensor delta;                                 // [E, F] head output before residual
+  std::vector<torch::Tensor> sampled_edges;            // edge sampling: ids per active layer
 };
 
 class NiNoModel {
@@ -80,14 +105,16 @@ class NiNoModel {
   // Throws c10::Error on shape errors (callers validate inputs first).
   torch::Tensor Forward(const torch::Tensor& edge_attr, const torch::Tensor& edge_type,
                         const torch::Tensor& edge_index, const torch::Tensor& pos,
-                        const torch::Tensor& pos_w, int k, NiNoTrace* trace = nullptr) const;
+                        const torch::Tensor& pos_w, int k, NiNoTrace* trace = nullptr,
+                        const ForwardOptions& options = {}) const;
 
  private:
   torch::Tensor ForwardGnn(const torch::Tensor& x, const torch::Tensor& et,
                            const torch::Tensor& ei, const torch::Tensor& pos,
-                           const torch::Tensor& pos_w, int k, NiNoTrace* trace) const;
+                           const torch::Tensor& pos_w, int k, NiNoTrace* trace,
+                           const ForwardOptions& options) const;
   torch::Tensor ForwardMlp(const torch::Tensor& x, const torch::Tensor& et, int k,
-                           NiNoTrace* trace) const;
+                           NiNoTrace* trace, const ForwardOptions& options) const;
   const torch::Tensor& W(const std::string& key) const { return weights_.at(key); }
 
   NiNoConfig config_;

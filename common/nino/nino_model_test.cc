@@ -187,6 +187,219 @@ TEST_F(NiNoModelTest, ChunkingUpdScaleAndHorizonRange) {
   EXPECT_FALSE((*engine)->SetPositionalEncoding(torch::zeros({3, 8})).ok());
 }
 
+// FM-16 context states: a drifting trajectory.
+torch::Tensor Fm16States() {
+  torch::manual_seed(0);
+  torch::Tensor base = torch::randn({14378}) * 0.1;
+  return torch::stack({base, base + 0.01, base + 0.02, base + 0.03, base + 0.04}) +
+         0.001 * torch::randn({5, 14378});
+}
+
+double MaxDiff(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a - b).abs().max().item<double>();
+}
+
+TEST_F(NiNoModelTest, EdgeSamplingAveragesMessagesOverSampledInEdges) {
+  at::set_num_threads(1);
+  auto m = NiNoModel::Load(CkptDir() + "/nino_no_posw.pt");
+  ASSERT_TRUE(m.ok());
+  auto model = std::make_shared<const NiNoModel>(std::move(*m));
+  const torch::Tensor states = Fm16States();
+  auto make = [&](double ratio, uint64_t seed) {
+    NowcastEngineOptions o;
+    o.forward.edge_sample_ratio = ratio;
+    o.forward.edge_sample_seed = seed;
+    auto e = NowcastEngine::Create(model, Fm16(), GraphSpec{}, o);
+    EXPECT_TRUE(e.ok()) << e.status();
+    return std::move(*e);
+  };
+  auto full = make(0, 0)->Nowcast(states, 10);
+  ASSERT_TRUE(full.ok());
+  // Ratio 1 samples every edge: the exact computation.
+  auto all = make(1.0, 0)->Nowcast(states, 10);
+  ASSERT_TRUE(all.ok());
+  EXPECT_LT(MaxDiff(*all, *full), 1e-7);
+  // A sample: reproducible with its seed, different across seeds and from the full graph.
+  auto engine = make(0.3, 7);
+  NowcastDetails details;
+  details.trace.max_edge_rows = 1 << 20;
+  auto a = engine->Nowcast(states, 10, &details);
+  auto b = make(0.3, 7)->Nowcast(states, 10);
+  auto c = make(0.3, 8)->Nowcast(states, 10);
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  EXPECT_EQ(MaxDiff(*a, *b), 0.0);
+  EXPECT_GT(MaxDiff(*a, *c), 1e-7);
+  EXPECT_GT(MaxDiff(*a, *full), 1e-7);
+  EXPECT_LT(MaxDiff(*a, *full), 10 * MaxDiff(*full, states[4])) << "a sample, not noise";
+
+  // The semantics of one layer, from the trace and the checkpoint's weights, written the
+  // official way (concatenated [target, source] inputs, mean over the sampled in-edges).
+  const NeuralGraph& g = engine->graph();
+  const int64_t E = g.num_edges(), N = g.num_nodes;
+  ASSERT_EQ(details.trace.sampled_edges.size(), 2u);  // the two active conv layers
+  const torch::Tensor ids = details.trace.sampled_edges[0];
+  EXPECT_EQ(ids.numel(), static_cast<int64_t>(E * 0.3));
+  EXPECT_EQ(std::get<0>(torch::_unique(ids)).numel(), ids.numel());
+  EXPECT_GE(ids.min().item<int64_t>(), 0);
+  EXPECT_LT(ids.max().item<int64_t>(), E);
+  const auto& sd = model->state_dict();
+  auto w = [&](const std::string& k) {
+    for (const auto& [name, t] : sd) {
+      if (name == k) return t;
+    }
+    ADD_FAILURE() << "no weight " << k;
+    return torch::Tensor();
+  };
+  namespace F = torch::nn::functional;
+  const torch::Tensor ei = g.EdgeIndexTensor();
+  const torch::Tensor src = ei[0].index_select(0, ids), dst = ei[1].index_select(0, ids);
+  const torch::Tensor h0 = details.trace.h0, e0 = details.trace.e0.index_select(0, ids);
+  ASSERT_EQ(details.trace.e0.size(0), E);
+  const torch::Tensor ab = F::linear(e0, w("gnn.convs.0.edge_encoder.weight"),
+                                     w("gnn.convs.0.edge_encoder.bias"));
+  const torch::Tensor pre = F::linear(torch::cat({h0.index_select(0, dst), h0.index_select(0, src)}, 1),
+                                      w("gnn.convs.0.pre_nns.0.0.weight"),
+                                      w("gnn.convs.0.pre_nns.0.0.bias"));
+  const int64_t h = h0.size(1);
+  const torch::Tensor msg = ab.narrow(1, 0, h) * pre + ab.narrow(1, h, h);
+  torch::Tensor agg = torch::zeros({N, h}).index_add_(0, dst, msg);
+  agg = agg / torch::bincount(dst, {}, N).clamp_min(1).unsqueeze(1).to(torch::kFloat32);
+  const torch::Tensor u = F::linear(torch::cat({h0, agg}, 1), w("gnn.convs.0.post_nns.0.0.weight"),
+                                    w("gnn.convs.0.post_nns.0.0.bias"));
+  const torch::Tensor z = F::linear(u, w("gnn.convs.0.lin.weight"), w("gnn.convs.0.lin.bias"));
+  EXPECT_LT(MaxDiff(z, details.trace.conv0_out), 1e-5);
+  // Bad ratios are refused before anything is built.
+  NowcastEngineOptions bad;
+  bad.forward.edge_sample_ratio = -0.5;
+  EXPECT_EQ(NowcastEngine::Create(model, Fm16(), GraphSpec{}, bad).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(NiNoModelTest, Bf16EdgeStateAndChunkBudget) {
+  at::set_num_threads(1);
+  auto m = NiNoModel::Load(CkptDir() + "/nino_no_posw.pt");
+  ASSERT_TRUE(m.ok());
+  auto model = std::make_shared<const NiNoModel>(std::move(*m));
+  const torch::Tensor states = Fm16States();
+  auto run = [&](const ForwardOptions& f) {
+    NowcastEngineOptions o;
+    o.forward = f;
+    auto e = NowcastEngine::Create(model, Fm16(), GraphSpec{}, o);
+    EXPECT_TRUE(e.ok()) << e.status();
+    auto y = (*e)->Nowcast(states, 10);
+    EXPECT_TRUE(y.ok()) << y.status();
+    return *y;
+  };
+  const torch::Tensor exact = run({});
+  ForwardOptions small_chunks;
+  small_chunks.chunk_rows = 97;
+  EXPECT_LT(MaxDiff(run(small_chunks), exact), 1e-6);
+  ForwardOptions bf16;
+  bf16.edge_state_dtype = torch::kBFloat16;
+  const torch::Tensor rounded = run(bf16);
+  const double step = MaxDiff(exact, states[4]);
+  const double err = MaxDiff(rounded, exact);
+  EXPECT_GT(err, 0.0) << "the edge state was not rounded";
+  EXPECT_LT(err, 0.05 * step) << "bf16 edge state moved the prediction by " << err
+                              << " against a step of " << step;
+  // A memory budget in bytes becomes chunk rows: 16 MiB of temporaries at hid 128.
+  EXPECT_EQ(ChunkRowsForBudget(16 << 20, 128, true), (16 << 20) / (6 * 128 * 4));
+  EXPECT_EQ(ChunkRowsForBudget(1, 128, true), 1024);
+}
+
+// A GPT-2 layout: wte, wpe, L blocks, ln_f (NINO_SPEC.md 3.5).
+std::vector<ParamSpec> Gpt2Table(int L, int64_t d, int64_t V, int64_t Ppos, int64_t Fb) {
+  std::vector<std::pair<std::string, std::vector<int64_t>>> s;
+  s.push_back({"transformer.wte.weight", {V, d}});
+  s.push_back({"transformer.wpe.weight", {Ppos, d}});
+  for (int b = 0; b < L; ++b) {
+    const std::string h = "transformer.h." + std::to_string(b) + ".";
+    for (const char* n : {"ln_1.weight", "ln_1.bias"}) s.push_back({h + n, {d}});
+    s.push_back({h + "attn.c_attn.weight", {d, 3 * d}});
+    s.push_back({h + "attn.c_attn.bias", {3 * d}});
+    s.push_back({h + "attn.c_proj.weight", {d, d}});
+    s.push_back({h + "attn.c_proj.bias", {d}});
+    for (const char* n : {"ln_2.weight", "ln_2.bias"}) s.push_back({h + n, {d}});
+    s.push_back({h + "mlp.c_fc.weight", {d, Fb}});
+    s.push_back({h + "mlp.c_fc.bias", {Fb}});
+    s.push_back({h + "mlp.c_proj.weight", {Fb, d}});
+    s.push_back({h + "mlp.c_proj.bias", {d}});
+  }
+  s.push_back({"transformer.ln_f.weight", {d}});
+  s.push_back({"transformer.ln_f.bias", {d}});
+  return *MakeParamTable(s);
+}
+
+TEST_F(NiNoModelTest, SubgraphModeRunsOneGraphPerBlock) {
+  at::set_num_threads(2);
+  auto m = NiNoModel::Load(CkptDir() + "/nino_no_posw.pt");
+  ASSERT_TRUE(m.ok());
+  auto model = std::make_shared<const NiNoModel>(std::move(*m));
+  const int L = 3;
+  const int64_t d = 16, V = 50, Ppos = 8, Fb = 32;
+  const std::vector<ParamSpec> table = Gpt2Table(L, d, V, Ppos, Fb);
+  const int64_t P = TotalParams(table);
+  GraphSpec spec;
+  spec.kind = GraphSpec::Kind::kGpt2;
+  spec.num_heads = 2;
+
+  // The split: [wte, wpe, block 0], [block 1], [block 2, ln_f], each renamed to block 0.
+  auto groups = SplitIntoBlocks(table, spec);
+  ASSERT_TRUE(groups.ok()) << groups.status();
+  ASSERT_EQ(groups->size(), 3u);
+  EXPECT_EQ((*groups)[0].params.front().name, "transformer.wte.weight");
+  EXPECT_EQ((*groups)[1].params.front().name, "transformer.h.0.ln_1.weight");
+  EXPECT_EQ((*groups)[2].params.back().name, "transformer.ln_f.bias");
+  int64_t rows = 0;
+  for (const ParamGroup& g : *groups) {
+    EXPECT_EQ(g.row_begin, rows);
+    rows += g.rows;
+  }
+  EXPECT_EQ(rows, P);
+  // Each part follows the closed form (3.5) of a one-block graph: V d + P_pos d (first part
+  // only) + 4 d^2 + 2 d F_b + F_b + 13 d + 2 d (ln_f, last part only) + N self-loops.
+  NowcastEngineOptions o;
+  o.subgraph = true;
+  auto engine = NowcastEngine::Create(model, table, spec, o);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  ASSERT_EQ((*engine)->num_parts(), 3);
+  for (int i = 0; i < 3; ++i) {
+    const NeuralGraph& g = (*engine)->part_graph(i);
+    const int64_t expected = (i == 0 ? V * d + Ppos * d : 0) + 4 * d * d + 2 * d * Fb + Fb +
+                             13 * d + (i == 2 ? 2 * d : 0) + g.num_nodes;
+    EXPECT_EQ(g.num_edges(), expected) << "part " << i;
+  }
+  auto whole = NowcastEngine::Create(model, table, spec);
+  ASSERT_TRUE(whole.ok());
+  EXPECT_LT((*engine)->total_edges(), (*whole)->total_edges() + 3 * 64);
+
+  // A part's prediction is the standalone nowcast of its group (scaling is per tensor, and a
+  // tensor never straddles two groups): rows [begin, begin + rows) of the subgraph nowcast.
+  torch::manual_seed(3);
+  torch::Tensor base = 0.05 * torch::randn({P});
+  torch::Tensor drift = torch::randn({P});
+  std::vector<torch::Tensor> traj{base};
+  for (int t = 1; t < 5; ++t) traj.push_back(traj.back() + 0.002 * (drift + 0.3 * torch::randn({P})));
+  const torch::Tensor states = torch::stack(traj);
+  auto split = (*engine)->Nowcast(states, 20);
+  ASSERT_TRUE(split.ok()) << split.status();
+  for (const ParamGroup& g : *groups) {
+    auto part_engine = NowcastEngine::Create(model, g.params, spec);
+    ASSERT_TRUE(part_engine.ok()) << part_engine.status();
+    auto part = (*part_engine)->Nowcast(states.narrow(1, g.row_begin, g.rows), 20);
+    ASSERT_TRUE(part.ok()) << part.status();
+    EXPECT_LT(MaxDiff(split->narrow(0, g.row_begin, g.rows), *part), 1e-6) << g.row_begin;
+  }
+  auto full = (*whole)->Nowcast(states, 20);
+  ASSERT_TRUE(full.ok());
+  EXPECT_GT(MaxDiff(*split, *full), 1e-7) << "message passing across blocks must be cut";
+
+  // Layouts without GPT-2 blocks are refused with the reason.
+  auto mlp = NowcastEngine::Create(model, Fm16(), GraphSpec{}, o);
+  ASSERT_FALSE(mlp.ok());
+  EXPECT_NE(mlp.status().message().find("subgraph mode"), std::string::npos) << mlp.status();
+}
+
 TEST_F(NiNoModelTest, GnnRefusesKernelsLargerThan3x3) {
   auto m = NiNoModel::Load(CkptDir() + "/nino_no_posw.pt");
   ASSERT_TRUE(m.ok());
