@@ -117,8 +117,8 @@ absl::StatusOr<torch::Tensor> Job::BeginUpload(int64_t step) {
       return buffer;
     }
   }
-  // A new buffer (outside the lock: mapping is cheap, but faulting it in is not ours to hold
-  // the lock for). The reservation above already counts it.
+  // No free buffer: map a new one, outside the lock. The reservation check above counts it;
+  // buffers are only created when none is free, so a job never has more than ctx + 1.
   absl::StatusOr<torch::Tensor> buffer = NewSnapshotBuffer(spec_.num_params);
   if (!buffer.ok()) {
     absl::MutexLock lock(&mu_);

@@ -2,8 +2,8 @@
 // Streams a float32 snapshot (default 100 MB) with PutState (nino.v1, chunks + CRC-32C) into an
 // in-process NowcasterServer holding a registered job, and copies the same bytes over a plain
 // TCP socket; prints MB/s of each (best and median of --repeat runs). Two PutState clients:
-// the trainer's zero-copy chunks (proto/chunk_codec.h) and the generated protobuf stub (what
-// any other gRPC client sends); the server side is the same. The job's graph is never built
+// the generated protobuf stub (what the trainer and any other gRPC client send) and the
+// zero-copy frames of proto/chunk_codec.h; the server side is the same. The job's graph is never built
 // (a 1 GB layer's graph would not fit this machine): the bench holds the builder and closes
 // the job before releasing it.
 //
@@ -251,10 +251,10 @@ int main(int argc, char** argv) {
       "PutState, first 6 uploads of the job (fresh buffers):  best %.0f MB/s, median %.0f MB/s\n",
       f.best, f.median);
   std::printf(
-      "PutState, zero-copy client (trainer), running job:     best %.0f MB/s, median %.0f MB/s\n",
+      "PutState, zero-copy client, running job:               best %.0f MB/s, median %.0f MB/s\n",
       z.best, z.median);
   std::printf(
-      "PutState, protobuf stub client, running job:           best %.0f MB/s, median %.0f MB/s\n",
+      "PutState, protobuf stub client (trainer), running job: best %.0f MB/s, median %.0f MB/s\n",
       p.best, p.median);
   std::printf(
       "plain TCP copy into a reused buffer:                  best %.0f MB/s, median %.0f MB/s\n",

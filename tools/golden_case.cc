@@ -45,6 +45,7 @@ absl::StatusOr<std::shared_ptr<const NiNoModel>> ModelCache::Get(const std::stri
   }
   auto m = NiNoModel::Load(path);
   if (!m.ok()) return m.status();
+  if (!device_.is_cpu()) m->To(device_);
   auto ptr = std::make_shared<const NiNoModel>(std::move(*m));
   models_[file_name] = ptr;
   return ptr;
@@ -143,6 +144,7 @@ CaseResult RunCase(const std::string& golden_dir, const std::string& manifest_pa
     NowcastEngineOptions eo;
     eo.lpe.sign_seed = 0;
     eo.compute_lpe = !files.contains("pos");
+    eo.device = models->device();
     auto engine_or = NowcastEngine::Create(*model, *table, *spec, eo);
     if (!engine_or.ok()) return fail(absl::StrCat("graph: ", engine_or.status().message()));
     NowcastEngine& engine = **engine_or;
@@ -209,7 +211,7 @@ CaseResult RunCase(const std::string& golden_dir, const std::string& manifest_pa
       if (!files.contains(key) || !t.defined()) return;
       auto ref = file(key);
       if (ref.ok()) {
-        torch::Tensor cmp = t;
+        torch::Tensor cmp = t.cpu();
         if (t.dim() == 2 && ref->dim() == 2 && t.size(0) > ref->size(0)) cmp = t.narrow(0, 0, ref->size(0));
         r.details.push_back(Compare(key, cmp, *ref));
       }

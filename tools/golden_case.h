@@ -32,16 +32,21 @@ std::vector<std::string> FindManifests(const std::string& golden_dir);
 // Loads NiNo checkpoints by file name from a directory once.
 class ModelCache {
  public:
-  explicit ModelCache(std::string ckpt_dir) : dir_(std::move(ckpt_dir)) {}
+  // Models are loaded on the CPU and moved to `device` (e.g. CUDA for the CUDA/CPU check).
+  explicit ModelCache(std::string ckpt_dir, torch::Device device = torch::kCPU)
+      : dir_(std::move(ckpt_dir)), device_(device) {}
+  torch::Device device() const { return device_; }
   absl::StatusOr<std::shared_ptr<const NiNoModel>> Get(const std::string& file_name,
                                                        const std::string& expected_sha256);
 
  private:
   std::string dir_;
+  torch::Device device_;
   std::map<std::string, std::shared_ptr<const NiNoModel>> models_;
 };
 
 // Never throws; every problem ends up in the result.
+// Runs one case on the models' device (the prediction is compared on the CPU).
 CaseResult RunCase(const std::string& golden_dir, const std::string& manifest_path,
                    ModelCache* models, double tolerance = 1e-5);
 

@@ -18,6 +18,7 @@ ABSL_FLAG(std::string, ckpt_dir, "", "folder holding the NiNo checkpoints named 
 ABSL_FLAG(double, tolerance, 1e-5, "max |diff| allowed on the predicted parameters");
 ABSL_FLAG(bool, verbose, false, "print the comparison of every intermediate for every case");
 ABSL_FLAG(int, threads, 0, "intra-op threads (0 = all cores)");
+ABSL_FLAG(std::string, device, "cpu", "cpu, or cuda[:N] (the CUDA/CPU check: same golden bar)");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("Checks our NiNo against golden outputs of the official code.\n"
@@ -38,7 +39,16 @@ int main(int argc, char** argv) {
     std::printf("0 passed, 0 failed\n");
     return 1;
   }
-  nino::golden::ModelCache models(ckpt_dir);
+  const std::string dev = absl::GetFlag(FLAGS_device);
+  if (dev != "cpu" && dev.rfind("cuda", 0) != 0) {
+    std::fprintf(stderr, "error: --device must be cpu or cuda[:N], got '%s'\n", dev.c_str());
+    return 2;
+  }
+  if (dev != "cpu" && !torch::cuda::is_available()) {
+    std::fprintf(stderr, "error: --device %s: no CUDA device visible to this LibTorch\n", dev.c_str());
+    return 2;
+  }
+  nino::golden::ModelCache models(ckpt_dir, torch::Device(dev));
   int passed = 0, failed = 0;
   for (const auto& mpath : manifests) {
     auto r = nino::golden::RunCase(golden, mpath, &models, absl::GetFlag(FLAGS_tolerance));
