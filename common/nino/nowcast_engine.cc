@@ -28,8 +28,9 @@ absl::StatusOr<std::vector<ParamGroup>> SplitIntoBlocks(const std::vector<ParamS
         GraphKindName(spec.kind),
         " (the official per-block graphs of other kinds are not specified in NINO_SPEC.md)"));
   }
-  // The block index of a name, or -1; `prefix` receives what precedes "<i>.".
-  auto block_of = [](const std::string& name, std::string* prefix) -> int64_t {
+  // The block index of a name, or -1; `prefix` receives what precedes "<i>.", `digits` the
+  // length of "<i>".
+  auto block_of = [](const std::string& name, std::string* prefix, size_t* digits) -> int64_t {
     for (const char* p : {"transformer.h.", "h."}) {
       if (!absl::StartsWith(name, p)) continue;
       const size_t start = std::strlen(p);
@@ -39,15 +40,17 @@ absl::StatusOr<std::vector<ParamGroup>> SplitIntoBlocks(const std::vector<ParamS
         return -1;
       }
       *prefix = p;
+      *digits = dot - start;
       return b;
     }
     return -1;
   };
   std::vector<int64_t> block(params.size(), -1);
   std::vector<std::string> prefix(params.size());
+  std::vector<size_t> digits(params.size(), 0);
   int64_t last = -1;
   for (size_t i = 0; i < params.size(); ++i) {
-    block[i] = block_of(params[i].name, &prefix[i]);
+    block[i] = block_of(params[i].name, &prefix[i], &digits[i]);
     if (block[i] >= 0) {
       if (block[i] < last || block[i] > last + 1) {
         return absl::InvalidArgumentError(
@@ -74,8 +77,7 @@ absl::StatusOr<std::vector<ParamGroup>> SplitIntoBlocks(const std::vector<ParamS
           absl::StrCat("subgraph mode: parameter '", p.name, "' is not contiguous with its group"));
     }
     if (block[i] >= 0) {
-      p.name = absl::StrCat(prefix[i], "0",
-                            p.name.substr(prefix[i].size() + std::to_string(block[i]).size()));
+      p.name = absl::StrCat(prefix[i], "0", p.name.substr(prefix[i].size() + digits[i]));
     }
     p.offset -= g.row_begin;
     g.rows += p.numel;
