@@ -38,6 +38,8 @@ bool Job::TokenMatches(absl::string_view token) const { return TokensEqual(token
 
 void Job::SetEngine(absl::StatusOr<std::unique_ptr<NowcastEngine>> engine) {
   absl::MutexLock lock(&engine_mu_);
+  // Settled once: a running Nowcast holds the engine without this lock.
+  if (engine_status_.code() != absl::StatusCode::kUnavailable) return;
   if (!engine.ok()) {
     engine_status_ = engine.status();
     return;
@@ -183,13 +185,18 @@ absl::StatusOr<Job::Context> Job::TakeContext(int64_t step) const {
 }
 
 absl::StatusOr<torch::Tensor> Job::Nowcast(const torch::Tensor& states, int k) const {
-  absl::MutexLock lock(&engine_mu_);
-  if (engine_ == nullptr) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "job ", spec_.job_id, " has no NiNo graph yet (", engine_status_.message(), ")"));
+  const NowcastEngine* engine = nullptr;
+  {
+    absl::MutexLock lock(&engine_mu_);
+    if (engine_ == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "job ", spec_.job_id, " has no NiNo graph yet (", engine_status_.message(), ")"));
+    }
+    engine = engine_.get();
   }
+  absl::MutexLock lock(&nowcast_mu_);
   try {
-    return engine_->Nowcast(states, k);
+    return engine->Nowcast(states, k);
   } catch (const c10::Error& e) {
     return absl::InternalError(
         absl::StrCat("nowcast failed in LibTorch: ", e.what_without_backtrace()));

@@ -40,7 +40,8 @@ class Job {
   const JobSpec& spec() const { return spec_; }
   bool TokenMatches(absl::string_view token) const;
 
-  // The builder's result (called once): the engine, or why it could not be built.
+  // The builder's result: the engine, or why it could not be built. The first call settles it;
+  // later calls are ignored.
   void SetEngine(absl::StatusOr<std::unique_ptr<NowcastEngine>> engine);
   // OK once the engine is built, the build's error if it failed, DEADLINE_EXCEEDED if neither
   // happened by `deadline`.
@@ -101,7 +102,10 @@ class Job {
   MemoryBudget* const budget_;
   const int64_t reservation_bytes_;
 
-  mutable absl::Mutex engine_mu_;  // serialises Nowcast; guards the engine's arrival
+  // Guards the engine's arrival (held briefly: uploads, GetJob and Predict read it while a
+  // nowcast runs). The engine is set once and never replaced.
+  mutable absl::Mutex engine_mu_;
+  mutable absl::Mutex nowcast_mu_;  // serialises Nowcast (the engine is thread-compatible)
   std::unique_ptr<NowcastEngine> engine_ ABSL_GUARDED_BY(engine_mu_);
   absl::Status engine_status_ ABSL_GUARDED_BY(engine_mu_) =
       absl::UnavailableError("the job's NiNo graph is being built");

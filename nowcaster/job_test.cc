@@ -214,6 +214,8 @@ TEST(Job, EngineArrivesLaterOrFails) {
   job->SetEngine(absl::InvalidArgumentError("no NiNo graph for this layout"));
   EXPECT_EQ(job->WaitForEngine(absl::InfiniteFuture()).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(job->Status().graph_state(), "failed: no NiNo graph for this layout");
+  job->SetEngine(absl::InternalError("a second result"));  // settled: ignored
+  EXPECT_EQ(job->EngineStatus().code(), absl::StatusCode::kInvalidArgument);
   // A job whose graph failed takes no more snapshots.
   EXPECT_EQ(job->BeginUpload(200).status().code(), absl::StatusCode::kFailedPrecondition);
 }

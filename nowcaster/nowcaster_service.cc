@@ -207,7 +207,7 @@ absl::Status NowcasterService::DoRegisterJob(const v1::RegisterJobRequest& reque
     std::shared_ptr<Job> job = weak_job.lock();
     if (job == nullptr) return;  // closed before its turn
     if (!run) {
-      job->SetEngine(absl::UnavailableError("the server stopped before the graph was built"));
+      job->SetEngine(absl::AbortedError("the server stopped before the graph was built"));
       return;
     }
     const auto t0 = std::chrono::steady_clock::now();
