@@ -78,7 +78,8 @@ absl::StatusOr<JobSpec> ValidateJobRequest(const v1::RegisterJobRequest& request
   spec.num_params = TotalParams(spec.params);
 
   const std::string kind = request.graph().kind().empty() ? "generic" : request.graph().kind();
-  absl::StatusOr<GraphSpec> graph = ParseGraphKind(kind, request.graph().num_heads(), request.graph().num_kv_heads());
+  absl::StatusOr<GraphSpec> graph =
+      ParseGraphKind(kind, request.graph().num_heads(), request.graph().num_kv_heads());
   if (!graph.ok()) return Bad("graph", graph.status().message());
   spec.graph = *graph;
 
@@ -109,19 +110,15 @@ absl::StatusOr<JobSpec> ValidateJobRequest(const v1::RegisterJobRequest& request
   spec.k_decay = k_decay;
   spec.lpe_seed = request.lpe_seed();
   const v1::NowcastTuning& t = request.tuning();
-  if (!(t.edge_sample_ratio() >= 0 && t.edge_sample_ratio() <= 1)) {
-    return absl::InvalidArgumentError(absl::StrCat("tuning.edge_sample_ratio: ",
-                                                   t.edge_sample_ratio(), ", expected 0 to 1"));
-  }
-  if (t.chunk_bytes() < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tuning.chunk_bytes: ", t.chunk_bytes(), ", expected >= 0"));
-  }
   spec.tuning.edge_sample_ratio = t.edge_sample_ratio();
   spec.tuning.edge_sample_seed = request.lpe_seed();
   spec.tuning.subgraph = t.subgraph();
   spec.tuning.bf16_edge_state = t.bf16_edge_state();
   spec.tuning.chunk_bytes = t.chunk_bytes();
+  NowcastEngineOptions checked;  // the engine's own check of the values, named as the field
+  if (absl::Status s = ApplyTuning(spec.tuning, model_config, &checked); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("tuning.", s.message()));
+  }
   spec.seq_len = model_config.seq_len;
   spec.k_schedule = HorizonSchedule(spec.max_train_steps, spec.period, spec.k_decay,
                                     static_cast<int>(model_config.seq_len));

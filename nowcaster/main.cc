@@ -16,6 +16,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "common/runtime/threads.h"
 #include "absl/strings/str_cat.h"
 #include "common/runtime/allocator.h"
 #include "nowcaster/log.h"
@@ -82,7 +83,7 @@ int main(int argc, char** argv) {
   options.register_wait_ms = absl::GetFlag(FLAGS_register_wait_ms);
   options.max_pending_builds = absl::GetFlag(FLAGS_max_pending_builds);
   options.threads = absl::GetFlag(FLAGS_threads);
-  if (options.threads == 0) options.threads = std::max(1u, std::thread::hardware_concurrency());
+  if (options.threads == 0) options.threads = nino::runtime::ThreadsOrAllCores(0);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.max_chunk_bytes = absl::GetFlag(FLAGS_max_chunk_bytes);
   options.max_rpc_threads = absl::GetFlag(FLAGS_max_rpc_threads);

@@ -95,32 +95,34 @@ ChunkAssembler::ChunkAssembler(void* dest, int64_t dest_bytes, int64_t max_chunk
   }
 }
 
-absl::Status ChunkAssembler::Add(const v1::StateChunk& chunk) {
-  const absl::string_view data = chunk.data();
-  Fields f;
+namespace {
+
+// The fields StateChunk and PredictionChunk share; `data` must outlive the result.
+template <typename Chunk>
+ChunkAssembler::Fields CommonFields(const Chunk& chunk, const absl::string_view* data) {
+  ChunkAssembler::Fields f;
   f.job_id = chunk.job_id();
   f.step = chunk.step();
   f.chunk_index = chunk.chunk_index();
   f.offset_bytes = chunk.offset_bytes();
   f.total_bytes = chunk.total_bytes();
-  f.data = absl::MakeConstSpan(&data, 1);
-  f.data_size = static_cast<int64_t>(data.size());
+  f.data = absl::MakeConstSpan(data, 1);
+  f.data_size = static_cast<int64_t>(data->size());
   f.crc32c = chunk.crc32c();
-  return Add(f);
+  return f;
+}
+
+}  // namespace
+
+absl::Status ChunkAssembler::Add(const v1::StateChunk& chunk) {
+  const absl::string_view data = chunk.data();
+  return Add(CommonFields(chunk, &data));
 }
 
 absl::Status ChunkAssembler::Add(const v1::PredictionChunk& chunk) {
   const absl::string_view data = chunk.data();
-  Fields f;
-  f.job_id = chunk.job_id();
-  f.step = chunk.step();
+  Fields f = CommonFields(chunk, &data);
   f.k = chunk.k();
-  f.chunk_index = chunk.chunk_index();
-  f.offset_bytes = chunk.offset_bytes();
-  f.total_bytes = chunk.total_bytes();
-  f.data = absl::MakeConstSpan(&data, 1);
-  f.data_size = static_cast<int64_t>(data.size());
-  f.crc32c = chunk.crc32c();
   return Add(f);
 }
 

@@ -3,8 +3,8 @@
 // in-process NowcasterServer holding a registered job, and copies the same bytes over a plain
 // TCP socket; prints MB/s of each (best and median of --repeat runs). Two PutState clients:
 // the generated protobuf stub (what the trainer and any other gRPC client send) and the
-// zero-copy frames of proto/chunk_codec.h; the server side is the same. The job's graph is never built
-// (a 1 GB layer's graph would not fit this machine): the bench holds the builder and closes
+// zero-copy frames of proto/chunk_codec.h; the server side is the same. The job's graph is never
+// built (a 1 GB layer's graph would not fit this machine): the bench holds the builder and closes
 // the job before releasing it.
 //
 //   bazel build //tools:bench_stream
@@ -247,21 +247,14 @@ int main(int argc, char** argv) {
                t = Summarise(tcp_mbps), tf = Summarise(tcp_fresh_mbps);
   std::printf("snapshot %.1f MB, %zu PutState chunks of %lld bytes, %d runs each\n", bytes / 1e6,
               spans->size(), static_cast<long long>(chunk), repeat);
-  std::printf(
-      "PutState, first 6 uploads of the job (fresh buffers):  best %.0f MB/s, median %.0f MB/s\n",
-      f.best, f.median);
-  std::printf(
-      "PutState, zero-copy client, running job:               best %.0f MB/s, median %.0f MB/s\n",
-      z.best, z.median);
-  std::printf(
-      "PutState, protobuf stub client (trainer), running job: best %.0f MB/s, median %.0f MB/s\n",
-      p.best, p.median);
-  std::printf(
-      "plain TCP copy into a reused buffer:                  best %.0f MB/s, median %.0f MB/s\n",
-      t.best, t.median);
-  std::printf(
-      "plain TCP copy into a fresh buffer:                    best %.0f MB/s, median %.0f MB/s\n",
-      tf.best, tf.median);
+  auto row = [](const char* what, const Result& r) {
+    std::printf("%-54s best %.0f MB/s, median %.0f MB/s\n", what, r.best, r.median);
+  };
+  row("PutState, first 6 uploads of the job (fresh buffers):", f);
+  row("PutState, zero-copy client, running job:", z);
+  row("PutState, protobuf stub client (trainer), running job:", p);
+  row("plain TCP copy into a reused buffer:", t);
+  row("plain TCP copy into a fresh buffer:", tf);
   if (t.median > 0 && tf.median > 0) {
     std::printf(
         "PutState / TCP (medians, like with like): running job zero-copy %.2f, protobuf "

@@ -14,7 +14,6 @@
 #include <chrono>
 #include <cstdio>
 #include <string>
-#include <thread>
 #include <vector>
 
 #ifdef NINO_WITH_CUDA
@@ -24,6 +23,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "common/runtime/threads.h"
 #include "common/nino/nino_model.h"
 #include "common/nino/nowcast_engine.h"
 #include "common/nino/tuning_flags.h"
@@ -86,8 +86,7 @@ int main(int argc, char** argv) {
   nino::runtime::TuneAllocatorForTensors();
   absl::SetProgramUsageMessage("Times one NiNo step on a benchmark model; prints one JSON line.");
   absl::ParseCommandLine(argc, argv);
-  const int threads = absl::GetFlag(FLAGS_threads) > 0 ? absl::GetFlag(FLAGS_threads)
-                                                       : std::max(1u, std::thread::hardware_concurrency());
+  const int threads = nino::runtime::ThreadsOrAllCores(absl::GetFlag(FLAGS_threads));
   at::set_num_threads(threads);
   const std::string dev = absl::GetFlag(FLAGS_device);
   if (dev != "cpu" && dev.rfind("cuda", 0) != 0) {

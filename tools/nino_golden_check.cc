@@ -6,11 +6,11 @@
 #include <torch/torch.h>
 
 #include <cstdio>
-#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "common/runtime/threads.h"
 #include "tools/golden_case.h"
 
 ABSL_FLAG(std::string, golden, "", "folder holding the golden cases (searched recursively)");
@@ -30,8 +30,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: --golden DIR and --ckpt_dir DIR are required\n");
     return 2;
   }
-  const int threads = absl::GetFlag(FLAGS_threads) > 0 ? absl::GetFlag(FLAGS_threads)
-                                                       : std::max(1u, std::thread::hardware_concurrency());
+  const int threads = nino::runtime::ThreadsOrAllCores(absl::GetFlag(FLAGS_threads));
   at::set_num_threads(threads);
   const auto manifests = nino::golden::FindManifests(golden);
   if (manifests.empty()) {

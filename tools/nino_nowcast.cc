@@ -8,12 +8,12 @@
 #include <algorithm>
 #include <cstdio>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "common/runtime/threads.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/io/checkpoint_locator.h"
@@ -44,8 +44,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: unexpected argument '%s' (use --states a,b,c,d,e)\n", rest[1]);
     return 2;
   }
-  const int threads = absl::GetFlag(FLAGS_threads) > 0 ? absl::GetFlag(FLAGS_threads)
-                                                       : std::max(1u, std::thread::hardware_concurrency());
+  const int threads = nino::runtime::ThreadsOrAllCores(absl::GetFlag(FLAGS_threads));
   at::set_num_threads(threads);
 
   nino::io::LocatorOptions lo;

@@ -12,11 +12,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "common/runtime/threads.h"
 #include "common/io/checkpoint_locator.h"
 #include "common/nino/nowcast_engine.h"
 #include "common/runtime/allocator.h"
@@ -51,8 +51,7 @@ int main(int argc, char** argv) {
   nino::runtime::TuneAllocatorForTensors();
   absl::SetProgramUsageMessage("One NiNo step on the FM-16 network.");
   absl::ParseCommandLine(argc, argv);
-  const int threads = absl::GetFlag(FLAGS_threads) > 0 ? absl::GetFlag(FLAGS_threads)
-                                                       : std::max(1u, std::thread::hardware_concurrency());
+  const int threads = nino::runtime::ThreadsOrAllCores(absl::GetFlag(FLAGS_threads));
   at::set_num_threads(threads);
   const int k = absl::GetFlag(FLAGS_k);
   if (k < 1 || k > 40) {
