@@ -1,0 +1,475 @@
+"""The Python side of the nino.v1 nowcaster protocol (rank 0 only).
+
+Mirrors trainer/nowcast_client.cc (RemoteNowcaster) call for call:
+
+* The job is registered lazily (first upload or nowcast) or eagerly by `register()`; a failure is
+  logged and counted and registration is tried again at the next use.
+* `state_recorded()` queues a snapshot and returns at once; a worker thread streams it to the
+  server (PutState) while training goes on. The queue holds at most ctx snapshots (the oldest is
+  dropped and counted: the NiNo step resends what the server lacks).
+* `nowcast()` waits (within its deadline) for pending uploads, uploads the context snapshots the
+  server does not hold (always the newest one), calls Predict with a deadline and checks the
+  prediction (chunk CRC-32C, indices, offsets, job, step, k, size, finite values). If the server
+  lacks the context (restart, lost upload) the job is registered afresh, the whole context
+  uploaded once and Predict retried once. Any other error or a timeout raises NowcastFailure.
+"""
+
+import collections
+import logging
+import sys
+import threading
+import time
+
+import torch
+
+from . import _crc32c
+
+log = logging.getLogger("nino")
+
+# A chunk plus its message header must fit in a stock gRPC message (4 MiB).
+MAX_UPLOAD_CHUNK_BYTES = (4 << 20) - (64 << 10)
+# HTTP/2 settings of proto/wire.h: a 1 MiB chunk travels as one frame, no window stalls.
+_HTTP2_MAX_FRAME_BYTES = 4 << 20
+_HTTP2_LOOKAHEAD_BYTES = 16 << 20
+
+# Registration answers that say the job itself is wrong (not that the server is away).
+REFUSAL_CODES = frozenset({"INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "UNIMPLEMENTED"})
+# The server no longer has what the call needs: register afresh and resend the context.
+_RESEND_CODES = frozenset({"FAILED_PRECONDITION", "NOT_FOUND", "PERMISSION_DENIED"})
+
+if sys.byteorder != "little":  # the wire format is little-endian float32
+    raise ImportError("nino: the nowcaster wire format needs a little-endian machine")
+
+
+def load_stubs():
+    """The generated nino.v1 modules; ImportError saying how to get them if they are missing."""
+    try:
+        import grpc  # noqa: F401  python3-grpcio
+        from .v1 import nowcaster_pb2, nowcaster_pb2_grpc
+    except ImportError as e:
+        raise ImportError(
+            "nino: the gRPC stubs of proto/nino/v1/nowcaster.proto are not importable (%s). "
+            "Install the package with tools/setup.sh (Debian: python3-grpcio, python3-protobuf, "
+            "protobuf-compiler-grpc), or for a source checkout: bazel build "
+            "//python:nowcaster_py_stubs and PYTHONPATH=python:bazel-bin/python" % e) from e
+    return nowcaster_pb2, nowcaster_pb2_grpc
+
+
+class NowcastFailure(Exception):
+    """A failed RPC or a rejected answer: `code` is a gRPC status code name."""
+
+    def __init__(self, code, message):
+        super().__init__("%s: %s" % (code, message))
+        self.code = code
+        self.message = message
+
+
+def _from_grpc(err, what):
+    code = err.code() if hasattr(err, "code") else None
+    name = code.name if code is not None else "UNKNOWN"
+    details = err.details() if hasattr(err, "details") else str(err)
+    return NowcastFailure(name, "%s: %s" % (what, details))
+
+
+class PredictionAssembler:
+    """Validates one PredictionChunk stream and writes it into a float32 buffer of num_params.
+
+    The first chunk fixes job_id, step and k; every chunk must carry them unchanged, total_bytes
+    equal to 4 * num_params, chunk_index 0, 1, 2, ... in order, offset_bytes equal to the bytes
+    received so far, 1.. bytes of data that do not run past total_bytes, and the CRC-32C of its
+    data (as proto/wire.h's ChunkAssembler). A violation raises NowcastFailure
+    (INVALID_ARGUMENT, DATA_LOSS for a checksum mismatch); rejected bytes are never written.
+    """
+
+    def __init__(self, num_params):
+        self.total = 4 * num_params
+        self.buf = bytearray(self.total)
+        self.received = 0
+        self.next_index = 0
+        self.job_id = None
+        self.step = None
+        self.k = None
+        self.nowcast_seconds = 0.0
+
+    def add(self, chunk):
+        i = self.next_index
+        if chunk.chunk_index != i:
+            raise NowcastFailure("INVALID_ARGUMENT",
+                                 "chunk %d: chunk_index %d, expected %d" % (i, chunk.chunk_index, i))
+        if i == 0:
+            self.job_id, self.step, self.k = chunk.job_id, chunk.step, chunk.k
+            self.nowcast_seconds = chunk.nowcast_seconds
+        elif (chunk.job_id, chunk.step, chunk.k) != (self.job_id, self.step, self.k):
+            raise NowcastFailure(
+                "INVALID_ARGUMENT", "chunk %d: job/step/k (%s, %d, %d) differ from the stream's "
+                "(%s, %d, %d)" % (i, chunk.job_id, chunk.step, chunk.k, self.job_id, self.step,
+                                  self.k))
+        if chunk.total_bytes != self.total:
+            raise NowcastFailure("INVALID_ARGUMENT", "chunk %d: total_bytes %d, expected %d" %
+                                 (i, chunk.total_bytes, self.total))
+        if self.received == self.total:
+            raise NowcastFailure("INVALID_ARGUMENT", "chunk %d: arrived after all %d bytes" %
+                                 (i, self.total))
+        if chunk.offset_bytes != self.received:
+            raise NowcastFailure("INVALID_ARGUMENT", "chunk %d: offset_bytes %d, expected %d" %
+                                 (i, chunk.offset_bytes, self.received))
+        data = chunk.data
+        size = len(data)
+        if size < 1:
+            raise NowcastFailure("INVALID_ARGUMENT", "chunk %d: empty data" % i)
+        if size > self.total - self.received:
+            raise NowcastFailure("INVALID_ARGUMENT", "chunk %d: data [%d, %d) runs past "
+                                 "total_bytes %d" % (i, self.received, self.received + size,
+                                                     self.total))
+        crc = _crc32c.crc32c(data)
+        if crc != chunk.crc32c:
+            raise NowcastFailure("DATA_LOSS", "chunk %d: crc32c mismatch (chunk says 0x%08x, data "
+                                 "has 0x%08x)" % (i, chunk.crc32c, crc))
+        self.buf[self.received:self.received + size] = data
+        self.received += size
+        self.next_index += 1
+
+    def finish(self):
+        """The assembled float32 vector [P] (CPU); DATA_LOSS if bytes are missing."""
+        if self.received != self.total:
+            raise NowcastFailure("DATA_LOSS", "stream ended after %d of %d bytes" %
+                                 (self.received, self.total))
+        return torch.frombuffer(self.buf, dtype=torch.float32)
+
+
+class RemoteNowcaster:
+    """One job on a nino_nowcaster. Thread-safe; `close()` ends it.
+
+    params: [(name, shape tuple, ParamInfo dtype value)] in named_parameters order.
+    timeout: seconds for a whole nowcast (uploads included); rpc_timeout: registration and each
+    background upload.
+    """
+
+    def __init__(self, address, job_id, params, nino_model, period, ctx, max_train_steps,
+                 k_decay, lpe_seed, timeout, rpc_timeout=30.0):
+        import grpc
+
+        self._pb2, pb2_grpc = load_stubs()
+        self._grpc = grpc
+        self.address = address
+        self._base_job_id = job_id
+        self._params = params
+        self._num_params = sum(_numel(shape) for _, shape, _ in params)
+        self._nino_model = nino_model
+        self._period, self._ctx = period, ctx
+        self._max_train_steps, self._k_decay, self._lpe_seed = max_train_steps, k_decay, lpe_seed
+        self._timeout = timeout
+        self._rpc_timeout = rpc_timeout
+        self._channel = grpc.insecure_channel(address, options=[
+            ("grpc.max_receive_message_length", 16 << 20),
+            ("grpc.max_send_message_length", 16 << 20),
+            ("grpc.http2.max_frame_size", _HTTP2_MAX_FRAME_BYTES),
+            ("grpc.http2.lookahead_bytes", _HTTP2_LOOKAHEAD_BYTES),
+        ])
+        self._stub = pb2_grpc.NowcasterStub(self._channel)
+
+        self._cv = threading.Condition()  # guards the queue fields
+        self._queue = collections.deque()  # (step, flat float32 CPU tensor), at most ctx
+        self._busy = False
+        self._stop = False
+        self._dropped = 0
+
+        self._rpc = threading.Lock()  # guards everything below (one RPC sequence at a time)
+        self._incarnation = 0
+        self._job_id = job_id
+        self._token = ""
+        self._max_chunk_bytes = MAX_UPLOAD_CHUNK_BYTES
+        self._held = set()  # steps of snapshots the server got from us
+        self.server_k_schedule = None
+        self._stats = collections.Counter()
+        self._failures_without_lock = 0
+        self._closed = False
+
+        self._worker = threading.Thread(target=self._upload_loop, name="nino-upload", daemon=True)
+        self._worker.start()
+
+    # ----- public -----
+
+    @property
+    def job_id(self):
+        with self._rpc:
+            return self._job_id
+
+    def stats(self):
+        with self._rpc:
+            s = dict(self._stats)
+        with self._cv:
+            s["uploads_dropped"] = self._dropped
+            s["prediction_failures"] = s.get("prediction_failures", 0) + self._failures_without_lock
+        for key in ("registrations", "register_failures", "uploads", "upload_failures",
+                    "predictions", "prediction_failures", "context_resends"):
+            s.setdefault(key, 0)
+        return s
+
+    def register(self, timeout):
+        """Registers now (if not yet registered); raises NowcastFailure."""
+        deadline = time.monotonic() + timeout
+        if not self._rpc.acquire(timeout=timeout):
+            raise NowcastFailure("DEADLINE_EXCEEDED", "RegisterJob: the client is busy")
+        try:
+            self._ensure_registered(deadline)
+        finally:
+            self._rpc.release()
+
+    def state_recorded(self, step, flat):
+        """Queues snapshot `flat` ([P] float32 CPU, never modified afterwards) of call `step`."""
+        with self._cv:
+            self._queue.append((step, flat))
+            # Never hold more than a NiNo step's worth; nowcast() resends what is missing.
+            while len(self._queue) > self._ctx:
+                self._queue.popleft()
+                self._dropped += 1
+            self._cv.notify_all()
+
+    def restart_job(self):
+        """Forgets the job (closing it on the server, best effort) and pending uploads: the next
+        call registers a fresh job (after a resume from a checkpoint)."""
+        with self._cv:
+            self._queue.clear()
+            self._cv.wait_for(lambda: not self._busy, timeout=self._rpc_timeout)
+        with self._rpc:
+            self._close_job_locked(time.monotonic() + 2.0)
+            self._incarnation += 1
+            self._job_id = "%s-r%d" % (self._base_job_id, self._incarnation)
+
+    def nowcast(self, states, k, step):
+        """states: [ctx, P] float32 CPU (oldest first) of the NiNo step at call index `step`.
+        Returns the predicted [P] float32 CPU tensor; raises NowcastFailure."""
+        deadline = time.monotonic() + self._timeout
+        if states.dim() != 2 or states.shape[0] != self._ctx or states.shape[1] != self._num_params:
+            raise NowcastFailure("INVALID_ARGUMENT", "states must be [%d, %d], got %s" %
+                                 (self._ctx, self._num_params, tuple(states.shape)))
+        with self._cv:  # background uploads first (they hold earlier snapshots of this context)
+            drained = self._cv.wait_for(lambda: not self._queue and not self._busy,
+                                        timeout=max(0.0, deadline - time.monotonic()))
+            if not drained:
+                self._failures_without_lock += 1
+        if not drained:
+            raise NowcastFailure("DEADLINE_EXCEEDED",
+                                 "pending snapshot uploads did not finish in time")
+        if not self._rpc.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            with self._cv:
+                self._failures_without_lock += 1
+            raise NowcastFailure("DEADLINE_EXCEEDED", "an upload still holds the connection")
+        try:
+            try:
+                pred = self._nowcast_locked(states, k, step, deadline)
+            except NowcastFailure:
+                self._stats["prediction_failures"] += 1
+                raise
+            except Exception as e:  # never let a client bug stop training
+                self._stats["prediction_failures"] += 1
+                raise NowcastFailure("INTERNAL", "%s: %s" % (type(e).__name__, e)) from e
+            self._stats["predictions"] += 1
+            return pred
+        finally:
+            self._rpc.release()
+
+    def close(self):
+        """Stops the upload thread and closes the job (best effort, short deadline)."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
+        self._worker.join(timeout=self._rpc_timeout + 1.0)
+        if self._rpc.acquire(timeout=5.0):
+            try:
+                self._close_job_locked(time.monotonic() + 2.0)
+            finally:
+                self._rpc.release()
+        self._channel.close()
+
+    # ----- internals -----
+
+    def _remaining(self, deadline):
+        return max(0.001, deadline - time.monotonic())
+
+    def _upload_loop(self):
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: self._stop or self._queue)
+                if self._stop:
+                    return
+                step, flat = self._queue.popleft()
+                self._busy = True
+            try:
+                with self._rpc:
+                    deadline = time.monotonic() + self._rpc_timeout
+                    try:
+                        self._ensure_registered(deadline)
+                        self._upload(step, flat, deadline)
+                    except Exception as e:  # noqa: BLE001  logged and counted; resent later
+                        self._stats["upload_failures"] += 1
+                        log.warning("nowcaster client: upload of the snapshot of step %d failed "
+                                    "(%d so far; the NiNo step resends it): %s", step,
+                                    self._stats["upload_failures"], e)
+            finally:
+                with self._cv:
+                    self._busy = False
+                    self._cv.notify_all()
+
+    def _ensure_registered(self, deadline):
+        if self._token:
+            return
+        pb2 = self._pb2
+        req = pb2.RegisterJobRequest(
+            job_id=self._job_id, nino_model=self._nino_model, period=self._period, ctx=self._ctx,
+            max_train_steps=self._max_train_steps, k_decay=self._k_decay,
+            lpe_seed=self._lpe_seed)
+        for name, shape, dtype in self._params:
+            req.params.add(name=name, shape=list(shape), dtype=dtype)
+        req.graph.kind = "auto"  # the server infers generic / gpt2 / llama from the names
+        try:
+            resp = self._stub.RegisterJob(
+                req, timeout=min(self._remaining(deadline), self._rpc_timeout))
+            if resp.num_params != self._num_params:
+                raise NowcastFailure("INTERNAL", "RegisterJob: the server counts %d parameters, "
+                                     "the client %d" % (resp.num_params, self._num_params))
+            if not resp.job_token:
+                raise NowcastFailure("INTERNAL", "RegisterJob: empty job_token")
+        except self._grpc.RpcError as e:
+            self._stats["register_failures"] += 1
+            err = _from_grpc(e, "RegisterJob %s at %s" % (self._job_id, self.address))
+            log.warning("nowcaster client: registration failed (%d so far): %s",
+                        self._stats["register_failures"], err)
+            raise err from None
+        except NowcastFailure as err:
+            self._stats["register_failures"] += 1
+            log.warning("nowcaster client: registration failed (%d so far): %s",
+                        self._stats["register_failures"], err)
+            raise
+        self._token = resp.job_token
+        self._max_chunk_bytes = MAX_UPLOAD_CHUNK_BYTES
+        if resp.max_chunk_bytes > 0:
+            self._max_chunk_bytes = min(self._max_chunk_bytes, resp.max_chunk_bytes)
+        self._held.clear()
+        self.server_k_schedule = list(resp.k_schedule)
+        self._stats["registrations"] += 1
+        graph = ("%d nodes / %d edges" % (resp.num_nodes, resp.num_edges) if resp.graph_ready
+                 else "being built on the server")
+        log.info("nowcaster client: registered job %s at %s (%d parameters, graph %s, model %s)",
+                 self._job_id, self.address, resp.num_params, graph, self._nino_model)
+
+    def _upload(self, step, flat, deadline):
+        flat = flat.reshape(-1).to("cpu", torch.float32).contiguous()
+        if flat.numel() != self._num_params:
+            raise NowcastFailure("INVALID_ARGUMENT", "snapshot of step %d has %d values, expected "
+                                 "%d" % (step, flat.numel(), self._num_params))
+        payload = memoryview(flat.numpy()).cast("B")
+        total = len(payload)
+        job_id, token, max_chunk = self._job_id, self._token, self._max_chunk_bytes
+        make = self._pb2.StateChunk
+
+        def chunks():  # one chunk message at a time: never a second copy of the whole vector
+            for index, offset in enumerate(range(0, total, max_chunk)):
+                data = bytes(payload[offset:offset + max_chunk])
+                yield make(job_id=job_id, job_token=token, step=step, chunk_index=index,
+                           offset_bytes=offset, total_bytes=total, data=data,
+                           crc32c=_crc32c.crc32c(data))
+
+        try:
+            resp = self._stub.PutState(chunks(), timeout=self._remaining(deadline))
+        except self._grpc.RpcError as e:
+            err = _from_grpc(e, "PutState step %d" % step)
+            if err.code in ("NOT_FOUND", "PERMISSION_DENIED"):
+                self._token = ""  # the server forgot the job (restart): register again next time
+            raise err from None
+        if resp.step != step or resp.bytes_received != total:
+            raise NowcastFailure("INTERNAL", "PutState step %d: the server acknowledged step %d, "
+                                 "%d bytes" % (step, resp.step, resp.bytes_received))
+        self._held.add(step)
+        self._stats["uploads"] += 1
+
+    def _predict(self, step, k, deadline):
+        req = self._pb2.PredictRequest(job_id=self._job_id, job_token=self._token, step=step, k=k)
+        assembler = PredictionAssembler(self._num_params)
+        call = self._stub.Predict(req, timeout=self._remaining(deadline))
+        try:
+            for chunk in call:
+                assembler.add(chunk)
+        except NowcastFailure as e:
+            call.cancel()
+            raise NowcastFailure(e.code, "Predict step %d: %s" % (step, e.message)) from None
+        except self._grpc.RpcError as e:
+            raise _from_grpc(e, "Predict step %d" % step) from None
+        try:
+            out = assembler.finish()
+        except NowcastFailure as e:
+            raise NowcastFailure(e.code, "Predict step %d: %s" % (step, e.message)) from None
+        if (assembler.job_id, assembler.step, assembler.k) != (self._job_id, step, k):
+            raise NowcastFailure("INTERNAL", "Predict: the server answered job %s step %d k %d for "
+                                 "job %s step %d k %d" % (assembler.job_id, assembler.step,
+                                                          assembler.k, self._job_id, step, k))
+        if not bool(torch.isfinite(out).all()):
+            raise NowcastFailure("INTERNAL", "Predict: the prediction holds NaN or Inf values")
+        self._held.clear()  # the server drops the snapshots a delivered prediction used
+        return out
+
+    def _close_job_locked(self, deadline):
+        if self._token:
+            try:
+                self._stub.CloseJob(self._pb2.JobRef(job_id=self._job_id, job_token=self._token),
+                                    timeout=self._remaining(deadline))
+            except self._grpc.RpcError:
+                pass  # best effort: the server may be gone
+        self._token = ""
+        self._held.clear()
+
+    def _nowcast_locked(self, states, k, step, deadline):
+        interval = self._period // self._ctx
+
+        def state_step(i):
+            return step - (self._ctx - 1 - i) * interval
+
+        err = None
+        try:
+            self._ensure_registered(deadline)
+            # Send what the server lacks (always the newest snapshot, recorded in this very
+            # call), as long as it comes after everything it holds (it takes them in step order).
+            for i in range(self._ctx):
+                st = state_step(i)
+                if st in self._held or st < 0:
+                    continue
+                if self._held and st <= max(self._held):
+                    continue
+                self._upload(st, states[i], deadline)
+        except NowcastFailure as e:
+            err = e
+            if err.code not in _RESEND_CODES and err.code != "INVALID_ARGUMENT":
+                raise
+        if err is None:
+            try:
+                return self._predict(step, k, deadline)
+            except NowcastFailure as e:
+                if e.code not in _RESEND_CODES:
+                    raise
+                err = e
+        if time.monotonic() >= deadline:
+            raise err
+        # The server lacks the context: a fresh job, the whole context uploaded now, one retry.
+        self._stats["context_resends"] += 1
+        log.warning("nowcaster client: the server lacks the context of step %d (%s); registering "
+                    "afresh and resending %d snapshots", step, err, self._ctx)
+        self._close_job_locked(min(deadline, time.monotonic() + 2.0))
+        self._incarnation += 1
+        self._job_id = "%s-r%d" % (self._base_job_id, self._incarnation)
+        self._ensure_registered(deadline)
+        for i in range(self._ctx):
+            if state_step(i) < 0:
+                raise NowcastFailure("FAILED_PRECONDITION", "context before step 0")
+            self._upload(state_step(i), states[i], deadline)
+        return self._predict(step, k, deadline)
+
+
+def _numel(shape):
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
