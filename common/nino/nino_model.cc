@@ -6,6 +6,7 @@
 #include <set>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -195,6 +196,50 @@ absl::StatusOr<NiNoModel> NiNoModel::FromStateDict(const io::NamedTensors& state
     }
   }
   return m;
+}
+
+absl::StatusOr<NiNoModel> NiNoModel::Synthetic(const NiNoConfig& config, uint64_t seed) {
+  using io::PickleValue;
+  auto S = [](const char* s) { return PickleValue::String(s); };
+  // Every field of the config, so that Load() reads the same config back.
+  const PickleValue args = PickleValue::Dict({
+      {S("ctx"), PickleValue::Int(config.ctx)},
+      {S("hid"), PickleValue::Int(config.hid)},
+      {S("layers"), PickleValue::Int(config.layers)},
+      {S("gnn"), PickleValue::Bool(config.gnn)},
+      {S("max_feat_size"), PickleValue::Int(config.max_feat_size)},
+      {S("seq_len"), PickleValue::Int(config.seq_len)},
+      {S("wte_pos_enc"), PickleValue::Bool(config.wte_pos_enc)},
+      {S("vocab_size"), PickleValue::Int(config.vocab_size)},
+      {S("edge_types"), PickleValue::Int(config.edge_types)},
+      {S("lpe"), PickleValue::Int(config.lpe)},
+      {S("upd_scale"), PickleValue::Float(config.upd_scale)},
+      {S("chunk_size"), PickleValue::Int(config.chunk_size)},
+  });
+  if (config.hid <= 0 || config.layers < 1 || config.max_feat_size < 1 || config.seq_len < 1 ||
+      config.edge_types < 1 || config.vocab_size < 1 || config.lpe < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Synthetic: sizes must be positive (hid ", config.hid, ", layers ", config.layers,
+        ", max_feat_size ", config.max_feat_size, ", seq_len ", config.seq_len, ", edge_types ",
+        config.edge_types, ", lpe ", config.lpe, ")"));
+  }
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  io::NamedTensors state_dict;
+  for (const auto& [key, shape] : ExpectedKeys(config)) {
+    const bool head =
+        absl::StartsWith(key, "edge_out.fc.2.") || absl::StartsWith(key, "edge_mlp.fc.6.");
+    const bool bias = absl::EndsWith(key, ".bias");
+    torch::Tensor t;
+    if (bias) {
+      t = torch::zeros(shape, torch::kFloat32);
+    } else {
+      t = at::normal(0.0, head ? 1e-4 : 0.02, shape, gen,
+                     torch::TensorOptions().dtype(torch::kFloat32));
+    }
+    state_dict.push_back({key, t});
+  }
+  // FromStateDict checks the layout and the config exactly as Load() does.
+  return FromStateDict(state_dict, args, absl::StrCat("synthetic NiNo (seed ", seed, ")"));
 }
 
 absl::Status NiNoModel::Save(const std::string& path) const {

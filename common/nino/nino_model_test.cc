@@ -409,5 +409,89 @@ TEST_F(NiNoModelTest, GnnRefusesKernelsLargerThan3x3) {
   EXPECT_NE(engine.status().message().find("nino_mlp.pt"), std::string::npos);
 }
 
+// Synthetic models need no files from ../shared: these tests never skip.
+NiNoConfig NoPoswConfig() {
+  NiNoConfig c;
+  c.wte_pos_enc = false;  // the layout of nino_no_posw.pt
+  return c;
+}
+
+TEST(SyntheticNiNoModelTest, SaveLoadRoundTripIsExactForBothVariants) {
+  const fs::path dir =
+      fs::temp_directory_path() / ("nino_synth_test_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  NiNoConfig mlp_config;
+  mlp_config.gnn = false;
+  for (const NiNoConfig& config : {NoPoswConfig(), mlp_config}) {
+    auto m = NiNoModel::Synthetic(config, 7);
+    ASSERT_TRUE(m.ok()) << m.status();
+    EXPECT_EQ(m->is_gnn(), config.gnn);
+    const std::string path = (dir / (config.gnn ? "gnn.pt" : "mlp.pt")).string();
+    ASSERT_TRUE(m->Save(path).ok());
+    auto back = NiNoModel::Load(path);
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ(back->config().gnn, config.gnn);
+    EXPECT_EQ(back->config().wte_pos_enc, config.wte_pos_enc);
+    EXPECT_EQ(back->config().hid, config.hid);
+    EXPECT_EQ(back->num_parameters(), m->num_parameters());
+    ASSERT_EQ(back->state_dict().size(), m->state_dict().size());
+    for (size_t i = 0; i < m->state_dict().size(); ++i) {
+      const auto& [key, t] = m->state_dict()[i];
+      EXPECT_EQ(back->state_dict()[i].first, key);
+      EXPECT_TRUE(torch::equal(back->state_dict()[i].second, t)) << key;
+      EXPECT_TRUE(torch::isfinite(t).all().item<bool>()) << key;
+    }
+    // The official layout: same parameter counts as the official files of that layout.
+    EXPECT_EQ(m->num_parameters(), config.gnn ? 549992 : 57384);
+    // Same seed, same weights; another seed, other weights.
+    auto again = NiNoModel::Synthetic(config, 7);
+    auto other = NiNoModel::Synthetic(config, 8);
+    ASSERT_TRUE(again.ok() && other.ok());
+    EXPECT_TRUE(torch::equal(again->state_dict()[0].second, m->state_dict()[0].second));
+    EXPECT_FALSE(torch::equal(other->state_dict()[0].second, m->state_dict()[0].second));
+  }
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+}
+
+TEST(SyntheticNiNoModelTest, PredictionIsFiniteAndCloseToTheLastState) {
+  at::set_num_threads(1);
+  for (bool gnn : {true, false}) {
+    NiNoConfig config = NoPoswConfig();
+    config.gnn = gnn;
+    auto m = NiNoModel::Synthetic(config, 1);
+    ASSERT_TRUE(m.ok()) << m.status();
+    auto table = MakeParamTable(
+        {{"fc.0.weight", {8, 4}}, {"fc.0.bias", {8}}, {"fc.1.weight", {3, 8}}, {"fc.1.bias", {3}}});
+    ASSERT_TRUE(table.ok());
+    auto engine =
+        NowcastEngine::Create(std::make_shared<NiNoModel>(std::move(*m)), *table, GraphSpec{});
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    torch::manual_seed(0);
+    const torch::Tensor base = torch::randn({67}) * 0.1;
+    const torch::Tensor states =
+        torch::stack({base, base + 0.01, base + 0.02, base + 0.03, base + 0.04}) +
+        0.001 * torch::randn({5, 67});
+    for (int k : {1, 40}) {
+      auto pred = (*engine)->Nowcast(states, k);
+      ASSERT_TRUE(pred.ok()) << pred.status();
+      EXPECT_TRUE(torch::isfinite(*pred).all().item<bool>());
+      // The head's small output layer keeps the step small, but not zero.
+      const double step = (*pred - states[4]).abs().max().item<double>();
+      EXPECT_LT(step, 0.05) << "gnn " << gnn << " k " << k;
+      EXPECT_GT(step, 0.0) << "gnn " << gnn << " k " << k;
+    }
+  }
+}
+
+TEST(SyntheticNiNoModelTest, RefusesConfigsLoadWouldRefuse) {
+  NiNoConfig bad = NoPoswConfig();
+  bad.ctx = 4;
+  EXPECT_EQ(NiNoModel::Synthetic(bad, 0).status().code(), absl::StatusCode::kInvalidArgument);
+  bad = NoPoswConfig();
+  bad.hid = 0;
+  EXPECT_EQ(NiNoModel::Synthetic(bad, 0).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace nino
