@@ -165,6 +165,11 @@ class RemoteNowcaster:
             ("grpc.max_send_message_length", 16 << 20),
             ("grpc.http2.max_frame_size", _HTTP2_MAX_FRAME_BYTES),
             ("grpc.http2.lookahead_bytes", _HTTP2_LOOKAHEAD_BYTES),
+            # A restarted server is found again within seconds, not after gRPC's default
+            # backoff of up to two minutes (a NiNo step would fail meanwhile).
+            ("grpc.initial_reconnect_backoff_ms", 200),
+            ("grpc.min_reconnect_backoff_ms", 200),
+            ("grpc.max_reconnect_backoff_ms", 5000),
         ])
         self._stub = pb2_grpc.NowcasterStub(self._channel)
 
@@ -181,7 +186,12 @@ class RemoteNowcaster:
         self._max_chunk_bytes = MAX_UPLOAD_CHUNK_BYTES
         self._held = set()  # steps of snapshots the server got from us
         self.server_k_schedule = None
-        self._stats = collections.Counter()
+        self.last_nowcast_seconds = 0.0
+        # Every key exists from the start: stats() copies the dict without the RPC lock (an
+        # upload may hold that for rpc_timeout) and the copy never sees the dict grow.
+        self._stats = dict.fromkeys(("registrations", "register_failures", "uploads",
+                                     "upload_failures", "predictions", "prediction_failures",
+                                     "context_resends"), 0)
         self._failures_without_lock = 0
         self._closed = False
 
@@ -192,18 +202,14 @@ class RemoteNowcaster:
 
     @property
     def job_id(self):
-        with self._rpc:
-            return self._job_id
+        return self._job_id  # one attribute read: no lock (an upload may hold the RPC lock)
 
     def stats(self):
-        with self._rpc:
-            s = dict(self._stats)
+        """Counters; never blocks on an RPC in flight."""
+        s = dict(self._stats)
         with self._cv:
             s["uploads_dropped"] = self._dropped
-            s["prediction_failures"] = s.get("prediction_failures", 0) + self._failures_without_lock
-        for key in ("registrations", "register_failures", "uploads", "upload_failures",
-                    "predictions", "prediction_failures", "context_resends"):
-            s.setdefault(key, 0)
+            s["prediction_failures"] += self._failures_without_lock
         return s
 
     def register(self, timeout):
@@ -410,6 +416,7 @@ class RemoteNowcaster:
         if not bool(torch.isfinite(out).all()):
             raise NowcastFailure("INTERNAL", "Predict: the prediction holds NaN or Inf values")
         self._held.clear()  # the server drops the snapshots a delivered prediction used
+        self.last_nowcast_seconds = assembler.nowcast_seconds  # the server's compute time
         return out
 
     def _close_job_locked(self, deadline):

@@ -344,12 +344,6 @@ class NowcastOptimizer(torch.optim.Optimizer):
                 p.copy_(flat[offset:offset + n].view(p.shape).to(p.device, p.dtype))
                 offset += n
 
-    @torch.no_grad()
-    def _snapshot(self):
-        flat = self.flat_params()
-        if flat.data_ptr() in {p.data_ptr() for p in self._params}:
-            flat = flat.clone()  # a single float32 CPU parameter: cat may not copy
-        return flat
 
     def step(self, closure=None):
         """One optimizer call: a base optimizer step, or a NiNo step (see need_grads).
@@ -357,7 +351,7 @@ class NowcastOptimizer(torch.optim.Optimizer):
         out = StepOutcome(step_idx=self._step_idx)
         loss = None
         if self._active and (self._step_idx + 1) % self._interval == 0:
-            self._history.append(self._snapshot())
+            self._history.append(self.flat_params())  # torch.cat: always a new tensor
             out.state_recorded = True
         if self._active and len(self._history) == self._ctx:
             out.nino_step = True

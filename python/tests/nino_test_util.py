@@ -256,3 +256,76 @@ class FakeNowcaster:
 
     def stop(self):
         self.server.stop(0)
+
+
+def make_opt(model, address, **kw):
+    """A NowcastOptimizer over Adam(lr 1e-2): period 20 (snapshots at calls 3, 7, 11, 15, 19,
+    NiNo steps at 19, 39, 59, ...), max_train_steps 100."""
+    import nino
+    base = torch.optim.Adam(model.parameters(), lr=1e-2)
+    kw.setdefault("period", 20)
+    kw.setdefault("max_train_steps", 100)
+    kw.setdefault("timeout", 10.0)
+    return nino.NowcastOptimizer(base, model, nowcaster=address, **kw)
+
+
+class NinoStepRecorder:
+    """Captures, for every NiNo step of a run, the ctx snapshots it used and the parameters
+    it applied: call `before` before opt.step() and `after` after it."""
+
+    def __init__(self):
+        self.steps = []  # dicts: step_idx, states [ctx][P], k, applied, params
+
+    def before(self, opt):
+        if not opt.need_grads:
+            states = [h.clone() for h in opt.state_dict()["nino"]["history"]] + [opt.flat_params()]
+            self.steps.append({"step_idx": opt.step_idx, "states": states})
+
+    def after(self, opt, model):
+        out = opt.last_outcome
+        if out.nino_step:
+            rec = self.steps[-1]
+            assert rec["step_idx"] == out.step_idx
+            rec.update(k=out.k, applied=out.applied, error=out.error, params=flat(model))
+
+
+def run_recorded(opt, model, batch, steps, recorder, always_backward=False, between=None):
+    for _ in range(steps):
+        if between is not None:
+            between(opt.step_idx)
+        opt.zero_grad()
+        if always_backward or opt.need_grads:
+            loss_at(model, batch, opt.step_idx).backward()
+        recorder.before(opt)
+        opt.step()
+        recorder.after(opt, model)
+
+
+def nino_nowcast(model, states, k, lpe_seed):
+    """The C++ in-process NiNo step (tools/nino_nowcast) on `states` saved as state dicts of
+    `model`'s layout; returns its predicted flat parameters."""
+    import collections
+    d = tmpdir()
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for _, p in model.named_parameters()]
+    paths = []
+    for i, s in enumerate(states):
+        sd, off = collections.OrderedDict(), 0
+        for n, shape in zip(names, shapes):
+            m = 1
+            for x in shape:
+                m *= x
+            sd[n] = s[off:off + m].reshape(shape).clone()
+            off += m
+        path = os.path.join(d, "state%d.pt" % i)
+        torch.save(sd, path)
+        paths.append(path)
+    out = os.path.join(d, "out.pt")
+    proc = subprocess.run(
+        [nino_nowcast_binary(), "--states", ",".join(paths), "--k", str(k), "--lpe_seed",
+         str(lpe_seed), "--nino_ckpt", synthetic_ckpt(), "--threads", "1", "--out", out],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError("nino_nowcast failed:\n" + proc.stdout)
+    result = torch.load(out)
+    return torch.cat([result[n].reshape(-1).to(torch.float32) for n in names])

@@ -10,7 +10,8 @@ import torch
 import nino
 from nino import _client, _crc32c
 from nino.schedule import horizon_at, horizon_schedule
-from nino_test_util import MLP, FakeNowcaster, adam_reference, data, flat, free_port, train
+from nino_test_util import (MLP, FakeNowcaster, adam_reference, data, flat, free_port, make_opt,
+                            train)
 
 
 class Crc32cTest(unittest.TestCase):
@@ -101,14 +102,6 @@ class AssemblerTest(unittest.TestCase):
         self.expect(bad, "INVALID_ARGUMENT", "empty data")
 
 
-def make_opt(model, address, **kw):
-    base = torch.optim.Adam(model.parameters(), lr=1e-2)
-    kw.setdefault("period", 20)
-    kw.setdefault("max_train_steps", 100)
-    kw.setdefault("timeout", 5.0)
-    return nino.NowcastOptimizer(base, model, nowcaster=address, **kw)
-
-
 class ArgumentTest(unittest.TestCase):
     def setUp(self):
         self.model = MLP()
@@ -183,7 +176,7 @@ class FakeServerTest(unittest.TestCase):
         server = FakeNowcaster(mode)
         try:
             model = MLP()
-            opt = make_opt(model, server.address, timeout=2.0 if mode == "hang" else 5.0)
+            opt = make_opt(model, server.address, timeout=5.0)
             x = data()
             history = {}
 
