@@ -20,7 +20,11 @@ PACKAGES=(
   prometheus-cpp-dev
   # data and plotting
   dataset-fashion-mnist bible-kjv gnuplot-nox
+  # the python package `nino` (python/install.sh; grpc_python_plugin is in protobuf-compiler-grpc)
+  python3-grpcio python3-protobuf python3-crcmod python3-pip python3-setuptools python3-wheel
 )
+# Installs python/ as the package `nino` for /usr/bin/python3 (skips when already up to date).
+install_python_package() { bash "$(dirname "${BASH_SOURCE[0]}")/../python/install.sh"; }
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -31,6 +35,7 @@ done
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: all ${#PACKAGES[@]} packages present"
+  install_python_package
   exit 0
 fi
 
@@ -39,4 +44,5 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 echo "setup: installing ${#missing[@]} missing packages: ${missing[*]}"
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+install_python_package
 echo "setup: done"
