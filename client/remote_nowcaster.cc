@@ -1,4 +1,4 @@
-#include "trainer/nowcast_client.h"
+#include "client/remote_nowcaster.h"
 
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
@@ -11,7 +11,7 @@
 #include "nino/v1/nowcaster.grpc.pb.h"
 #include "proto/wire.h"
 
-namespace nino::trainer {
+namespace nino::client {
 namespace {
 
 // A chunk plus its message header must fit in a stock gRPC message (4 MiB).
@@ -380,4 +380,4 @@ absl::StatusOr<torch::Tensor> RemoteNowcaster::Nowcast(const torch::Tensor& stat
   return r;
 }
 
-}  // namespace nino::trainer
+}  // namespace nino::client

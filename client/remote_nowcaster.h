@@ -12,8 +12,8 @@
 //    lacks the context (it restarted, an upload was lost, ...) the job is registered afresh, the
 //    `states` argument uploaded synchronously once and Predict retried once. Any other error or
 //    a timeout is returned as a Status (the trainer then takes an ordinary optimizer step).
-#ifndef NINO_TRAINER_NOWCAST_CLIENT_H_
-#define NINO_TRAINER_NOWCAST_CLIENT_H_
+#ifndef NINO_CLIENT_REMOTE_NOWCASTER_H_
+#define NINO_CLIENT_REMOTE_NOWCASTER_H_
 
 #include <torch/torch.h>
 
@@ -38,7 +38,7 @@
 #include "nino/v1/nowcaster.grpc.pb.h"
 
 
-namespace nino::trainer {
+namespace nino::client {
 
 struct RemoteNowcasterOptions {
   std::string address;          // host:port of nino_nowcaster
@@ -125,6 +125,6 @@ class RemoteNowcaster : public Nowcaster {
   std::thread worker_;
 };
 
-}  // namespace nino::trainer
+}  // namespace nino::client
 
-#endif  // NINO_TRAINER_NOWCAST_CLIENT_H_
+#endif  // NINO_CLIENT_REMOTE_NOWCASTER_H_

@@ -1,6 +1,6 @@
 // RemoteNowcaster against an in-process NowcasterServer: predictions equal the in-process
 // engine's, a restarted server gets the context resent, and a missing server is a bounded error.
-#include "trainer/nowcast_client.h"
+#include "client/remote_nowcaster.h"
 
 #include <gtest/gtest.h>
 
@@ -13,7 +13,7 @@
 #include "common/nino/nowcast_engine.h"
 #include "nowcaster/nowcaster_server.h"
 
-namespace nino::trainer {
+namespace nino::client {
 namespace {
 
 const std::vector<std::pair<std::string, std::vector<int64_t>>> kFm16 = {
@@ -148,4 +148,4 @@ TEST_F(RemoteNowcasterTest, NoServerIsABoundedError) {
 }
 
 }  // namespace
-}  // namespace nino::trainer
+}  // namespace nino::client

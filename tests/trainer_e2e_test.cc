@@ -92,7 +92,7 @@ TEST_F(TrainerE2E, AKilledRunResumesExactlyWithNiNoHistory) {
   Proc w = Start(TrainBinary(), args(whole), {}, (tmp_ / "whole.log").string());
   ASSERT_EQ(Wait(w), 0) << Slurp(w.log);
   auto crash = args(killed);
-  crash.push_back("--crash_at_step=33");
+  crash.push_back("--testonly_crash_at_step=33");
   Proc k = Start(TrainBinary(), crash, {}, (tmp_ / "killed1.log").string());
   ASSERT_EQ(Wait(k), 3) << Slurp(k.log);
   Proc r = Start(TrainBinary(), args(killed), {}, (tmp_ / "killed2.log").string());

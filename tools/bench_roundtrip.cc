@@ -30,7 +30,7 @@
 #include "common/runtime/allocator.h"
 #include "nowcaster/nowcaster_server.h"
 #include "tools/bench_models.h"
-#include "trainer/nowcast_client.h"
+#include "client/remote_nowcaster.h"
 
 ABSL_FLAG(std::string, model, "fm16", "fm16, fm32, mlp512, lm, gpt2-3-64, gpt2-4-128 or llama-tiny");
 ABSL_FLAG(std::string, nino_ckpt, "../shared/reference/checkpoints/nino_no_posw.pt",
@@ -89,9 +89,9 @@ int main(int argc, char** argv) {
   so.memory_budget_bytes = std::max<int64_t>(so.memory_budget_bytes, 8 * 4 * P);
   auto server = nino::nowcaster::NowcasterServer::BuildAndStart(so);
   if (!server.ok()) return nino::bench::Fail("nowcaster", server.status());
-  nino::trainer::RemoteNowcasterOptions ro;
+  nino::client::RemoteNowcasterOptions ro;
   ro.address = absl::StrCat("127.0.0.1:", (*server)->port());
-  ro.job_id = nino::trainer::MakeJobId(bm->name, seed);
+  ro.job_id = nino::client::MakeJobId(bm->name, seed);
   ro.params = bm->shapes;
   ro.graph = bm->graph;
   ro.nino_model = "bench";
@@ -102,7 +102,7 @@ int main(int argc, char** argv) {
   std::vector<double> upload_s, remote_s;
   double max_diff = 0;
   {
-    nino::trainer::RemoteNowcaster client(ro);
+    nino::client::RemoteNowcaster client(ro);
     for (int r = 0; r <= repeat; ++r) {  // round 0: registration, graph and LPE on the server
       const int64_t step = 999 + 1000 * r;
       t0 = std::chrono::steady_clock::now();

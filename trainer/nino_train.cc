@@ -7,6 +7,7 @@
 //   nino_train --task fm16 --nowcaster 127.0.0.1:50051 --out_dir runs/fm16-remote  # NiNo steps
 //                                                      # on a nino_nowcaster daemon
 #include <cstdio>
+#include <cstdlib>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -43,7 +44,8 @@ ABSL_FLAG(int, threads, 0, "LibTorch threads per worker (0: cores / local worker
 ABSL_FLAG(std::string, data_dir, "", "FashionMNIST folder (default /usr/share/datasets/fashion-mnist)");
 ABSL_FLAG(std::string, text_cache, "", "lm: where the KJV text is cached (default /tmp/nino_kjv.txt)");
 ABSL_FLAG(int64_t, eval_limit, 0, "evaluate on the first N examples only (0: all)");
-ABSL_FLAG(int64_t, crash_at_step, -1, "testing: exit abruptly after this step");
+ABSL_FLAG(int64_t, testonly_crash_at_step, -1,
+          "TEST ONLY: exit abruptly (status 3, no clean-up, no final checkpoint) after this step");
 ABSL_FLAG(bool, quiet, false, "no progress lines");
 
 int main(int argc, char** argv) {
@@ -78,11 +80,18 @@ int main(int argc, char** argv) {
   o.data_dir = absl::GetFlag(FLAGS_data_dir);
   o.text_cache = absl::GetFlag(FLAGS_text_cache);
   o.eval_limit = absl::GetFlag(FLAGS_eval_limit);
-  o.crash_at_step = absl::GetFlag(FLAGS_crash_at_step);
+  if (const int64_t crash = absl::GetFlag(FLAGS_testonly_crash_at_step); crash >= 0) {
+    o.after_step = [crash](int64_t step) {
+      if (step != crash) return;
+      std::fflush(stdout);
+      std::_Exit(3);  // a kill with no chance to clean up
+    };
+  }
   o.nino_tuning = nino::TuningFromFlags(o.seed);
   o.quiet = absl::GetFlag(FLAGS_quiet);
-  const bool nino = !o.nowcaster.empty() || (!o.nino_ckpt.empty() && o.nino_ckpt != "none");
-  if (o.out_dir.empty()) o.out_dir = absl::StrCat("runs/", o.task, nino ? "-nino" : "-adam", "-s", o.seed);
+  if (o.out_dir.empty()) {
+    o.out_dir = absl::StrCat("runs/", o.task, nino::trainer::UsesNino(o) ? "-nino" : "-adam", "-s", o.seed);
+  }
   bool known = false;
   for (const auto& t : nino::trainer::TaskNames()) known |= t == o.task;
   if (!known) {

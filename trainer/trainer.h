@@ -1,4 +1,5 @@
-// The data-parallel training loop with NiNo in the loop (in-process) and exact resume.
+// RunTraining: one worker of nino_train's data-parallel training with NiNo steps (in process or
+// on a nowcaster, through the client library) and exact resume.
 #ifndef NINO_TRAINER_TRAINER_H_
 #define NINO_TRAINER_TRAINER_H_
 
@@ -6,38 +7,9 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "common/nino/nowcast_engine.h"
+#include "trainer/train_options.h"
 
 namespace nino::trainer {
-
-struct TrainOptions {
-  std::string task = "fm16";
-  int64_t steps = 10000;          // max_train_steps (also sets NiNo's horizon schedule)
-  uint64_t seed = 1000;
-  double lr = 0;                  // 0: the task's default
-  std::string optimizer = "adamw";  // adamw (weight decay 0 = Adam) or sgd (plain, no momentum)
-  int64_t batch = 0;              // global batch; 0: the task's default
-  std::string nino_ckpt;          // empty or "none": plain Adam
-  std::string nowcaster;          // host:port of nino_nowcaster: NiNo steps run there (rank 0 asks)
-  int64_t nowcaster_timeout_ms = 60000;  // bound on one remote NiNo step (uploads + Predict)
-  std::string nino_model = "nino_no_posw";  // the checkpoint the nowcaster runs for this job
-  int64_t period = 1000;
-  int64_t ctx = 5;
-  double k_decay = 2.0;
-  NowcastTuning nino_tuning;      // edge sampling, subgraph mode, bf16 edge state, chunks
-  int64_t eval_every = 50;        // 0: evaluate only at the end
-  int64_t log_every = 100;
-  std::string out_dir;            // metrics.jsonl, checkpoint.pt, summary.json
-  int64_t checkpoint_every = 1000;  // 0: only at the end
-  bool resume = true;             // continue from out_dir/checkpoint.pt when it exists
-  bool stop_at_target = true;
-  int threads = 0;                // 0: cores / local world size
-  std::string data_dir;           // FashionMNIST folder (empty: default)
-  std::string text_cache;         // lm: KJV text cache file
-  int64_t eval_limit = 0;         // >0: evaluate on a prefix of the evaluation set
-  int64_t crash_at_step = -1;     // test hook: exit abruptly (no checkpoint) after this step
-  bool quiet = false;
-};
 
 struct TrainSummary {
   int64_t steps_done = 0;
@@ -54,8 +26,10 @@ struct TrainSummary {
 
 // Runs training as one worker of a torchrun-style job (RANK, WORLD_SIZE, MASTER_ADDR,
 // MASTER_PORT, LOCAL_RANK from the environment; a single process without them). Every input is
-// validated before any training step: a bad option, a missing dataset or an unreadable NiNo
-// checkpoint is an error naming the problem.
+// validated before any training step: a bad option, a missing dataset, an unreadable NiNo
+// checkpoint or a damaged training checkpoint is an error naming the problem.
+// Writes <out_dir>/metrics.jsonl, checkpoint.pt (train_checkpoint.h), summary.json and
+// rank<r>.params.sha256.
 absl::StatusOr<TrainSummary> RunTraining(const TrainOptions& options);
 
 }  // namespace nino::trainer
