@@ -106,9 +106,6 @@ def run_case(name, address, repeat, period):
                 p.grad = g  # a fixed small step: smooth trajectories, as in training
             kind = ("nino" if not opt.need_grads else
                     "record" if (opt.step_idx + 1) % (period // 5) == 0 else "plain")
-            if kind == "nino":
-                # What the loop waits for includes the background uploads still running.
-                pass
             t0 = time.perf_counter()
             opt.step()
             dt = time.perf_counter() - t0
@@ -128,7 +125,7 @@ def run_case(name, address, repeat, period):
                     server.append(client.last_nowcast_seconds)
     opt.close()
     med = lambda xs: statistics.median(xs) * 1000 if xs else None  # noqa: E731
-    background = uploads[:]  # every upload; the NiNo step's own is one per period
+    background = uploads[:]  # every PutState (the NiNo step's own synchronous one included)
     return {
         "case": name, "params": n, "snapshot_mb": round(4 * n / 1e6, 3),
         "nino_model": nino_model, "repeat": repeat,
@@ -184,7 +181,7 @@ def main():
             repeat = args.repeat if name == "fm16" else args.repeat_large
             row = run_case(name, address, repeat, args.period)
             row["machine"] = machine()
-            row["command"] = " ".join([os.path.basename(sys.executable)] + sys.argv)
+            row["command"] = " ".join([sys.executable] + sys.argv)
             row["server"] = address
             print(json.dumps(row), flush=True)
     finally:

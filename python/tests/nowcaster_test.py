@@ -41,6 +41,8 @@ class NowcasterTest(unittest.TestCase):
             self.assertLessEqual(diff, 1e-6, "step %d" % r["step_idx"])
             # NiNo moved the weights far more than the tolerance: the check can fail.
             moved = (r["params"] - r["states"][-1]).abs().max().item()
+            print("NiNo step %d (k=%d): max |python - nino_nowcast| = %.3g, max |step| = %.3g" %
+                  (r["step_idx"], r["k"], diff, moved))
             self.assertGreater(moved, 1e-4, "step %d" % r["step_idx"])
         # The seed is the LPE sign seed: another seed gives another prediction.
         other = nino_nowcast(model, rec.steps[0]["states"], rec.steps[0]["k"], lpe_seed=4)
