@@ -233,7 +233,8 @@ absl::StatusOr<NiNoModel> NiNoModel::Synthetic(const NiNoConfig& config, uint64_
     if (bias) {
       t = torch::zeros(shape, torch::kFloat32);
     } else {
-      t = at::normal(0.0, head ? 1e-4 : 0.02, shape, gen,
+      const double fan_in_std = 1.0 / std::sqrt(static_cast<double>(shape.back()));
+      t = at::normal(0.0, head ? 1e-3 : fan_in_std, shape, gen,
                      torch::TensorOptions().dtype(torch::kFloat32));
     }
     state_dict.push_back({key, t});

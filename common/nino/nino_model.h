@@ -83,10 +83,11 @@ class NiNoModel {
 
   // A randomly initialised NiNo in the exact official layout of `config` (the keys and shapes
   // Load() expects), for tests and demos that must not depend on the official checkpoints:
-  // weights ~ N(0, 0.02^2), biases 0, the head's output layer (edge_out.fc.2 / edge_mlp.fc.6)
-  // ~ N(0, 1e-4^2), so a prediction stays close to the last state. Deterministic given
-  // `seed`. model_args records every field of `config`, so Save() then Load() gives back the
-  // same model. INVALID_ARGUMENT for a config Load() would refuse (e.g. ctx != 5).
+  // weights ~ N(0, 1/fan_in) (activations stay O(1) through the layers), biases 0, the head's
+  // output layer (edge_out.fc.2 / edge_mlp.fc.6) ~ N(0, 1e-3^2), so that a prediction stays
+  // close to the last state (about 1e-3 of the scaled state per step) without being equal to
+  // it. Deterministic given `seed`. model_args records every field of `config`, so Save() then
+  // Load() gives back the same model. INVALID_ARGUMENT for a config Load() would refuse.
   static absl::StatusOr<NiNoModel> Synthetic(const NiNoConfig& config, uint64_t seed);
 
   // Writes {"state_dict": OrderedDict, "model_args": dict} in torch.save format (readable by
