@@ -26,13 +26,20 @@ absl::StatusOr<torch::Tensor> NewSnapshotBuffer(int64_t n) {
 
 }  // namespace
 
-Job::Job(JobSpec spec, std::string token, MemoryBudget* budget, int64_t reservation_bytes)
+Job::Job(JobSpec spec, std::string token, MemoryBudget* budget, int64_t snapshot_bytes,
+         int64_t engine_bytes)
     : spec_(std::move(spec)),
       token_(std::move(token)),
       budget_(budget),
-      reservation_bytes_(reservation_bytes) {}
+      reservation_bytes_(snapshot_bytes),
+      engine_bytes_(engine_bytes) {}
 
-Job::~Job() { Close(); }
+Job::~Job() {
+  Close();
+  // The engine dies with the job: a build or nowcast that still used it after Close() kept
+  // its memory until now.
+  budget_->Release(engine_bytes_);
+}
 
 bool Job::TokenMatches(absl::string_view token) const { return TokensEqual(token, token_); }
 
@@ -251,6 +258,8 @@ v1::JobStatus Job::Status() const {
                         : absl::StrCat("failed: ", engine.message()));
   s.set_num_nodes(num_nodes());
   s.set_num_edges(num_edges());
+  s.set_engine_bytes(engine_bytes_);
+  s.set_reserved_bytes(reservation_bytes_ + engine_bytes_);
   return s;
 }
 

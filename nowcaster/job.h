@@ -23,21 +23,27 @@
 
 namespace nino::nowcaster {
 
-// Thread-safe. Snapshot memory: the job holds at most ctx snapshots plus the ones being
-// uploaded, all within `reservation_bytes` taken from the budget at registration. Snapshot
+// Thread-safe. Memory: at registration the job's whole footprint (job_footprint.h) was taken
+// from the budget: `snapshot_bytes` for snapshots, `engine_bytes` for its NowcastEngine (graph,
+// indices, positional encoding, build and nowcast working memory). The job holds at most ctx
+// snapshots plus the ones being uploaded, all within `snapshot_bytes`. Snapshot
 // buffers are recycled: a snapshot dropped from the ring becomes the buffer of a later upload,
 // so a long-running job page-faults its snapshot memory in once (buffers are mapped with
 // transparent huge pages where the kernel allows).
 class Job {
  public:
-  // `reservation_bytes` were reserved from `budget` by the caller; the job returns them on
-  // Close() (or destruction). The engine arrives later, through SetEngine.
-  Job(JobSpec spec, std::string token, MemoryBudget* budget, int64_t reservation_bytes);
+  // `snapshot_bytes + engine_bytes` were reserved from `budget` by the caller; the job returns
+  // the snapshot bytes on Close() and the engine bytes on destruction (when the last build or
+  // nowcast holding the job let go of it). The engine arrives later, through SetEngine.
+  Job(JobSpec spec, std::string token, MemoryBudget* budget, int64_t snapshot_bytes,
+      int64_t engine_bytes = 0);
   ~Job();
   Job(const Job&) = delete;
   Job& operator=(const Job&) = delete;
 
   const JobSpec& spec() const { return spec_; }
+  // Bytes reserved for the engine (graph and working memory), beside the snapshots'.
+  int64_t engine_bytes() const { return engine_bytes_; }
   bool TokenMatches(absl::string_view token) const;
 
   // The builder's result: the engine, or why it could not be built. The first call settles it;
@@ -82,7 +88,7 @@ class Job {
   // official optimizer clears its history) and counts it.
   void FinishPrediction(uint64_t last_seq, int64_t bytes_out);
 
-  // Frees the held snapshots and returns the reservation; later uploads fail. Idempotent.
+  // Frees the held snapshots and returns their reservation; later uploads fail. Idempotent.
   void Close();
 
   v1::JobStatus Status() const;
@@ -100,7 +106,8 @@ class Job {
   const JobSpec spec_;
   const std::string token_;
   MemoryBudget* const budget_;
-  const int64_t reservation_bytes_;
+  const int64_t reservation_bytes_;  // snapshots
+  const int64_t engine_bytes_;
 
   // Guards the engine's arrival (held briefly: uploads, GetJob and Predict read it while a
   // nowcast runs). The engine is set once and never replaced.

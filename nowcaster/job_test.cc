@@ -85,6 +85,7 @@ TEST(MemoryBudget, ReserveAndRelease) {
   absl::Status s = b.Reserve(41, "job b");
   EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_NE(s.message().find("job b needs 41 bytes"), absl::string_view::npos) << s;
+  EXPECT_NE(s.message().find("40 of 100 bytes are available"), absl::string_view::npos) << s;
   EXPECT_EQ(b.reserved_bytes(), 60);
   EXPECT_TRUE(b.Reserve(40, "c").ok());
   b.Release(60);
@@ -218,6 +219,25 @@ TEST(Job, EngineArrivesLaterOrFails) {
   EXPECT_EQ(job->EngineStatus().code(), absl::StatusCode::kInvalidArgument);
   // A job whose graph failed takes no more snapshots.
   EXPECT_EQ(job->BeginUpload(200).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(Job, EngineBytesAreReturnedWhenTheLastHolderLetsGo) {
+  MemoryBudget budget(1000);
+  JobSpec spec;
+  spec.job_id = "engine";
+  spec.num_params = 4;
+  spec.ctx = 5;
+  spec.period = 1000;
+  ASSERT_TRUE(budget.Reserve(96 + 500, "engine").ok());
+  auto job = std::make_shared<Job>(spec, "secret", &budget, 96, 500);
+  EXPECT_EQ(job->Status().engine_bytes(), 500);
+  EXPECT_EQ(job->Status().reserved_bytes(), 596);
+  std::shared_ptr<Job> running_nowcast = job;  // e.g. a Predict still on a worker
+  job->Close();
+  job.reset();
+  EXPECT_EQ(budget.reserved_bytes(), 500) << "the snapshots are freed, the engine still in use";
+  running_nowcast.reset();
+  EXPECT_EQ(budget.reserved_bytes(), 0);
 }
 
 TEST(JobRegistry, TokensAndIds) {

@@ -16,9 +16,9 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "common/runtime/threads.h"
 #include "absl/strings/str_cat.h"
 #include "common/runtime/allocator.h"
+#include "common/runtime/threads.h"
 #include "nowcaster/log.h"
 #include "nowcaster/nowcaster_server.h"
 #include "nowcaster/options.h"
@@ -38,7 +38,8 @@ ABSL_FLAG(std::vector<std::string>, nino_model, {},
 ABSL_FLAG(bool, allow_download, kDefaults.allow_download,
           "download the default checkpoint if it is not cached");
 ABSL_FLAG(int64_t, memory_budget_bytes, kDefaults.memory_budget_bytes,
-          "snapshot memory of all jobs; a job reserves (ctx + 1) * 4 * num_params bytes");
+          "memory of all jobs; a job reserves its snapshots ((ctx + 1) * 4 * num_params "
+          "bytes), NiNo graph and working memory, estimated at RegisterJob");
 ABSL_FLAG(int, queue_length, kDefaults.queue_length,
           "Predict requests that may wait for a worker; more get RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, workers, kDefaults.workers, "threads running nowcasts");

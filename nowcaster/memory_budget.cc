@@ -7,9 +7,9 @@ namespace nino::nowcaster {
 absl::Status MemoryBudget::Reserve(int64_t bytes, absl::string_view what) {
   absl::MutexLock lock(&mu_);
   if (bytes < 0 || bytes > limit_bytes_ - reserved_bytes_) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat(what, " needs ", bytes, " bytes of the state memory budget; ", reserved_bytes_,
-                     " of ", limit_bytes_, " bytes are in use"));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        what, " needs ", bytes, " bytes of the memory budget; ", limit_bytes_ - reserved_bytes_,
+        " of ", limit_bytes_, " bytes are available (--memory_budget_bytes)"));
   }
   reserved_bytes_ += bytes;
   return absl::OkStatus();

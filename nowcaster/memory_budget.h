@@ -1,4 +1,5 @@
-// The byte budget for parameter snapshots shared by all jobs.
+// The byte budget shared by all jobs: each job reserves its whole footprint (snapshots, NiNo
+// graph, working memory; job_footprint.h) at registration and returns it when closed.
 #ifndef NINO_NOWCASTER_MEMORY_BUDGET_H_
 #define NINO_NOWCASTER_MEMORY_BUDGET_H_
 
@@ -16,8 +17,8 @@ class MemoryBudget {
  public:
   explicit MemoryBudget(int64_t limit_bytes) : limit_bytes_(limit_bytes) {}
 
-  // Takes `bytes` from the budget, or RESOURCE_EXHAUSTED ("<what> needs N bytes; M of L in
-  // use") and takes nothing.
+  // Takes `bytes` from the budget, or RESOURCE_EXHAUSTED ("<what> needs N bytes of the memory
+  // budget; A of L bytes are available") and takes nothing.
   absl::Status Reserve(int64_t bytes, absl::string_view what);
   // Returns bytes taken by Reserve.
   void Release(int64_t bytes);

@@ -27,9 +27,15 @@ NowcasterMetrics::NowcasterMetrics()
                        .Add({})),
       reserved_bytes_(BuildGauge()
                           .Name("nino_nowcaster_state_memory_reserved_bytes")
-                          .Help("Snapshot memory reserved by open jobs")
+                          .Help("Memory budget reserved by open jobs (snapshots and engines)")
                           .Register(*registry_)
                           .Add({})),
+      engine_reserved_bytes_(BuildGauge()
+                                 .Name("nino_nowcaster_engine_memory_reserved_bytes")
+                                 .Help("Memory budget reserved by open jobs for NiNo graphs, "
+                                       "indices and nowcast working memory")
+                                 .Register(*registry_)
+                                 .Add({})),
       nowcast_seconds_(
           BuildHistogram()
               .Name("nino_nowcaster_nowcast_seconds")

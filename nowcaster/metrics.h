@@ -26,7 +26,12 @@ class NowcasterMetrics {
 
   void SetJobs(int64_t jobs) { jobs_.Set(static_cast<double>(jobs)); }
   void SetQueueDepth(int depth) { queue_depth_.Set(depth); }
+  // Everything open jobs reserved from the memory budget (snapshots and engines).
   void SetReservedBytes(int64_t bytes) { reserved_bytes_.Set(static_cast<double>(bytes)); }
+  // The part of it reserved for NiNo graphs and working memory.
+  void SetEngineReservedBytes(int64_t bytes) {
+    engine_reserved_bytes_.Set(static_cast<double>(bytes));
+  }
   void ObserveNowcastSeconds(double seconds) { nowcast_seconds_.Observe(seconds); }
   void AddBytesIn(int64_t bytes) { bytes_in_.Increment(static_cast<double>(bytes)); }
   void AddBytesOut(int64_t bytes) { bytes_out_.Increment(static_cast<double>(bytes)); }
@@ -38,6 +43,7 @@ class NowcasterMetrics {
   prometheus::Gauge& jobs_;
   prometheus::Gauge& queue_depth_;
   prometheus::Gauge& reserved_bytes_;
+  prometheus::Gauge& engine_reserved_bytes_;
   prometheus::Histogram& nowcast_seconds_;
   prometheus::Counter& bytes_in_;
   prometheus::Counter& bytes_out_;

@@ -15,10 +15,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "common/nino/nowcast_engine.h"
 #include "nino/v1/nowcaster.grpc.pb.h"
 #include "nowcaster/grpc_probe.h"
-#include "absl/synchronization/notification.h"
+#include "nowcaster/job_footprint.h"
+#include "nowcaster/job_spec.h"
 #include "proto/chunk_codec.h"
 #include "proto/wire.h"
 
@@ -338,8 +340,8 @@ TEST_F(NowcasterServerTest, ZeroCopyUploadsMatchAndMalformedMessagesAreRefused) 
     const grpc::internal::RpcMethod method(wire::kPutStateMethod,
                                            grpc::internal::RpcMethod::CLIENT_STREAMING);
     std::unique_ptr<grpc::ClientWriter<grpc::ByteBuffer>> writer(
-        grpc::internal::ClientWriterFactory<grpc::ByteBuffer>::Create(channel_.get(), method,
-                                                                      &ctx, &r));
+        grpc::internal::ClientWriterFactory<grpc::ByteBuffer>::Create(channel_.get(), method, &ctx,
+                                                                      &r));
     const std::string junk = "\x3a\x10short";
     grpc::Slice slice(junk.data(), junk.size());
     writer->Write(grpc::ByteBuffer(&slice, 1));
@@ -457,7 +459,8 @@ TEST_F(NowcasterServerTest, JobTuningReachesTheEngine) {
   grpc::ClientContext c2;
   grpc::Status s = stub_->RegisterJob(&c2, bad, &reg);
   EXPECT_CODE(s, INVALID_ARGUMENT);
-  EXPECT_NE(s.error_message().find("tuning.edge_sample_ratio"), std::string::npos) << s.error_message();
+  EXPECT_NE(s.error_message().find("tuning.edge_sample_ratio"), std::string::npos)
+      << s.error_message();
   v1::RegisterJobRequest sub = Fm16Request("cnn-subgraph");
   sub.mutable_tuning()->set_subgraph(true);
   grpc::ClientContext c3;
@@ -643,7 +646,20 @@ TEST_F(NowcasterServerTest, RegisterRejectsBadJobs) {
 TEST_F(NowcasterServerTest, MemoryBudget) {
   NowcasterOptions o = BaseOptions();
   const int64_t reservation = 6 * kFm16Bytes;  // ctx + 1 snapshots
-  o.memory_budget_bytes = reservation + 1000;  // room for one FM-16 job
+  // The whole footprint of an FM-16 job: snapshots, graph and working memory.
+  auto model = NiNoModel::Load(ckpt_);
+  ASSERT_TRUE(model.ok());
+  absl::StatusOr<JobSpec> spec =
+      ValidateJobRequest(Fm16Request("first"), "nino_no_posw", model->config());
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  NowcastEngineOptions engine_options;
+  ASSERT_TRUE(ApplyTuning(spec->tuning, model->config(), &engine_options).ok());
+  absl::StatusOr<JobFootprint> footprint =
+      EstimateJobFootprint(*spec, model->config(), engine_options);
+  ASSERT_TRUE(footprint.ok()) << footprint.status();
+  ASSERT_EQ(footprint->snapshot_bytes, reservation);
+  ASSERT_GT(footprint->engine_bytes(), 0);
+  o.memory_budget_bytes = footprint->total_bytes() + 1000;  // room for one FM-16 job
   Start(o);
   const std::string token = Register("first");
   {
@@ -652,8 +668,14 @@ TEST_F(NowcasterServerTest, MemoryBudget) {
     grpc::Status s = stub_->RegisterJob(&ctx, Fm16Request("second"), &r);
     EXPECT_CODE(s, RESOURCE_EXHAUSTED);
     EXPECT_NE(s.error_message().find("second"), std::string::npos) << s.error_message();
+    EXPECT_NE(s.error_message().find(absl::StrCat("needs ", footprint->total_bytes(), " bytes")),
+              std::string::npos)
+        << s.error_message();
+    EXPECT_NE(s.error_message().find("1000 of "), std::string::npos) << s.error_message();
   }
   EXPECT_EQ(ListJobIds(), std::vector<std::string>{"first"});
+  EXPECT_EQ(GetJob("first", token).engine_bytes(), footprint->engine_bytes());
+  EXPECT_EQ(GetJob("first", token).reserved_bytes(), footprint->total_bytes());
 
   // A second concurrent upload beyond the job's reservation: refused, the first one completes.
   const torch::Tensor states = Fm16States(6);

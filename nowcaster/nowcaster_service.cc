@@ -1,5 +1,9 @@
 #include "nowcaster/nowcaster_service.h"
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <algorithm>
 #include <chrono>
 #include <memory>
@@ -12,6 +16,7 @@
 #include "common/nino/nowcast_engine.h"
 #include "common/nino/schedule.h"
 #include "nowcaster/grpc_status.h"
+#include "nowcaster/job_footprint.h"
 #include "nowcaster/job_spec.h"
 #include "nowcaster/log.h"
 #include "nowcaster/token.h"
@@ -37,6 +42,17 @@ absl::Status Guarded(absl::string_view what, Fn&& fn) {
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat(what, ": ", e.what()));
   }
+}
+
+// Gives the heap memory freed by a graph build or a nowcast back to the kernel. The process
+// keeps up to 1 GiB of free heap per malloc arena (runtime::TuneAllocatorForTensors), and every
+// worker and the builder thread have their own arena: without this, the resident memory would
+// follow each thread's high-water mark instead of the jobs' reservations. Costs milliseconds,
+// once per build or nowcast (which take far longer).
+void ReturnFreedHeap() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
 }
 
 // Returns bytes to the budget unless released to a new owner.
@@ -149,8 +165,12 @@ grpc::Status NowcasterService::Reply(absl::string_view method, const absl::Statu
 }
 
 void NowcasterService::UpdateJobGauges() {
-  metrics_->SetJobs(static_cast<int64_t>(jobs_.size()));
+  int64_t engine_bytes = 0;
+  const std::vector<std::shared_ptr<Job>> jobs = jobs_.List();
+  for (const auto& job : jobs) engine_bytes += job->engine_bytes();
+  metrics_->SetJobs(static_cast<int64_t>(jobs.size()));
   metrics_->SetReservedBytes(budget_.reserved_bytes());
+  metrics_->SetEngineReservedBytes(engine_bytes);
 }
 
 // --- RegisterJob ---------------------------------------------------------------------------
@@ -180,21 +200,25 @@ absl::Status NowcasterService::DoRegisterJob(const v1::RegisterJobRequest& reque
   if (jobs_.Contains(spec->job_id)) {
     return absl::AlreadyExistsError(absl::StrCat("job ", spec->job_id, " is already registered"));
   }
-  // ctx held snapshots plus one being received.
-  const int64_t reservation = (spec->ctx + 1) * spec->state_bytes();
-  NOWCASTER_RETURN_IF_ERROR(
-      budget_.Reserve(reservation, absl::StrCat("job ", spec->job_id, " (", spec->ctx + 1,
-                                                " snapshots of ", spec->state_bytes(), " bytes)")));
-  ReservationGuard reservation_guard(&budget_, reservation);
-
   NowcastEngineOptions engine_options;
   engine_options.device = device_;
   engine_options.lpe.sign_seed = spec->lpe_seed;
   NOWCASTER_RETURN_IF_ERROR(ApplyTuning(spec->tuning, model->model->config(), &engine_options));
+  // The whole footprint, estimated from the layout before anything is built, is reserved now.
+  absl::StatusOr<JobFootprint> footprint =
+      EstimateJobFootprint(*spec, model->model->config(), engine_options);
+  if (!footprint.ok()) return footprint.status();
+  const int64_t reservation = footprint->total_bytes();
+  NOWCASTER_RETURN_IF_ERROR(budget_.Reserve(
+      reservation, absl::StrCat("job ", spec->job_id, " (", footprint->engine.total_edges(),
+                                " graph edges; ", footprint->Describe(), ")")));
+  ReservationGuard reservation_guard(&budget_, reservation);
+
   absl::StatusOr<std::string> token = RandomHexToken();
   if (!token.ok()) return token.status();
 
-  auto job = std::make_shared<Job>(*spec, *token, &budget_, reservation);
+  auto job = std::make_shared<Job>(*spec, *token, &budget_, footprint->snapshot_bytes,
+                                   footprint->engine_bytes());
   reservation_guard.Disarm();  // the job returns it when closed
   NOWCASTER_RETURN_IF_ERROR(jobs_.Add(job));
 
@@ -233,6 +257,7 @@ absl::Status NowcasterService::DoRegisterJob(const v1::RegisterJobRequest& reque
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), " s"));
     }
     job->SetEngine(std::move(engine));
+    ReturnFreedHeap();  // the build's edge lists, triplets and solver memory
   });
   if (!submitted.ok()) {
     (void)jobs_.Remove(spec->job_id, *token);
@@ -261,11 +286,11 @@ absl::Status NowcasterService::DoRegisterJob(const v1::RegisterJobRequest& reque
   response->set_graph_ready(built.ok());
   response->set_max_chunk_bytes(options_.max_chunk_bytes);
   for (int k : spec->k_schedule) response->add_k_schedule(k);
-  LogInfo(absl::StrCat("registered job ", spec->job_id, ": model ", model_name, ", ",
-                       spec->num_params, " parameters, graph ",
-                       built.ok()
-                           ? absl::StrCat(job->num_nodes(), " nodes / ", job->num_edges(), " edges")
-                           : "being built"));
+  LogInfo(absl::StrCat(
+      "registered job ", spec->job_id, ": model ", model_name, ", ", spec->num_params,
+      " parameters, reserved ", footprint->Describe(), ", graph ",
+      built.ok() ? absl::StrCat(job->num_nodes(), " nodes / ", job->num_edges(), " edges")
+                 : "being built"));
   return absl::OkStatus();
 }
 
@@ -412,6 +437,7 @@ absl::Status NowcasterService::DoPredict(grpc::ServerContext* context,
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     metrics->ObserveNowcastSeconds(seconds);
     pending->Finish(std::move(result), seconds);
+    ReturnFreedHeap();  // the nowcast's chunk temporaries
   }));
 
   while (!pending->WaitFor(absl::Milliseconds(20))) {

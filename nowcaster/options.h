@@ -43,10 +43,12 @@ struct NowcasterOptions {
   // "cpu", or "cuda" / "cuda:N" (only in builds with NINO_WITH_CUDA, on a machine with a GPU).
   std::string device = "cpu";
 
-  // Parameter snapshots held across all jobs, in bytes. RegisterJob reserves (ctx + 1)
-  // snapshots of 4 * num_params bytes (ctx held + one being received) and fails with
-  // RESOURCE_EXHAUSTED where that does not fit; a PutState stream beyond a job's reservation
-  // (concurrent uploads) fails the same way.
+  // Memory of all jobs, in bytes. RegisterJob reserves a job's whole footprint
+  // (job_footprint.h): (ctx + 1) snapshots of 4 * num_params bytes (ctx held + one being
+  // received) plus its NiNo graph, indices, positional encoding and the larger of its graph
+  // build's and one nowcast's working memory, estimated from the layout and tuning. A job that
+  // does not fit fails with RESOURCE_EXHAUSTED; a PutState stream beyond a job's snapshot
+  // reservation (concurrent uploads) fails the same way.
   int64_t memory_budget_bytes = int64_t{8} << 30;
   // Predict requests waiting for a worker; one more fails with RESOURCE_EXHAUSTED. >= 1.
   int queue_length = 16;

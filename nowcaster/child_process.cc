@@ -1,0 +1,81 @@
+#include "nowcaster/child_process.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+
+namespace nino::nowcaster {
+
+ChildProcess::ChildProcess(const std::vector<std::string>& argv) {
+  int fds[2];
+  if (pipe(fds) != 0) return;
+  pid_ = fork();
+  if (pid_ == 0) {
+    dup2(fds[1], STDERR_FILENO);
+    close(fds[0]);
+    close(fds[1]);
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  close(fds[1]);
+  err_fd_ = fds[0];
+}
+
+ChildProcess::~ChildProcess() {
+  if (pid_ > 0 && !exited_) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+  if (err_fd_ >= 0) close(err_fd_);
+}
+
+std::string ChildProcess::ReadUntil(const std::string& needle) {
+  char buf[1024];
+  while (log_.find(needle) == std::string::npos) {
+    const ssize_t n = read(err_fd_, buf, sizeof buf);
+    if (n <= 0) break;
+    log_.append(buf, n);
+  }
+  return log_;
+}
+
+int ChildProcess::WaitExit(std::chrono::seconds timeout) {
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < end) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      exited_ = true;
+      return status;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return -1;
+}
+
+int NumberAfter(const std::string& text, const std::string& marker) {
+  const size_t at = text.find(marker);
+  if (at == std::string::npos) return 0;
+  const size_t begin = at + marker.size();
+  int value = 0;
+  if (!absl::SimpleAtoi(text.substr(begin, text.find_first_not_of("0123456789", begin) - begin),
+                        &value)) {
+    return 0;
+  }
+  return value;
+}
+
+std::string NowcasterBinaryPath() {
+  const char* srcdir = std::getenv("TEST_SRCDIR");
+  if (srcdir != nullptr) return std::string(srcdir) + "/nino_service/nowcaster/nino_nowcaster";
+  return "nowcaster/nino_nowcaster";
+}
+
+}  // namespace nino::nowcaster

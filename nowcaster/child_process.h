@@ -1,0 +1,45 @@
+// Test helper: a child process (the nino_nowcaster binary) with its stderr on a pipe, read
+// until a marker; killed (SIGKILL) on destruction if it is still running.
+#ifndef NINO_NOWCASTER_CHILD_PROCESS_H_
+#define NINO_NOWCASTER_CHILD_PROCESS_H_
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace nino::nowcaster {
+
+class ChildProcess {
+ public:
+  // Forks and execs argv[0] with `argv`; pid() <= 0 if that failed.
+  explicit ChildProcess(const std::vector<std::string>& argv);
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  pid_t pid() const { return pid_; }
+
+  // Reads stderr until it contains `needle` or the child closes it; returns all read so far.
+  std::string ReadUntil(const std::string& needle);
+
+  // Waits up to `timeout` for the exit; the wait status, or -1 on timeout.
+  int WaitExit(std::chrono::seconds timeout);
+
+ private:
+  pid_t pid_ = -1;
+  int err_fd_ = -1;
+  bool exited_ = false;
+  std::string log_;
+};
+
+// The number after `marker` in `text` (e.g. the port after "listening on 127.0.0.1:"), or 0.
+int NumberAfter(const std::string& text, const std::string& marker);
+
+// The path of the nino_nowcaster binary in a test's runfiles (or relative to the workspace).
+std::string NowcasterBinaryPath();
+
+}  // namespace nino::nowcaster
+
+#endif  // NINO_NOWCASTER_CHILD_PROCESS_H_

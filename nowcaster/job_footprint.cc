@@ -1,0 +1,29 @@
+#include "nowcaster/job_footprint.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace nino::nowcaster {
+
+std::string JobFootprint::Describe() const {
+  return absl::StrCat(total_bytes(), " bytes (snapshots ", snapshot_bytes, ", graph ",
+                      engine.graph_bytes, ", build/nowcast working memory ",
+                      std::max(engine.build_bytes, engine.nowcast_bytes), ")");
+}
+
+absl::StatusOr<JobFootprint> EstimateJobFootprint(const JobSpec& spec, const NiNoConfig& config,
+                                                  const NowcastEngineOptions& options) {
+  absl::StatusOr<NowcastMemoryEstimate> engine =
+      EstimateNowcastMemory(spec.params, spec.graph, config, options);
+  if (!engine.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("params/graph: no NiNo graph for this layout: ", engine.status().message()));
+  }
+  JobFootprint f;
+  f.snapshot_bytes = (spec.ctx + 1) * spec.state_bytes();
+  f.engine = std::move(*engine);
+  return f;
+}
+
+}  // namespace nino::nowcaster
