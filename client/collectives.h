@@ -61,7 +61,8 @@ class ProcessGroupCollectives final : public Collectives {
       pg_->allreduce(v, opts)->wait();
       return v[0].item<double>();
     } catch (const std::exception& e) {
-      return absl::UnavailableError(absl::StrCat("allreduce(MIN) failed on rank ", rank(), ": ", e.what()));
+      return absl::UnavailableError(
+          absl::StrCat("allreduce(MIN) failed on rank ", rank(), ": ", e.what()));
     }
   }
 
@@ -76,8 +77,8 @@ class ProcessGroupCollectives final : public Collectives {
       if (!v[0].is_same(tensor)) tensor.copy_(v[0]);
       return absl::OkStatus();
     } catch (const std::exception& e) {
-      return absl::UnavailableError(absl::StrCat("broadcast from rank ", root, " failed on rank ", rank(),
-                                                 ": ", e.what()));
+      return absl::UnavailableError(
+          absl::StrCat("broadcast from rank ", root, " failed on rank ", rank(), ": ", e.what()));
     }
   }
 

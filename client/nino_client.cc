@@ -9,24 +9,30 @@
 namespace nino::client {
 namespace {
 
-absl::Status Bad(const std::string& m) { return absl::InvalidArgumentError(absl::StrCat("NowcastOptimizer: ", m)); }
+absl::Status Bad(const std::string& m) {
+  return absl::InvalidArgumentError(absl::StrCat("NowcastOptimizer: ", m));
+}
 
 absl::Status ValidateParams(const NamedParams& params) {
   if (params.empty()) return Bad("the model has no parameters");
   std::set<std::string> names;
   for (const auto& [name, p] : params) {
     if (!p.defined()) return Bad(absl::StrCat("parameter '", name, "' is undefined"));
-    if (!p.is_floating_point()) return Bad(absl::StrCat("parameter '", name, "' is not floating-point"));
-    if (!names.insert(name).second) return Bad(absl::StrCat("parameter name '", name, "' appears twice"));
+    if (!p.is_floating_point())
+      return Bad(absl::StrCat("parameter '", name, "' is not floating-point"));
+    if (!names.insert(name).second)
+      return Bad(absl::StrCat("parameter name '", name, "' appears twice"));
   }
   return absl::OkStatus();
 }
 
 absl::Status ValidateSchedule(const NowcastOptimizerOptions& o) {
   if (o.ctx < 1 || o.period < o.ctx || o.period % o.ctx != 0) {
-    return Bad(absl::StrCat("period must be a positive multiple of ctx (", o.ctx, "), got ", o.period));
+    return Bad(
+        absl::StrCat("period must be a positive multiple of ctx (", o.ctx, "), got ", o.period));
   }
-  if (o.max_train_steps <= 0) return Bad(absl::StrCat("max_train_steps must be > 0, got ", o.max_train_steps));
+  if (o.max_train_steps <= 0)
+    return Bad(absl::StrCat("max_train_steps must be > 0, got ", o.max_train_steps));
   if (!(o.k_decay > 0)) return Bad(absl::StrCat("k_decay must be > 0, got ", o.k_decay));
   return absl::OkStatus();
 }
@@ -37,7 +43,8 @@ absl::Status ValidateRemote(const NowcastOptimizerOptions& o) {
     return Bad("nowcast_timeout and rpc_timeout must be > 0");
   }
   NowcastEngineOptions probe;  // the server checks again; a bad value is the caller's error now
-  if (absl::Status t = ApplyTuning(o.tuning, NiNoConfig{}, &probe); !t.ok()) return Bad(std::string(t.message()));
+  if (absl::Status t = ApplyTuning(o.tuning, NiNoConfig{}, &probe); !t.ok())
+    return Bad(std::string(t.message()));
   return absl::OkStatus();
 }
 
@@ -50,7 +57,8 @@ NinoOptimizerOptions ScheduleOf(const NowcastOptimizerOptions& o) {
   return no;
 }
 
-RemoteNowcasterOptions RemoteOptionsOf(const NowcastOptimizerOptions& o, const NamedParams& params) {
+RemoteNowcasterOptions RemoteOptionsOf(const NowcastOptimizerOptions& o,
+                                       const NamedParams& params) {
   RemoteNowcasterOptions ro;
   ro.address = o.nowcaster;
   ro.job_id = o.job_id.empty() ? MakeJobId(o.job_name, o.lpe_seed) : o.job_id;
@@ -100,13 +108,14 @@ absl::StatusOr<std::unique_ptr<NowcastOptimizer>> NowcastOptimizer::CreateWithNo
   if (absl::Status s = ValidateSchedule(options); !s.ok()) return s;
   const bool root = collectives == nullptr || collectives->rank() == 0;
   if (root && !rank0_nowcaster) return Bad("rank 0 needs a nowcaster");
-  return std::unique_ptr<NowcastOptimizer>(new NowcastOptimizer(base, std::move(params), std::move(options),
-                                                                std::move(rank0_nowcaster), nullptr,
-                                                                std::move(collectives)));
+  return std::unique_ptr<NowcastOptimizer>(
+      new NowcastOptimizer(base, std::move(params), std::move(options), std::move(rank0_nowcaster),
+                           nullptr, std::move(collectives)));
 }
 
 NowcastOptimizer::NowcastOptimizer(torch::optim::Optimizer* base, NamedParams params,
-                                   NowcastOptimizerOptions options, std::shared_ptr<Nowcaster> rank0,
+                                   NowcastOptimizerOptions options,
+                                   std::shared_ptr<Nowcaster> rank0,
                                    std::shared_ptr<RemoteNowcaster> remote,
                                    std::unique_ptr<Collectives> collectives)
     : options_(std::move(options)),
@@ -118,8 +127,10 @@ NowcastOptimizer::NowcastOptimizer(torch::optim::Optimizer* base, NamedParams pa
     tensors.push_back(p);
     num_params_ += p.numel();
   }
-  auto transaction = std::make_shared<DataParallelNowcaster>(std::move(rank0), collectives_.get(), num_params_);
-  opt_ = std::make_unique<NinoOptimizer>(base, std::move(tensors), std::move(transaction), ScheduleOf(options_));
+  auto transaction =
+      std::make_shared<DataParallelNowcaster>(std::move(rank0), collectives_.get(), num_params_);
+  opt_ = std::make_unique<NinoOptimizer>(base, std::move(tensors), std::move(transaction),
+                                         ScheduleOf(options_));
 }
 
 NowcastOptimizer::~NowcastOptimizer() = default;
@@ -137,15 +148,17 @@ absl::Status NowcastOptimizer::Restore(int64_t step_idx, std::vector<torch::Tens
 NinoStepOutcome NowcastOptimizer::step() {
   if (remote_ && !opt_->need_grads()) remote_->SetNinoStep(opt_->step_idx());
   NinoStepOutcome out = opt_->step();
-  if (remote_ && out.state_recorded && !out.nino_step) remote_->StateRecorded(out.step_idx, opt_->history().back());
+  if (remote_ && out.state_recorded && !out.nino_step)
+    remote_->StateRecorded(out.step_idx, opt_->history().back());
   if (out.nino_step) {
     ++stats_.nino_steps;
     if (out.applied) {
       ++stats_.applied;
     } else {
       ++stats_.fallbacks;
-      Log(absl::StrCat("NiNo step at call ", out.step_idx, " (k=", out.k,
-                       ") failed; an ordinary optimizer step was taken instead: ", out.status.ToString()));
+      Log(absl::StrCat(
+          "NiNo step at call ", out.step_idx, " (k=", out.k,
+          ") failed; an ordinary optimizer step was taken instead: ", out.status.ToString()));
     }
   }
   return out;

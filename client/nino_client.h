@@ -56,21 +56,21 @@ using NamedParams = std::vector<std::pair<std::string, torch::Tensor>>;
 NamedParams NamedParameters(const torch::nn::Module& module);
 
 struct NowcastOptimizerOptions {
-  std::string nowcaster;        // "host:port" of a nino_nowcaster (Create; rank 0 uses it)
-  std::string job_id;           // empty: MakeJobId(job_name, lpe_seed)
-  std::string job_name = "job"; // prefix of the generated job id
+  std::string nowcaster;         // "host:port" of a nino_nowcaster (Create; rank 0 uses it)
+  std::string job_id;            // empty: MakeJobId(job_name, lpe_seed)
+  std::string job_name = "job";  // prefix of the generated job id
   std::string nino_model = "nino_no_posw";  // a NiNo checkpoint the server serves
   // How neurons become a graph; kAuto: inferred by the server from the parameter names.
   GraphSpec graph = {GraphSpec::Kind::kAuto, 0, 0};
-  int64_t period = 1000;        // steps between NiNo steps
-  int64_t ctx = 5;              // snapshots per NiNo step (period/ctx steps apart)
+  int64_t period = 1000;            // steps between NiNo steps
+  int64_t ctx = 5;                  // snapshots per NiNo step (period/ctx steps apart)
   int64_t max_train_steps = 10000;  // the run's length: sets the horizon schedule
-  double k_decay = 2.0;         // exponent of the horizon schedule
-  uint64_t lpe_seed = 0;        // positional-encoding sign seed (in-process runs use the seed)
-  NowcastTuning tuning;         // edge sampling, subgraph, bf16 edge state, chunk memory
+  double k_decay = 2.0;             // exponent of the horizon schedule
+  uint64_t lpe_seed = 0;            // positional-encoding sign seed (in-process runs use the seed)
+  NowcastTuning tuning;             // edge sampling, subgraph, bf16 edge state, chunk memory
   absl::Duration nowcast_timeout = absl::Seconds(60);  // one NiNo step, uploads included
   absl::Duration rpc_timeout = absl::Seconds(30);      // registration, background uploads
-  bool quiet = false;           // no log lines (failures are still counted)
+  bool quiet = false;                                  // no log lines (failures are still counted)
 };
 
 class NowcastOptimizer {
@@ -88,7 +88,8 @@ class NowcastOptimizer {
   // options.nowcaster, job_*, nino_model, graph, tuning and the timeouts are not used.
   static absl::StatusOr<std::unique_ptr<NowcastOptimizer>> CreateWithNowcaster(
       torch::optim::Optimizer* base, NamedParams params, NowcastOptimizerOptions options,
-      std::shared_ptr<Nowcaster> rank0_nowcaster, std::unique_ptr<Collectives> collectives = nullptr);
+      std::shared_ptr<Nowcaster> rank0_nowcaster,
+      std::unique_ptr<Collectives> collectives = nullptr);
 
   ~NowcastOptimizer();
   NowcastOptimizer(const NowcastOptimizer&) = delete;
@@ -111,18 +112,24 @@ class NowcastOptimizer {
   int rank() const { return collectives_ ? collectives_->rank() : 0; }
 
   struct Stats {
-    int64_t nino_steps = 0;  // NiNo steps taken (applied or not)
-    int64_t applied = 0;     // predictions applied
-    int64_t fallbacks = 0;   // NiNo steps that became ordinary optimizer steps
+    int64_t nino_steps = 0;         // NiNo steps taken (applied or not)
+    int64_t applied = 0;            // predictions applied
+    int64_t fallbacks = 0;          // NiNo steps that became ordinary optimizer steps
     RemoteNowcaster::Stats remote;  // rank 0 with a remote nowcaster; zeros elsewhere
   };
   Stats stats() const;
+  // Rank 0 of a remote client: waits until the snapshots recorded so far are uploaded (e.g.
+  // before measuring, or before a planned shutdown); false after `timeout`. True elsewhere.
+  bool WaitForUploads(absl::Duration timeout) {
+    return remote_ ? remote_->WaitForUploads(timeout) : true;
+  }
   // The job's id on the nowcaster (rank 0 of a remote client), else "".
   std::string job_id() const { return remote_ ? remote_->job_id() : std::string(); }
 
  private:
-  NowcastOptimizer(torch::optim::Optimizer* base, NamedParams params, NowcastOptimizerOptions options,
-                   std::shared_ptr<Nowcaster> rank0, std::shared_ptr<RemoteNowcaster> remote,
+  NowcastOptimizer(torch::optim::Optimizer* base, NamedParams params,
+                   NowcastOptimizerOptions options, std::shared_ptr<Nowcaster> rank0,
+                   std::shared_ptr<RemoteNowcaster> remote,
                    std::unique_ptr<Collectives> collectives);
   void Log(const std::string& line) const;
 

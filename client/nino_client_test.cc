@@ -23,11 +23,17 @@ class FakeNowcaster : public Nowcaster {
     last_k = k;
     torch::Tensor p = states[states.size(0) - 1] + 1.0;
     switch (mode_) {
-      case Mode::kGood: return p;
-      case Mode::kError: return absl::UnavailableError("nowcaster down");
-      case Mode::kThrow: throw std::runtime_error("boom");
-      case Mode::kNaN: p[0] = NAN; return p;
-      case Mode::kWrongSize: return torch::zeros({p.numel() + 1});
+      case Mode::kGood:
+        return p;
+      case Mode::kError:
+        return absl::UnavailableError("nowcaster down");
+      case Mode::kThrow:
+        throw std::runtime_error("boom");
+      case Mode::kNaN:
+        p[0] = NAN;
+        return p;
+      case Mode::kWrongSize:
+        return torch::zeros({p.numel() + 1});
     }
     return p;
   }
@@ -126,7 +132,8 @@ std::vector<NinoStepOutcome> RunSteps(NowcastOptimizer& opt, Model& m, int steps
 TEST(NowcastOptimizer, NiNoStepsAtThePeriodApplyThePrediction) {
   Model m;
   auto fake = std::make_shared<FakeNowcaster>();
-  auto opt = NowcastOptimizer::CreateWithNowcaster(&m.sgd, NamedParameters(*m.fc), Schedule(), fake);
+  auto opt =
+      NowcastOptimizer::CreateWithNowcaster(&m.sgd, NamedParameters(*m.fc), Schedule(), fake);
   ASSERT_TRUE(opt.ok()) << opt.status();
   auto outs = RunSteps(**opt, m, 9);
   for (const auto& o : outs) EXPECT_FALSE(o.nino_step);
@@ -143,8 +150,8 @@ TEST(NowcastOptimizer, NiNoStepsAtThePeriodApplyThePrediction) {
 }
 
 TEST(NowcastOptimizer, EveryKindOfFailureIsAnOrdinaryStep) {
-  for (auto mode : {FakeNowcaster::Mode::kError, FakeNowcaster::Mode::kThrow, FakeNowcaster::Mode::kNaN,
-                    FakeNowcaster::Mode::kWrongSize}) {
+  for (auto mode : {FakeNowcaster::Mode::kError, FakeNowcaster::Mode::kThrow,
+                    FakeNowcaster::Mode::kNaN, FakeNowcaster::Mode::kWrongSize}) {
     Model m, reference;
     auto opt = NowcastOptimizer::CreateWithNowcaster(&m.sgd, NamedParameters(*m.fc), Schedule(),
                                                      std::make_shared<FakeNowcaster>(mode));
@@ -222,8 +229,8 @@ void RunTwoRanks(FakeNowcaster::Mode mode, bool expect_applied) {
   for (int r = 0; r < 2; ++r) {
     threads[r] = std::thread([&, r] {
       auto inner = r == 0 ? std::make_shared<FakeNowcaster>(mode) : nullptr;
-      auto opt = NowcastOptimizer::CreateWithNowcaster(&models[r].sgd, NamedParameters(*models[r].fc),
-                                                       Schedule(), inner, group.member(r));
+      auto opt = NowcastOptimizer::CreateWithNowcaster(
+          &models[r].sgd, NamedParameters(*models[r].fc), Schedule(), inner, group.member(r));
       ASSERT_TRUE(opt.ok()) << opt.status();
       auto outs = RunSteps(**opt, models[r], 10);
       applied[r] = outs[9].applied;
@@ -236,7 +243,9 @@ void RunTwoRanks(FakeNowcaster::Mode mode, bool expect_applied) {
   EXPECT_TRUE(torch::equal(finals[0], finals[1]));
 }
 
-TEST(DataParallelNowcaster, APredictionIsAppliedOnEveryRank) { RunTwoRanks(FakeNowcaster::Mode::kGood, true); }
+TEST(DataParallelNowcaster, APredictionIsAppliedOnEveryRank) {
+  RunTwoRanks(FakeNowcaster::Mode::kGood, true);
+}
 TEST(DataParallelNowcaster, ARejectionOnRankZeroReachesEveryRank) {
   RunTwoRanks(FakeNowcaster::Mode::kNaN, false);
   RunTwoRanks(FakeNowcaster::Mode::kThrow, false);

@@ -30,7 +30,8 @@ class DataParallelNowcaster : public Nowcaster {
   // `inner`: rank 0's nowcaster (may be null on the other ranks; null on rank 0 makes every
   // NiNo step fail over). `collectives`: null for a single process; must outlive this object.
   // `num_params`: P, the size every prediction must have.
-  DataParallelNowcaster(std::shared_ptr<Nowcaster> inner, Collectives* collectives, int64_t num_params);
+  DataParallelNowcaster(std::shared_ptr<Nowcaster> inner, Collectives* collectives,
+                        int64_t num_params);
 
   absl::StatusOr<torch::Tensor> Nowcast(const torch::Tensor& states, int k) override;
 

@@ -31,8 +31,7 @@ void SetDeadline(grpc::ClientContext* ctx, absl::Time deadline) {
 // missing): register afresh and resend the context.
 bool NeedsResend(const absl::Status& s) {
   return s.code() == absl::StatusCode::kFailedPrecondition ||
-         s.code() == absl::StatusCode::kNotFound ||
-         s.code() == absl::StatusCode::kPermissionDenied;
+         s.code() == absl::StatusCode::kNotFound || s.code() == absl::StatusCode::kPermissionDenied;
 }
 
 }  // namespace
@@ -49,8 +48,7 @@ std::string MakeJobId(const std::string& task, uint64_t seed) {
 }
 
 RemoteNowcaster::RemoteNowcaster(RemoteNowcasterOptions options)
-    : options_(std::move(options)),
-      num_params_([this] {
+    : options_(std::move(options)), num_params_([this] {
         int64_t n = 0;
         for (const auto& [name, shape] : options_.params) {
           int64_t m = 1;
@@ -130,6 +128,17 @@ void RemoteNowcaster::StateRecorded(int64_t step_idx, const torch::Tensor& flat)
   }
 }
 
+bool RemoteNowcaster::WaitForUploads(absl::Duration timeout) {
+  absl::MutexLock lock(&queue_mu_);
+  return queue_mu_.AwaitWithTimeout(
+      absl::Condition(
+          +[](RemoteNowcaster* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->queue_mu_) {
+            return self->queue_.empty() && !self->busy_;
+          },
+          this),
+      timeout);
+}
+
 void RemoteNowcaster::UploadLoop() {
   for (;;) {
     Pending item;
@@ -153,8 +162,8 @@ void RemoteNowcaster::UploadLoop() {
       if (!s.ok()) {
         ++stats_.upload_failures;
         Log(absl::StrCat("upload of the snapshot of step ", item.step, " failed (",
-                         stats_.upload_failures, " so far; the NiNo step resends it): ",
-                         s.ToString()));
+                         stats_.upload_failures,
+                         " so far; the NiNo step resends it): ", s.ToString()));
       }
     }
     absl::MutexLock lock(&queue_mu_);
@@ -189,8 +198,9 @@ absl::Status RemoteNowcaster::EnsureRegisteredLocked(absl::Time deadline) {
   grpc::ClientContext ctx;
   SetDeadline(&ctx, std::min(deadline, absl::Now() + options_.rpc_timeout));
   v1::RegisterJobResponse resp;
-  absl::Status s = FromGrpc(stub_->RegisterJob(&ctx, req, &resp),
-                            absl::StrCat("RegisterJob ", current_job_id_, " at ", options_.address));
+  absl::Status s =
+      FromGrpc(stub_->RegisterJob(&ctx, req, &resp),
+               absl::StrCat("RegisterJob ", current_job_id_, " at ", options_.address));
   if (s.ok() && resp.num_params() != num_params_) {
     s = absl::InternalError(absl::StrCat("RegisterJob: the server counts ", resp.num_params(),
                                          " parameters, the trainer ", num_params_));
@@ -198,19 +208,21 @@ absl::Status RemoteNowcaster::EnsureRegisteredLocked(absl::Time deadline) {
   if (s.ok() && resp.job_token().empty()) s = absl::InternalError("RegisterJob: empty job_token");
   if (!s.ok()) {
     ++stats_.register_failures;
-    Log(absl::StrCat("registration failed (", stats_.register_failures, " so far): ", s.ToString()));
+    Log(absl::StrCat("registration failed (", stats_.register_failures,
+                     " so far): ", s.ToString()));
     return s;
   }
   token_ = resp.job_token();
   max_chunk_bytes_ = kMaxUploadChunkBytes;
-  if (resp.max_chunk_bytes() > 0) max_chunk_bytes_ = std::min(max_chunk_bytes_, resp.max_chunk_bytes());
+  if (resp.max_chunk_bytes() > 0)
+    max_chunk_bytes_ = std::min(max_chunk_bytes_, resp.max_chunk_bytes());
   held_steps_.clear();
   ++stats_.registrations;
   Log(absl::StrCat("registered job ", current_job_id_, " at ", options_.address, " (",
                    resp.num_params(), " parameters, graph ",
-                   resp.graph_ready() ? absl::StrCat(resp.num_nodes(), " nodes / ",
-                                                     resp.num_edges(), " edges")
-                                      : std::string("being built on the server"),
+                   resp.graph_ready()
+                       ? absl::StrCat(resp.num_nodes(), " nodes / ", resp.num_edges(), " edges")
+                       : std::string("being built on the server"),
                    ", model ", options_.nino_model, ")"));
   return absl::OkStatus();
 }
@@ -219,8 +231,8 @@ absl::Status RemoteNowcaster::UploadLocked(int64_t step, const torch::Tensor& va
                                            absl::Time deadline) {
   torch::Tensor flat = values.reshape({-1}).to(torch::kCPU, torch::kFloat32).contiguous();
   if (flat.numel() != num_params_) {
-    return absl::InvalidArgumentError(absl::StrCat("snapshot of step ", step, " has ",
-                                                   flat.numel(), " values, expected ", num_params_));
+    return absl::InvalidArgumentError(absl::StrCat("snapshot of step ", step, " has ", flat.numel(),
+                                                   " values, expected ", num_params_));
   }
   const absl::string_view payload =
       wire::AsBytes(absl::MakeConstSpan(flat.data_ptr<float>(), flat.numel()));
@@ -239,12 +251,14 @@ absl::Status RemoteNowcaster::UploadLocked(int64_t step, const torch::Tensor& va
   writer->WritesDone();
   const grpc::Status sent = writer->Finish();
   absl::Status s = FromGrpc(sent, absl::StrCat("PutState step ", step));
-  if (s.ok() && (resp.step() != step || resp.bytes_received() != static_cast<int64_t>(payload.size()))) {
+  if (s.ok() &&
+      (resp.step() != step || resp.bytes_received() != static_cast<int64_t>(payload.size()))) {
     s = absl::InternalError(absl::StrCat("PutState step ", step, ": the server acknowledged step ",
                                          resp.step(), ", ", resp.bytes_received(), " bytes"));
   }
   if (!s.ok()) {
-    if (s.code() == absl::StatusCode::kNotFound || s.code() == absl::StatusCode::kPermissionDenied) {
+    if (s.code() == absl::StatusCode::kNotFound ||
+        s.code() == absl::StatusCode::kPermissionDenied) {
       token_.clear();  // the server forgot the job (restart): register again next time
     }
     return s;
@@ -263,12 +277,14 @@ absl::StatusOr<torch::Tensor> RemoteNowcaster::PredictLocked(int64_t step, int k
   req.set_k(k);
   grpc::ClientContext ctx;
   SetDeadline(&ctx, deadline);
-  std::unique_ptr<grpc::ClientReaderInterface<v1::PredictionChunk>> reader = stub_->Predict(&ctx, req);
+  std::unique_ptr<grpc::ClientReaderInterface<v1::PredictionChunk>> reader =
+      stub_->Predict(&ctx, req);
   torch::Tensor out = torch::empty({num_params_}, torch::kFloat32);
   wire::ChunkAssembler assembler(out.data_ptr<float>(), num_params_ * 4, 0);
   v1::PredictionChunk chunk;
   absl::Status stream = absl::OkStatus();
   while (reader->Read(&chunk)) {
+    if (chunk.chunk_index() == 0) stats_.last_server_nowcast_seconds = chunk.nowcast_seconds();
     if (stream.ok()) stream = assembler.Add(chunk);
     if (!stream.ok()) {
       ctx.TryCancel();
@@ -276,15 +292,16 @@ absl::StatusOr<torch::Tensor> RemoteNowcaster::PredictLocked(int64_t step, int k
     }
   }
   absl::Status s = FromGrpc(reader->Finish(), absl::StrCat("Predict step ", step));
-  if (!stream.ok()) return absl::Status(stream.code(), absl::StrCat("Predict step ", step, ": ", stream.message()));
+  if (!stream.ok())
+    return absl::Status(stream.code(), absl::StrCat("Predict step ", step, ": ", stream.message()));
   if (!s.ok()) return s;
   if (absl::Status f = assembler.Finish(); !f.ok()) {
     return absl::Status(f.code(), absl::StrCat("Predict step ", step, ": ", f.message()));
   }
   if (assembler.job_id() != current_job_id_ || assembler.step() != step || assembler.k() != k) {
-    return absl::InternalError(absl::StrCat("Predict: the server answered job ", assembler.job_id(),
-                                            " step ", assembler.step(), " k ", assembler.k(),
-                                            " for job ", current_job_id_, " step ", step, " k ", k));
+    return absl::InternalError(absl::StrCat(
+        "Predict: the server answered job ", assembler.job_id(), " step ", assembler.step(), " k ",
+        assembler.k(), " for job ", current_job_id_, " step ", step, " k ", k));
   }
   if (!torch::isfinite(out).all().item<bool>()) {
     return absl::InternalError("Predict: the prediction holds NaN or Inf values");
@@ -343,8 +360,8 @@ absl::StatusOr<torch::Tensor> RemoteNowcaster::Nowcast(const torch::Tensor& stat
   const absl::Time deadline = absl::Now() + options_.nowcast_timeout;
   if (!states.defined() || states.dim() != 2 || states.size(0) != options_.ctx ||
       states.size(1) != num_params_) {
-    return absl::InvalidArgumentError(absl::StrCat("states must be [", options_.ctx, ", ",
-                                                   num_params_, "]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("states must be [", options_.ctx, ", ", num_params_, "]"));
   }
   int64_t step = -1;
   bool drained = false;
@@ -364,7 +381,8 @@ absl::StatusOr<torch::Tensor> RemoteNowcaster::Nowcast(const torch::Tensor& stat
     // The upload thread may still be inside an RPC: do not wait for it, count without the lock.
     failures_without_rpc_lock_.fetch_add(1);
     Log("nowcast failed: pending snapshot uploads did not finish before the deadline");
-    return absl::DeadlineExceededError("nowcaster: pending snapshot uploads did not finish in time");
+    return absl::DeadlineExceededError(
+        "nowcaster: pending snapshot uploads did not finish in time");
   }
   if (step < 0) return absl::FailedPreconditionError("nowcaster client: the NiNo step was not set");
   absl::MutexLock lock(&rpc_mu_);

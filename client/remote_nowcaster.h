@@ -37,12 +37,11 @@
 #include "common/nino/nowcast_engine.h"
 #include "nino/v1/nowcaster.grpc.pb.h"
 
-
 namespace nino::client {
 
 struct RemoteNowcasterOptions {
-  std::string address;          // host:port of nino_nowcaster
-  std::string job_id;           // unique among the server's open jobs (see MakeJobId)
+  std::string address;  // host:port of nino_nowcaster
+  std::string job_id;   // unique among the server's open jobs (see MakeJobId)
   std::vector<std::pair<std::string, std::vector<int64_t>>> params;  // named_parameters order
   GraphSpec graph;
   std::string nino_model = "nino_no_posw";
@@ -54,7 +53,7 @@ struct RemoteNowcasterOptions {
   NowcastTuning tuning;   // sent with RegisterJob (the server seeds edge samples with lpe_seed)
   absl::Duration nowcast_timeout = absl::Seconds(60);  // whole Nowcast(), uploads included
   absl::Duration rpc_timeout = absl::Seconds(30);      // RegisterJob, background PutState
-  bool quiet = false;           // no log lines (errors are still counted)
+  bool quiet = false;                                  // no log lines (errors are still counted)
 };
 
 // "<task>-s<seed>-p<pid>-t<unix seconds>", characters the server accepts.
@@ -76,10 +75,15 @@ class RemoteNowcaster : public Nowcaster {
 
   absl::StatusOr<torch::Tensor> Nowcast(const torch::Tensor& states, int k) override;
 
+  // Waits until every snapshot handed to StateRecorded has been uploaded (or has failed);
+  // false if that takes longer than `timeout`.
+  bool WaitForUploads(absl::Duration timeout);
+
   struct Stats {
     int64_t registrations = 0, register_failures = 0;
     int64_t uploads = 0, upload_failures = 0, uploads_dropped = 0;
     int64_t predictions = 0, prediction_failures = 0, context_resends = 0;
+    double last_server_nowcast_seconds = 0;  // the server's own time for the last prediction
   };
   Stats stats() const;
   std::string job_id() const;

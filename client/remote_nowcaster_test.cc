@@ -17,9 +17,10 @@ namespace nino::client {
 namespace {
 
 const std::vector<std::pair<std::string, std::vector<int64_t>>> kFm16 = {
-    {"fc.0.weight", {16, 1, 3, 3}}, {"fc.0.bias", {16}},   {"fc.2.weight", {32, 16, 3, 3}},
-    {"fc.2.bias", {32}},            {"fc.4.weight", {32, 32, 3, 3}}, {"fc.4.bias", {32}},
-    {"fc.8.weight", {10, 32}},      {"fc.8.bias", {10}}};
+    {"fc.0.weight", {16, 1, 3, 3}},  {"fc.0.bias", {16}},
+    {"fc.2.weight", {32, 16, 3, 3}}, {"fc.2.bias", {32}},
+    {"fc.4.weight", {32, 32, 3, 3}}, {"fc.4.bias", {32}},
+    {"fc.8.weight", {10, 32}},       {"fc.8.bias", {10}}};
 
 std::string Checkpoint() {
   const char* env = std::getenv("NINO_SHARED_DIR");
@@ -27,7 +28,8 @@ std::string Checkpoint() {
   return shared + "/reference/checkpoints/nino_mlp.pt";
 }
 
-absl::StatusOr<std::unique_ptr<nowcaster::NowcasterServer>> StartServer(const std::string& address) {
+absl::StatusOr<std::unique_ptr<nowcaster::NowcasterServer>> StartServer(
+    const std::string& address) {
   nowcaster::NowcasterOptions o;
   o.address = address;
   o.metrics_port = 0;
@@ -72,8 +74,8 @@ class RemoteNowcasterTest : public ::testing::Test {
     auto table = MakeParamTable(kFm16);
     ASSERT_TRUE(table.ok()) << table.status();
     num_params_ = TotalParams(*table);
-    auto engine = NowcastEngine::Create(std::make_shared<const NiNoModel>(std::move(*model)), *table,
-                                        GraphSpec{}, NowcastEngineOptions{});
+    auto engine = NowcastEngine::Create(std::make_shared<const NiNoModel>(std::move(*model)),
+                                        *table, GraphSpec{}, NowcastEngineOptions{});
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = std::move(*engine);
   }

@@ -11,15 +11,14 @@
 //
 // Prints a progress line per --log_every steps and, at the end, one JSON line with the test
 // accuracy, the NiNo counters and the SHA-256 of the final parameters (equal on every rank).
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/torch.h>
 
 #include <cstdio>
 #include <cstdlib>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -44,7 +43,9 @@ namespace {
 
 // The user's model: 784 -> 128, two residual blocks x + fc2(relu(fc1(x))), 128 -> 10.
 struct BlockImpl : torch::nn::Module {
-  BlockImpl() : fc1(register_module("fc1", torch::nn::Linear(128, 128))), fc2(register_module("fc2", torch::nn::Linear(128, 128))) {}
+  BlockImpl()
+      : fc1(register_module("fc1", torch::nn::Linear(128, 128))),
+        fc2(register_module("fc2", torch::nn::Linear(128, 128))) {}
   torch::Tensor forward(const torch::Tensor& x) { return x + fc2(torch::relu(fc1(x))); }
   torch::nn::Linear fc1, fc2;
 };
@@ -108,15 +109,18 @@ double Accuracy(ResidualMlp& model, const nino::trainer::ImageDataset& test) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("A user's residual MLP on FashionMNIST trained with NiNo steps from a nowcaster.");
+  absl::SetProgramUsageMessage(
+      "A user's residual MLP on FashionMNIST trained with NiNo steps from a nowcaster.");
   absl::ParseCommandLine(argc, argv);
   at::set_num_threads(absl::GetFlag(FLAGS_threads));
   const int rank = EnvInt("RANK", 0), world = EnvInt("WORLD_SIZE", 1);
-  const std::string dir = absl::GetFlag(FLAGS_data_dir).empty() ? nino::trainer::DefaultFashionMnistDir()
-                                                                 : absl::GetFlag(FLAGS_data_dir);
+  const std::string dir = absl::GetFlag(FLAGS_data_dir).empty()
+                              ? nino::trainer::DefaultFashionMnistDir()
+                              : absl::GetFlag(FLAGS_data_dir);
   auto train = nino::trainer::LoadFashionMnist(dir, true, absl::GetFlag(FLAGS_train_limit));
   auto test = nino::trainer::LoadFashionMnist(dir, false, 2000);
-  if (!train.ok() || !test.ok()) return Fail((train.ok() ? test.status() : train.status()).ToString());
+  if (!train.ok() || !test.ok())
+    return Fail((train.ok() ? test.status() : train.status()).ToString());
 
   torch::manual_seed(absl::GetFlag(FLAGS_seed));
   ResidualMlp model;
@@ -135,8 +139,8 @@ int main(int argc, char** argv) {
     o.period = absl::GetFlag(FLAGS_period);
     o.max_train_steps = steps;
     o.lpe_seed = absl::GetFlag(FLAGS_seed);
-    auto created = nino::client::NowcastOptimizer::Create(&adam, nino::client::NamedParameters(*model), o,
-                                                          nino::client::WrapProcessGroup(pg));
+    auto created = nino::client::NowcastOptimizer::Create(
+        &adam, nino::client::NamedParameters(*model), o, nino::client::WrapProcessGroup(pg));
     if (!created.ok()) return Fail(created.status().ToString());
     nino = std::move(*created);
   }
@@ -156,8 +160,8 @@ int main(int argc, char** argv) {
     cursor += absl::GetFlag(FLAGS_batch);
     adam.zero_grad();
     if (!nino || nino->need_grads()) {  // NiNo: a NiNo step needs no gradients
-      torch::Tensor loss = torch::nn::functional::cross_entropy(model->forward(train->images.index_select(0, idx)),
-                                                                train->labels.index_select(0, idx));
+      torch::Tensor loss = torch::nn::functional::cross_entropy(
+          model->forward(train->images.index_select(0, idx)), train->labels.index_select(0, idx));
       loss.backward();
       AllreduceGradients(pg.get(), model, world);
     }
@@ -166,15 +170,18 @@ int main(int argc, char** argv) {
     } else {
       adam.step();
     }
-    if (rank == 0 && absl::GetFlag(FLAGS_log_every) > 0 && (step + 1) % absl::GetFlag(FLAGS_log_every) == 0) {
-      std::printf("step %lld: test accuracy %.2f%%\n", static_cast<long long>(step + 1), Accuracy(model, *test));
+    if (rank == 0 && absl::GetFlag(FLAGS_log_every) > 0 &&
+        (step + 1) % absl::GetFlag(FLAGS_log_every) == 0) {
+      std::printf("step %lld: test accuracy %.2f%%\n", static_cast<long long>(step + 1),
+                  Accuracy(model, *test));
       std::fflush(stdout);
     }
   }
   std::vector<torch::Tensor> flat;
   for (const auto& p : model->parameters()) flat.push_back(p.detach().reshape({-1}));
   const torch::Tensor all = torch::cat(flat).contiguous();
-  const nino::client::NowcastOptimizer::Stats st = nino ? nino->stats() : nino::client::NowcastOptimizer::Stats{};
+  const nino::client::NowcastOptimizer::Stats st =
+      nino ? nino->stats() : nino::client::NowcastOptimizer::Stats{};
   const nlohmann::json summary = {
       {"rank", rank},
       {"steps", steps},
@@ -183,7 +190,8 @@ int main(int argc, char** argv) {
       {"nino_applied", st.applied},
       {"nino_fallbacks", st.fallbacks},
       {"snapshot_uploads", st.remote.uploads},
-      {"params_sha256", nino::io::Sha256Hex(std::string(static_cast<const char*>(all.data_ptr()), all.numel() * 4))}};
+      {"params_sha256", nino::io::Sha256Hex(std::string(static_cast<const char*>(all.data_ptr()),
+                                                        all.numel() * 4))}};
   std::printf("%s\n", summary.dump().c_str());
   return 0;
 }

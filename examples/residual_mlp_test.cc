@@ -8,10 +8,9 @@
 
 #include <chrono>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
-
-#include <nlohmann/json.hpp>
 
 #include "tests/process_util.h"
 
@@ -33,7 +32,8 @@ nlohmann::json Summary(const std::string& log) {
 class ResidualMlpExample : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!fs::exists("/usr/share/datasets/fashion-mnist")) GTEST_SKIP() << "install dataset-fashion-mnist";
+    if (!fs::exists("/usr/share/datasets/fashion-mnist"))
+      GTEST_SKIP() << "install dataset-fashion-mnist";
     tmp_ = fs::temp_directory_path() / ("nino_example_" + std::to_string(getpid()));
     fs::create_directories(tmp_);
   }
@@ -48,7 +48,8 @@ class ResidualMlpExample : public ::testing::Test {
     const std::string log = (tmp_ / "nowcaster.log").string();
     server_ = Start(NowcasterBinary(),
                     {"--address=127.0.0.1:0", "--metrics_port=0", "--threads=1", "--lame_duck_ms=0",
-                     "--nino_model=nino_no_posw=" + RunfilesPath("tools/synthetic_nino.pt", "NINO_SYNTHETIC_CKPT")},
+                     "--nino_model=nino_no_posw=" +
+                         RunfilesPath("tools/synthetic_nino.pt", "NINO_SYNTHETIC_CKPT")},
                     {}, log);
     const std::string marker = "listening on 127.0.0.1:";
     for (int i = 0; i < 600; ++i) {
@@ -63,8 +64,8 @@ class ResidualMlpExample : public ::testing::Test {
     return 0;
   }
   std::vector<std::string> Args(int port) {
-    return {"--steps=60", "--period=20", "--train_limit=4096", "--log_every=0", "--batch=64",
-            "--nowcaster=127.0.0.1:" + std::to_string(port)};
+    return {"--steps=60",    "--period=20", "--train_limit=4096",
+            "--log_every=0", "--batch=64",  "--nowcaster=127.0.0.1:" + std::to_string(port)};
   }
   std::string Example() { return RunfilesPath("examples/residual_mlp", "NINO_EXAMPLE_BIN"); }
 
@@ -91,13 +92,16 @@ TEST_F(ResidualMlpExample, TwoWorkersEndIdentical) {
   std::vector<Proc> ranks;
   for (int r = 0; r < 2; ++r) {
     ranks.push_back(Start(Example(), Args(port),
-                          {"RANK=" + std::to_string(r), "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + master},
+                          {"RANK=" + std::to_string(r), "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1",
+                           "MASTER_PORT=" + master},
                           (tmp_ / ("rank" + std::to_string(r) + ".log")).string()));
   }
   for (int r = 0; r < 2; ++r) {
-    ASSERT_EQ(Wait(ranks[r], 180), 0) << Slurp((tmp_ / ("rank" + std::to_string(r) + ".log")).string());
+    ASSERT_EQ(Wait(ranks[r], 180), 0)
+        << Slurp((tmp_ / ("rank" + std::to_string(r) + ".log")).string());
   }
-  const nlohmann::json a = Summary((tmp_ / "rank0.log").string()), b = Summary((tmp_ / "rank1.log").string());
+  const nlohmann::json a = Summary((tmp_ / "rank0.log").string()),
+                       b = Summary((tmp_ / "rank1.log").string());
   EXPECT_EQ(a["nino_applied"], 3) << a;
   EXPECT_EQ(b["nino_applied"], 3) << b;
   EXPECT_EQ(a["params_sha256"], b["params_sha256"]);

@@ -79,8 +79,9 @@ TEST_F(TrainerE2E, TwoWorkersOfBatch64MatchOneWorkerOfBatch128) {
 }
 
 TEST_F(TrainerE2E, AKilledRunResumesExactlyWithNiNoHistory) {
-  const std::string ckpt = SharedDir() + "/reference/checkpoints/nino_mlp.pt";
-  if (!fs::exists(ckpt)) GTEST_SKIP() << "official checkpoints absent under " << SharedDir();
+  // Exact resume is about the trainer, not the NiNo weights: the synthetic WNN+ checkpoint.
+  const std::string ckpt = RunfilesPath("tools/synthetic_nino_mlp.pt", "NINO_SYNTHETIC_MLP_CKPT");
+  ASSERT_TRUE(fs::exists(ckpt)) << ckpt;
   auto args = [&](const std::string& out) {
     auto a = Common(out, 50);
     a.push_back("--nino_ckpt=" + ckpt);
@@ -102,6 +103,48 @@ TEST_F(TrainerE2E, AKilledRunResumesExactlyWithNiNoHistory) {
   torch::Tensor a = FinalParams(whole), b = FinalParams(killed);
   EXPECT_TRUE(torch::equal(a, b)) << "max diff " << (a - b).abs().max().item<double>();
   EXPECT_EQ(Slurp(whole + "/rank0.params.sha256"), Slurp(killed + "/rank0.params.sha256"));
+}
+
+// A damaged checkpoint.pt in the run folder is an error naming the file, never a crash, and the
+// file is left as it was.
+TEST_F(TrainerE2E, DamagedResumeCheckpointsAreRefused) {
+  const std::string out = (tmp_ / "damaged").string();
+  fs::create_directories(out);
+  const std::string path = out + "/checkpoint.pt";
+  Proc good = Start(TrainBinary(), Common(out, 3), {}, (tmp_ / "good.log").string());
+  ASSERT_EQ(Wait(good, 120), 0) << Slurp(good.log);
+  const std::string bytes = Slurp(path);
+  ASSERT_GT(bytes.size(), 100u);
+  struct Case {
+    std::string name, contents, expect;
+  };
+  nino::io::PickleValue old = nino::io::PickleValue::Dict(
+      {{nino::io::PickleValue::String("format"), nino::io::PickleValue::String("nino_train/0")}});
+  const std::string old_path = (tmp_ / "old.pt").string();
+  ASSERT_TRUE(nino::io::SaveTorchFile(old_path, old).ok());
+  auto no_step = nino::io::LoadTorchFile(path);
+  ASSERT_TRUE(no_step.ok());
+  auto& items = no_step->mutable_dict_items();
+  for (auto it = items.begin(); it != items.end(); ++it) {
+    if (it->first.as_string() == "nino") {
+      items.erase(it);
+      break;
+    }
+  }
+  const std::string no_nino_path = (tmp_ / "no_nino.pt").string();
+  ASSERT_TRUE(nino::io::SaveTorchFile(no_nino_path, *no_step).ok());
+  const std::vector<Case> cases = {
+      {"truncated", bytes.substr(0, bytes.size() / 2), "checkpoint.pt"},
+      {"old format", Slurp(old_path), "nino_train/0"},
+      {"entry missing", Slurp(no_nino_path), "entry 'nino' is missing"},
+  };
+  for (const auto& c : cases) {
+    std::ofstream(path, std::ios::trunc | std::ios::binary) << c.contents;
+    Proc p = Start(TrainBinary(), Common(out, 6), {}, (tmp_ / "damaged.log").string());
+    EXPECT_EQ(Wait(p, 120), 1) << c.name << ": " << Slurp(p.log);  // an error, not a signal
+    EXPECT_NE(Slurp(p.log).find(c.expect), std::string::npos) << c.name << ": " << Slurp(p.log);
+    EXPECT_EQ(Slurp(path), c.contents) << c.name;
+  }
 }
 
 TEST_F(TrainerE2E, BadInputsAreRefusedBeforeAnyWork) {

@@ -7,9 +7,8 @@
 #include <cstdint>
 #include <fstream>
 #include <memory>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -22,7 +21,8 @@ class MetricsLog {
   // kept (a resumed run rewrites what follows); lines that are not JSON objects with an integer
   // "step" are dropped. keep_through_step < 0: start empty. PERMISSION_DENIED naming the path
   // when it cannot be written.
-  static absl::StatusOr<std::unique_ptr<MetricsLog>> Open(const std::string& path, int64_t keep_through_step);
+  static absl::StatusOr<std::unique_ptr<MetricsLog>> Open(const std::string& path,
+                                                          int64_t keep_through_step);
 
   // Appends one line and flushes it. UNAVAILABLE when the write fails (disk full, ...).
   absl::Status Append(const nlohmann::json& line);

@@ -14,15 +14,20 @@ namespace fs = std::filesystem;
 std::vector<nlohmann::json> ReadLines(const std::string& path) {
   std::ifstream in(path);
   std::vector<nlohmann::json> out;
-  for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));  // throws if invalid
+  for (std::string line; std::getline(in, line);)
+    out.push_back(nlohmann::json::parse(line));  // throws if invalid
   return out;
 }
 
 TEST(MetricsLog, LinesAreValidJsonWhateverTheStrings) {
-  const std::string path = (fs::temp_directory_path() / ("metrics_" + std::to_string(getpid()) + ".jsonl")).string();
+  const std::string path =
+      (fs::temp_directory_path() / ("metrics_" + std::to_string(getpid()) + ".jsonl")).string();
   auto log = MetricsLog::Open(path, -1);
   ASSERT_TRUE(log.ok());
-  ASSERT_TRUE((*log)->Append({{"step", 1}, {"nino", {{"error", "quote \" backslash \\ newline \n tab \t \x01"}}}}).ok());
+  ASSERT_TRUE((*log)
+                  ->Append({{"step", 1},
+                            {"nino", {{"error", "quote \" backslash \\ newline \n tab \t \x01"}}}})
+                  .ok());
   ASSERT_TRUE((*log)->Append({{"step", 2}, {"loss", NAN}}).ok());
   auto lines = ReadLines(path);
   ASSERT_EQ(lines.size(), 2u);
@@ -32,7 +37,8 @@ TEST(MetricsLog, LinesAreValidJsonWhateverTheStrings) {
 }
 
 TEST(MetricsLog, AResumedRunKeepsTheLinesUpToItsStep) {
-  const std::string path = (fs::temp_directory_path() / ("metrics_r_" + std::to_string(getpid()) + ".jsonl")).string();
+  const std::string path =
+      (fs::temp_directory_path() / ("metrics_r_" + std::to_string(getpid()) + ".jsonl")).string();
   {
     std::ofstream out(path);
     out << "{\"step\":10,\"loss\":1}\n{\"step\":20}\nnot json\n{\"nostep\":1}\n{\"step\":30}\n";
@@ -49,7 +55,8 @@ TEST(MetricsLog, AResumedRunKeepsTheLinesUpToItsStep) {
 }
 
 TEST(WriteJsonFile, ReplacesAtomicallyAndRefusesBadPaths) {
-  const std::string path = (fs::temp_directory_path() / ("summary_" + std::to_string(getpid()) + ".json")).string();
+  const std::string path =
+      (fs::temp_directory_path() / ("summary_" + std::to_string(getpid()) + ".json")).string();
   ASSERT_TRUE(WriteJsonFile(path, {{"a", 1}}).ok());
   ASSERT_TRUE(WriteJsonFile(path, {{"a", 2}}).ok());
   std::ifstream in(path);

@@ -25,13 +25,15 @@ class Reader {
     if (v == nullptr) return Lost(path_, entry, "is missing");
     return v;
   }
-  absl::StatusOr<int64_t> Int(const PickleValue& dict, const std::string& entry, const std::string& key) const {
+  absl::StatusOr<int64_t> Int(const PickleValue& dict, const std::string& entry,
+                              const std::string& key) const {
     auto v = Get(dict, entry, key);
     if (!v.ok()) return v.status();
     if (!(*v)->is_int()) return Lost(path_, entry, "is not an integer");
     return (*v)->as_int();
   }
-  absl::StatusOr<double> Float(const PickleValue& dict, const std::string& entry, const std::string& key) const {
+  absl::StatusOr<double> Float(const PickleValue& dict, const std::string& entry,
+                               const std::string& key) const {
     auto v = Get(dict, entry, key);
     if (!v.ok()) return v.status();
     if (!(*v)->is_float() && !(*v)->is_int()) return Lost(path_, entry, "is not a number");
@@ -69,7 +71,8 @@ absl::Status ReadNino(const Reader& r, TrainCheckpoint* c) {
   if (!hist->is_list() && !hist->is_tuple()) return Lost(r.path(), "nino.history", "is not a list");
   for (size_t i = 0; i < hist->items().size(); ++i) {
     const PickleValue& h = hist->items()[i];
-    if (!h.is_tensor()) return Lost(r.path(), absl::StrCat("nino.history[", i, "]"), "is not a tensor");
+    if (!h.is_tensor())
+      return Lost(r.path(), absl::StrCat("nino.history[", i, "]"), "is not a tensor");
     c->nino_history.push_back(h.as_tensor());
   }
   return absl::OkStatus();
@@ -113,12 +116,13 @@ absl::Status SaveTrainCheckpoint(const std::string& path, const TrainCheckpoint&
 absl::StatusOr<TrainCheckpoint> LoadTrainCheckpoint(const std::string& path) {
   auto file = io::LoadTorchFile(path);
   if (!file.ok()) return file.status();
-  if (!file->is_dict()) return absl::DataLossError(absl::StrCat(path, ": the top level is not a dict"));
+  if (!file->is_dict())
+    return absl::DataLossError(absl::StrCat(path, ": the top level is not a dict"));
   const PickleValue* fmt = file->Find("format");
   if (fmt == nullptr || !fmt->is_string() || fmt->as_string() != kTrainCheckpointFormat) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        path, " is not a ", kTrainCheckpointFormat, " checkpoint (format ",
-        fmt == nullptr ? std::string("absent") : fmt->DebugString(1), ")"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, " is not a ", kTrainCheckpointFormat, " checkpoint (format ",
+                     fmt == nullptr ? std::string("absent") : fmt->DebugString(1), ")"));
   }
   const Reader r(path, *file);
   TrainCheckpoint c;
@@ -151,11 +155,12 @@ absl::Status LoadModelState(torch::nn::Module& m, const io::NamedTensors& saved)
   torch::NoGradGuard no_grad;
   auto load = [&](const std::string& name, torch::Tensor& t) -> absl::Status {
     auto it = by_name.find(name);
-    if (it == by_name.end()) return absl::DataLossError(absl::StrCat("checkpoint entry 'model' lacks '", name, "'"));
+    if (it == by_name.end())
+      return absl::DataLossError(absl::StrCat("checkpoint entry 'model' lacks '", name, "'"));
     if (it->second.sizes() != t.sizes()) {
       return absl::FailedPreconditionError(absl::StrCat("checkpoint '", name, "' has shape ",
-                                                        c10::str(it->second.sizes()), ", the model ",
-                                                        c10::str(t.sizes())));
+                                                        c10::str(it->second.sizes()),
+                                                        ", the model ", c10::str(t.sizes())));
     }
     t.copy_(it->second);
     return absl::OkStatus();
@@ -170,7 +175,9 @@ absl::Status LoadModelState(torch::nn::Module& m, const io::NamedTensors& saved)
 }
 
 namespace {
-std::string StateKey(const torch::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
+std::string StateKey(const torch::Tensor& p) {
+  return c10::guts::to_string(p.unsafeGetTensorImpl());
+}
 }  // namespace
 
 PickleValue AdamWStateByName(torch::optim::AdamW& opt, const NamedParamList& params) {
@@ -179,14 +186,17 @@ PickleValue AdamWStateByName(torch::optim::AdamW& opt, const NamedParamList& par
     auto it = opt.state().find(StateKey(p));
     if (it == opt.state().end()) continue;
     auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
-    items.push_back({S(name), PickleValue::Dict({{S("step"), PickleValue::Int(s.step())},
-                                                 {S("exp_avg"), PickleValue::FromTensor(s.exp_avg().clone())},
-                                                 {S("exp_avg_sq"), PickleValue::FromTensor(s.exp_avg_sq().clone())}})});
+    items.push_back(
+        {S(name),
+         PickleValue::Dict({{S("step"), PickleValue::Int(s.step())},
+                            {S("exp_avg"), PickleValue::FromTensor(s.exp_avg().clone())},
+                            {S("exp_avg_sq"), PickleValue::FromTensor(s.exp_avg_sq().clone())}})});
   }
   return PickleValue::Dict(std::move(items));
 }
 
-absl::Status RestoreAdamWState(torch::optim::AdamW& opt, const PickleValue& saved, const NamedParamList& params) {
+absl::Status RestoreAdamWState(torch::optim::AdamW& opt, const PickleValue& saved,
+                               const NamedParamList& params) {
   if (!saved.is_dict()) return absl::DataLossError("checkpoint entry 'optimizer' is not a dict");
   opt.state().clear();
   for (const auto& [name, p] : params) {
@@ -197,7 +207,8 @@ absl::Status RestoreAdamWState(torch::optim::AdamW& opt, const PickleValue& save
     const PickleValue* v = s->Find("exp_avg_sq");
     if (!step || !m || !v || !step->is_int() || !m->is_tensor() || !v->is_tensor() ||
         m->as_tensor().sizes() != p.sizes() || v->as_tensor().sizes() != p.sizes()) {
-      return absl::DataLossError(absl::StrCat("checkpoint entry 'optimizer.", name, "' is malformed"));
+      return absl::DataLossError(
+          absl::StrCat("checkpoint entry 'optimizer.", name, "' is malformed"));
     }
     auto st = std::make_unique<torch::optim::AdamWParamState>();
     st->step(step->as_int());

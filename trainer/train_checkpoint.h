@@ -32,9 +32,9 @@ struct TrainCheckpoint {
   std::string task;
   uint64_t seed = 0;
   int64_t step = 0;
-  io::NamedTensors model;         // parameters, then buffers
-  io::PickleValue optimizer;      // see AdamWStateByName (a dict; empty for SGD)
-  int64_t nino_step_idx = 0;      // NowcastOptimizer::step_idx()
+  io::NamedTensors model;     // parameters, then buffers
+  io::PickleValue optimizer;  // see AdamWStateByName (a dict; empty for SGD)
+  int64_t nino_step_idx = 0;  // NowcastOptimizer::step_idx()
   std::vector<torch::Tensor> nino_history;
   int64_t reached_at = -1;
   double best_metric = 0;

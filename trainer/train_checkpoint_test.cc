@@ -29,7 +29,8 @@ class TrainCheckpointTest : public ::testing::Test {
     c.task = "fm16";
     c.seed = 7;
     c.step = 1234;
-    c.model = {{"fc.weight", torch::arange(6, torch::kFloat32).reshape({2, 3})}, {"fc.bias", torch::ones({2})}};
+    c.model = {{"fc.weight", torch::arange(6, torch::kFloat32).reshape({2, 3})},
+               {"fc.bias", torch::ones({2})}};
     c.optimizer = PickleValue::Dict({});
     c.nino_step_idx = 1234;
     c.nino_history = {torch::full({8}, 1.0f), torch::full({8}, 2.0f)};
@@ -40,14 +41,16 @@ class TrainCheckpointTest : public ::testing::Test {
     return c;
   }
   // Saves the sample, then lets `edit` change the decoded top-level dict, and saves that.
-  void WriteEdited(const std::function<void(std::vector<std::pair<PickleValue, PickleValue>>&)>& edit) {
+  void WriteEdited(
+      const std::function<void(std::vector<std::pair<PickleValue, PickleValue>>&)>& edit) {
     ASSERT_TRUE(SaveTrainCheckpoint(path_, Sample()).ok());
     auto top = io::LoadTorchFile(path_);
     ASSERT_TRUE(top.ok());
     edit(top->mutable_dict_items());
     ASSERT_TRUE(io::SaveTorchFile(path_, *top).ok());
   }
-  static void Erase(std::vector<std::pair<PickleValue, PickleValue>>& items, const std::string& key) {
+  static void Erase(std::vector<std::pair<PickleValue, PickleValue>>& items,
+                    const std::string& key) {
     for (auto it = items.begin(); it != items.end(); ++it) {
       if (it->first.is_string() && it->first.as_string() == key) {
         items.erase(it);
@@ -56,7 +59,8 @@ class TrainCheckpointTest : public ::testing::Test {
     }
     FAIL() << "no key " << key;
   }
-  static void Set(std::vector<std::pair<PickleValue, PickleValue>>& items, const std::string& key, PickleValue v) {
+  static void Set(std::vector<std::pair<PickleValue, PickleValue>>& items, const std::string& key,
+                  PickleValue v) {
     for (auto& [k, val] : items) {
       if (k.is_string() && k.as_string() == key) val = std::move(v);
     }
@@ -82,8 +86,8 @@ TEST_F(TrainCheckpointTest, RoundTrip) {
 }
 
 TEST_F(TrainCheckpointTest, EveryMissingEntryIsDataLossNamingIt) {
-  for (const std::string key : {"task", "model", "optimizer", "nino", "step", "reached_at", "best_metric",
-                                "nino_steps", "nino_failures", "seed"}) {
+  for (const std::string key : {"task", "model", "optimizer", "nino", "step", "reached_at",
+                                "best_metric", "nino_steps", "nino_failures", "seed"}) {
     WriteEdited([&](auto& items) { Erase(items, key); });
     auto c = LoadTrainCheckpoint(path_);
     ASSERT_FALSE(c.ok()) << key;
@@ -99,8 +103,9 @@ TEST_F(TrainCheckpointTest, EntriesOfTheWrongTypeAreDataLoss) {
       {"model", PickleValue::Int(3)},
       {"optimizer", PickleValue::List({})},
       {"nino", PickleValue::Dict({{PickleValue::String("step_idx"), PickleValue::Int(1)}})},
-      {"nino", PickleValue::Dict({{PickleValue::String("step_idx"), PickleValue::Int(1)},
-                                  {PickleValue::String("history"), PickleValue::List({PickleValue::Int(1)})}})},
+      {"nino", PickleValue::Dict(
+                   {{PickleValue::String("step_idx"), PickleValue::Int(1)},
+                    {PickleValue::String("history"), PickleValue::List({PickleValue::Int(1)})}})},
       {"task", PickleValue::Int(1)},
   };
   for (const auto& [key, value] : bad) {
@@ -147,7 +152,8 @@ TEST(AdamWState, RoundTripAndMalformedEntries) {
   torch::optim::AdamW fresh(fc->parameters(), torch::optim::AdamWOptions(0.1));
   ASSERT_TRUE(RestoreAdamWState(fresh, saved, named).ok());
   EXPECT_EQ(fresh.state().size(), 2u);
-  const PickleValue bad = PickleValue::Dict({{PickleValue::String("weight"), PickleValue::Dict({})}});
+  const PickleValue bad =
+      PickleValue::Dict({{PickleValue::String("weight"), PickleValue::Dict({})}});
   absl::Status s = RestoreAdamWState(fresh, bad, named);
   EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(s.message().find("optimizer.weight"), std::string::npos) << s;

@@ -10,7 +10,8 @@ absl::Status ValidateTrainOptions(const TrainOptions& o) {
   if (o.lr < 0) return bad(absl::StrCat("--lr must be > 0, got ", o.lr));
   if (o.batch < 0) return bad(absl::StrCat("--batch must be > 0, got ", o.batch));
   if (o.ctx < 1 || o.period < o.ctx || o.period % o.ctx != 0) {
-    return bad(absl::StrCat("--period must be a positive multiple of --ctx (", o.ctx, "), got ", o.period));
+    return bad(absl::StrCat("--period must be a positive multiple of --ctx (", o.ctx, "), got ",
+                            o.period));
   }
   if (o.k_decay <= 0) return bad("--k_decay must be > 0");
   if (o.eval_every < 0 || o.log_every < 0 || o.checkpoint_every < 0) {
@@ -23,7 +24,8 @@ absl::Status ValidateTrainOptions(const TrainOptions& o) {
   if (o.threads < 0) return bad("--threads must be >= 0");
   // Other ranks wait for rank 0's nowcast inside a collective, which times out after 120 s.
   if (!o.nowcaster.empty() && (o.nowcaster_timeout_ms <= 0 || o.nowcaster_timeout_ms > 100000)) {
-    return bad(absl::StrCat("--nowcaster_timeout_ms must be in 1..100000, got ", o.nowcaster_timeout_ms));
+    return bad(
+        absl::StrCat("--nowcaster_timeout_ms must be in 1..100000, got ", o.nowcaster_timeout_ms));
   }
   return absl::OkStatus();
 }

@@ -13,29 +13,29 @@ namespace nino::trainer {
 
 struct TrainOptions {
   std::string task = "fm16";
-  int64_t steps = 10000;          // max_train_steps (also sets NiNo's horizon schedule)
+  int64_t steps = 10000;  // max_train_steps (also sets NiNo's horizon schedule)
   uint64_t seed = 1000;
-  double lr = 0;                  // 0: the task's default
+  double lr = 0;                    // 0: the task's default
   std::string optimizer = "adamw";  // adamw (weight decay 0 = Adam) or sgd (plain, no momentum)
-  int64_t batch = 0;              // global batch; 0: the task's default
-  std::string nino_ckpt;          // empty or "none": plain Adam
-  std::string nowcaster;          // host:port of nino_nowcaster: NiNo steps run there (rank 0 asks)
-  int64_t nowcaster_timeout_ms = 60000;  // bound on one remote NiNo step (uploads + Predict)
+  int64_t batch = 0;                // global batch; 0: the task's default
+  std::string nino_ckpt;            // empty or "none": plain Adam
+  std::string nowcaster;  // host:port of nino_nowcaster: NiNo steps run there (rank 0 asks)
+  int64_t nowcaster_timeout_ms = 60000;     // bound on one remote NiNo step (uploads + Predict)
   std::string nino_model = "nino_no_posw";  // the checkpoint the nowcaster runs for this job
   int64_t period = 1000;
   int64_t ctx = 5;
   double k_decay = 2.0;
-  NowcastTuning nino_tuning;      // edge sampling, subgraph mode, bf16 edge state, chunks
-  int64_t eval_every = 50;        // 0: evaluate only at the end
+  NowcastTuning nino_tuning;  // edge sampling, subgraph mode, bf16 edge state, chunks
+  int64_t eval_every = 50;    // 0: evaluate only at the end
   int64_t log_every = 100;
-  std::string out_dir;            // metrics.jsonl, checkpoint.pt, summary.json
+  std::string out_dir;              // metrics.jsonl, checkpoint.pt, summary.json
   int64_t checkpoint_every = 1000;  // 0: only at the end
-  bool resume = true;             // continue from out_dir/checkpoint.pt when it exists
+  bool resume = true;               // continue from out_dir/checkpoint.pt when it exists
   bool stop_at_target = true;
-  int threads = 0;                // 0: cores / local world size
-  std::string data_dir;           // FashionMNIST folder (empty: default)
-  std::string text_cache;         // lm: KJV text cache file
-  int64_t eval_limit = 0;         // >0: evaluate on a prefix of the evaluation set
+  int threads = 0;         // 0: cores / local world size
+  std::string data_dir;    // FashionMNIST folder (empty: default)
+  std::string text_cache;  // lm: KJV text cache file
+  int64_t eval_limit = 0;  // >0: evaluate on a prefix of the evaluation set
   bool quiet = false;
   // Called after every training step (its checkpoint, if any, written), with the step count.
   // nino_train's test-only crash hook uses it; the library never exits the process itself.

@@ -7,9 +7,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <thread>
-
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -49,7 +48,8 @@ std::string FormatDuration(double s) {
 
 std::string Sha256OfTensor(const torch::Tensor& t) {
   torch::Tensor c = t.contiguous();
-  return io::Sha256Hex(std::string(static_cast<const char*>(c.data_ptr()), c.numel() * c.element_size()));
+  return io::Sha256Hex(
+      std::string(static_cast<const char*>(c.data_ptr()), c.numel() * c.element_size()));
 }
 
 int ThreadsFor(const TrainOptions& o, const DistEnv& env) {
@@ -59,7 +59,8 @@ int ThreadsFor(const TrainOptions& o, const DistEnv& env) {
 }
 
 // AdamW (weight decay 0 = Adam; for decayed tasks biases and norm gains are not decayed) or SGD.
-std::unique_ptr<torch::optim::Optimizer> MakeBaseOptimizer(const TrainOptions& o, const TaskInfo& info,
+std::unique_ptr<torch::optim::Optimizer> MakeBaseOptimizer(const TrainOptions& o,
+                                                           const TaskInfo& info,
                                                            const NamedParamList& named) {
   const double lr = o.lr > 0 ? o.lr : info.lr;
   std::vector<torch::Tensor> all, decay, no_decay;
@@ -67,7 +68,8 @@ std::unique_ptr<torch::optim::Optimizer> MakeBaseOptimizer(const TrainOptions& o
     all.push_back(p);
     (p.dim() >= 2 ? decay : no_decay).push_back(p);
   }
-  if (o.optimizer == "sgd") return std::make_unique<torch::optim::SGD>(all, torch::optim::SGDOptions(lr));
+  if (o.optimizer == "sgd")
+    return std::make_unique<torch::optim::SGD>(all, torch::optim::SGDOptions(lr));
   std::vector<torch::optim::OptimizerParamGroup> groups;
   groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
                                  torch::optim::AdamWOptions(lr).weight_decay(info.weight_decay)));
@@ -75,7 +77,8 @@ std::unique_ptr<torch::optim::Optimizer> MakeBaseOptimizer(const TrainOptions& o
     groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(
                                       torch::optim::AdamWOptions(lr).weight_decay(0)));
   }
-  return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(lr).weight_decay(0));
+  return std::make_unique<torch::optim::AdamW>(groups,
+                                               torch::optim::AdamWOptions(lr).weight_decay(0));
 }
 
 client::NowcastOptimizerOptions ClientOptionsFor(const TrainOptions& o, const TaskInfo& info) {
@@ -97,9 +100,9 @@ client::NowcastOptimizerOptions ClientOptionsFor(const TrainOptions& o, const Ta
 }
 
 // Rank 0's in-process NiNo engine for the model.
-absl::StatusOr<std::shared_ptr<Nowcaster>> MakeInProcessNowcaster(const TrainOptions& o, const TaskInfo& info,
-                                                                  const NamedParamList& named,
-                                                                  std::shared_ptr<const NiNoModel> model) {
+absl::StatusOr<std::shared_ptr<Nowcaster>> MakeInProcessNowcaster(
+    const TrainOptions& o, const TaskInfo& info, const NamedParamList& named,
+    std::shared_ptr<const NiNoModel> model) {
   std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
   for (const auto& [n, p] : named) shapes.push_back({n, p.sizes().vec()});
   auto table = MakeParamTable(shapes);
@@ -129,10 +132,13 @@ class TrainingRun {
   absl::StatusOr<double> TrainStep(int64_t step);
   NinoStepOutcome UpdateStep();
   absl::StatusOr<std::pair<double, double>> Evaluate();
-  absl::Status LogStep(int64_t step, const NinoStepOutcome& out, bool evaluated, double metric, double val_loss);
+  absl::Status LogStep(int64_t step, const NinoStepOutcome& out, bool evaluated, double metric,
+                       double val_loss);
   void PrintProgress(int64_t step, double metric) const;
   absl::Status SaveCheckpoint(int64_t step);
-  double Elapsed() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count(); }
+  double Elapsed() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+  }
 
   const TrainOptions& o_;
   const DistEnv env_;
@@ -179,7 +185,9 @@ absl::Status TrainingRun::Setup() {
   task_ = std::move(*task);
   std::error_code ec;
   fs::create_directories(o_.out_dir, ec);
-  if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create --out_dir ", o_.out_dir, ": ", ec.message()));
+  if (ec)
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot create --out_dir ", o_.out_dir, ": ", ec.message()));
   ckpt_path_ = (fs::path(o_.out_dir) / kCheckpointName).string();
 
   auto dist = Distributed::Create(env_, torch::kCPU);
@@ -209,12 +217,14 @@ absl::Status TrainingRun::SetUpNino(std::shared_ptr<const NiNoModel> model) {
       if (!in_process.ok()) return in_process.status();
       inner = *in_process;
     }
-    nino = client::NowcastOptimizer::CreateWithNowcaster(base_.get(), named_, co, inner, std::move(collectives));
+    nino = client::NowcastOptimizer::CreateWithNowcaster(base_.get(), named_, co, inner,
+                                                         std::move(collectives));
   }
   if (!nino.ok()) return nino.status();
   nino_ = std::move(*nino);
   if (main_rank() && !o_.quiet && !o_.nowcaster.empty()) {
-    std::printf("NiNo steps run on the nowcaster at %s (job %s)\n", o_.nowcaster.c_str(), nino_->job_id().c_str());
+    std::printf("NiNo steps run on the nowcaster at %s (job %s)\n", o_.nowcaster.c_str(),
+                nino_->job_id().c_str());
   }
   return absl::OkStatus();
 }
@@ -233,7 +243,8 @@ absl::Status TrainingRun::Resume() {
     }
     if (nino_) {
       if (auto s = nino_->Restore(c->nino_step_idx, c->nino_history); !s.ok()) {
-        return absl::DataLossError(absl::StrCat(ckpt_path_, ": entry 'nino' does not fit this run: ", s.message()));
+        return absl::DataLossError(
+            absl::StrCat(ckpt_path_, ": entry 'nino' does not fit this run: ", s.message()));
       }
     }
     start_ = c->step;
@@ -241,10 +252,13 @@ absl::Status TrainingRun::Resume() {
     sum_.best_metric = c->best_metric;
     sum_.nino_steps = c->nino_steps;
     sum_.nino_failures = c->nino_failures;
-    if (main_rank() && !o_.quiet) std::printf("resumed from %s at step %lld\n", ckpt_path_.c_str(), static_cast<long long>(start_));
+    if (main_rank() && !o_.quiet)
+      std::printf("resumed from %s at step %lld\n", ckpt_path_.c_str(),
+                  static_cast<long long>(start_));
   }
   if (main_rank()) {
-    auto m = MetricsLog::Open((fs::path(o_.out_dir) / "metrics.jsonl").string(), start_ > 0 ? start_ : -1);
+    auto m = MetricsLog::Open((fs::path(o_.out_dir) / "metrics.jsonl").string(),
+                              start_ > 0 ? start_ : -1);
     if (!m.ok()) return m.status();
     metrics_ = std::move(*m);
   }
@@ -295,15 +309,16 @@ NinoStepOutcome TrainingRun::UpdateStep() {
   return NinoStepOutcome{};
 }
 
-absl::Status TrainingRun::LogStep(int64_t step, const NinoStepOutcome& out, bool evaluated, double metric,
-                                  double val_loss) {
+absl::Status TrainingRun::LogStep(int64_t step, const NinoStepOutcome& out, bool evaluated,
+                                  double metric, double val_loss) {
   if (!main_rank()) return absl::OkStatus();
   if (out.nino_step && !o_.quiet) {
     std::printf("step %lld: NiNo step k=%d %s (%.3f s)%s\n", static_cast<long long>(step), out.k,
                 out.applied ? "applied" : "FAILED, took an Adam step instead", out.nowcast_seconds,
                 out.applied ? "" : absl::StrCat(": ", out.status.message()).c_str());
   }
-  if (!evaluated && !out.nino_step && !(o_.log_every > 0 && step % o_.log_every == 0)) return absl::OkStatus();
+  if (!evaluated && !out.nino_step && !(o_.log_every > 0 && step % o_.log_every == 0))
+    return absl::OkStatus();
   json line = {{"step", step}, {"time", Elapsed()}, {"loss", last_loss_}};
   if (evaluated) {
     line["val_" + task_->info().metric] = metric;
@@ -318,7 +333,9 @@ absl::Status TrainingRun::LogStep(int64_t step, const NinoStepOutcome& out, bool
 }
 
 void TrainingRun::PrintProgress(int64_t step, double metric) const {
-  if (!main_rank() || o_.quiet || o_.log_every <= 0 || (step % o_.log_every != 0 && step != o_.steps)) return;
+  if (!main_rank() || o_.quiet || o_.log_every <= 0 ||
+      (step % o_.log_every != 0 && step != o_.steps))
+    return;
   const double rate = (step - start_) / std::max(1e-9, Elapsed());
   std::string shown = "n/a";
   if (!std::isnan(metric)) {
@@ -326,8 +343,9 @@ void TrainingRun::PrintProgress(int64_t step, double metric) const {
   } else if (std::abs(sum_.best_metric) < 1e299) {
     shown = absl::StrFormat("%.2f (best)", sum_.best_metric);
   }
-  std::printf("step %lld/%lld | %.1f steps/s | loss %.4f | %s %s | ETA %s\n", static_cast<long long>(step),
-              static_cast<long long>(o_.steps), rate, last_loss_, task_->info().metric.c_str(), shown.c_str(),
+  std::printf("step %lld/%lld | %.1f steps/s | loss %.4f | %s %s | ETA %s\n",
+              static_cast<long long>(step), static_cast<long long>(o_.steps), rate, last_loss_,
+              task_->info().metric.c_str(), shown.c_str(),
               FormatDuration((o_.steps - step) / std::max(rate, 1e-9)).c_str());
   std::fflush(stdout);
 }
@@ -356,7 +374,8 @@ absl::Status TrainingRun::Loop() {
       auto m = Evaluate();
       if (!m.ok()) return m.status();
       std::tie(metric, val_loss) = *m;
-      const bool better = task_->info().higher_is_better ? metric > sum_.best_metric : metric < sum_.best_metric;
+      const bool better =
+          task_->info().higher_is_better ? metric > sum_.best_metric : metric < sum_.best_metric;
       if (better) sum_.best_metric = metric;
       sum_.final_metric = metric;
       if (sum_.reached_at < 0 && task_->Reached(metric)) sum_.reached_at = step_;
@@ -378,7 +397,8 @@ absl::StatusOr<TrainSummary> TrainingRun::Finish() {
   // Training throughput: evaluation time excluded.
   sum_.steps_per_second = (step_ - start_) / std::max(1e-9, sum_.seconds - eval_seconds_);
   sum_.eval_seconds = eval_seconds_;
-  sum_.cpu_steps_per_second = (step_ - start_) / std::max(1e-9, ProcessCpuSeconds() - cpu0_ - eval_cpu_seconds_);
+  sum_.cpu_steps_per_second =
+      (step_ - start_) / std::max(1e-9, ProcessCpuSeconds() - cpu0_ - eval_cpu_seconds_);
   if (auto s = SaveCheckpoint(step_); !s.ok()) return s;
   torch::Tensor flat = torch::cat([&] {
     std::vector<torch::Tensor> f;
@@ -387,31 +407,48 @@ absl::StatusOr<TrainSummary> TrainingRun::Finish() {
   }());
   sum_.params_sha256 = Sha256OfTensor(flat);
   {  // Each rank records its final parameters' hash: all ranks must agree bit for bit.
-    std::ofstream h((fs::path(o_.out_dir) / absl::StrCat("rank", env_.rank, ".params.sha256")).string(), std::ios::trunc);
+    std::ofstream h(
+        (fs::path(o_.out_dir) / absl::StrCat("rank", env_.rank, ".params.sha256")).string(),
+        std::ios::trunc);
     h << sum_.params_sha256 << "\n";
   }
-  const client::NowcastOptimizer::Stats st = nino_ ? nino_->stats() : client::NowcastOptimizer::Stats{};
+  const client::NowcastOptimizer::Stats st =
+      nino_ ? nino_->stats() : client::NowcastOptimizer::Stats{};
   if (main_rank() && !o_.quiet && !o_.nowcaster.empty()) {
-    std::printf("nowcaster %s: %lld predictions (%lld failed), %lld snapshot uploads (%lld failed, %lld dropped), "
-                "%lld registrations (%lld failed), %lld context resends\n",
-                o_.nowcaster.c_str(), static_cast<long long>(st.remote.predictions),
-                static_cast<long long>(st.remote.prediction_failures), static_cast<long long>(st.remote.uploads),
-                static_cast<long long>(st.remote.upload_failures), static_cast<long long>(st.remote.uploads_dropped),
-                static_cast<long long>(st.remote.registrations), static_cast<long long>(st.remote.register_failures),
-                static_cast<long long>(st.remote.context_resends));
+    std::printf(
+        "nowcaster %s: %lld predictions (%lld failed), %lld snapshot uploads (%lld failed, %lld "
+        "dropped), "
+        "%lld registrations (%lld failed), %lld context resends\n",
+        o_.nowcaster.c_str(), static_cast<long long>(st.remote.predictions),
+        static_cast<long long>(st.remote.prediction_failures),
+        static_cast<long long>(st.remote.uploads),
+        static_cast<long long>(st.remote.upload_failures),
+        static_cast<long long>(st.remote.uploads_dropped),
+        static_cast<long long>(st.remote.registrations),
+        static_cast<long long>(st.remote.register_failures),
+        static_cast<long long>(st.remote.context_resends));
   }
   if (main_rank()) {
     const std::string m = task_->info().metric;
-    json js = {{"task", o_.task},          {"seed", o_.seed},
-               {"nino", UsesNino(o_)},     {"world_size", env_.world_size},
-               {"steps_done", sum_.steps_done}, {"reached_at", sum_.reached_at},
-               {"target", task_->info().target}, {"final_" + m, sum_.final_metric},
-               {"best_" + m, sum_.best_metric}, {"seconds", sum_.seconds},
-               {"steps_per_second", sum_.steps_per_second}, {"eval_seconds", sum_.eval_seconds},
-               {"cpu_steps_per_second", sum_.cpu_steps_per_second}, {"nino_steps", sum_.nino_steps},
-               {"nino_failures", sum_.nino_failures}, {"nowcaster", o_.nowcaster},
+    json js = {{"task", o_.task},
+               {"seed", o_.seed},
+               {"nino", UsesNino(o_)},
+               {"world_size", env_.world_size},
+               {"steps_done", sum_.steps_done},
+               {"reached_at", sum_.reached_at},
+               {"target", task_->info().target},
+               {"final_" + m, sum_.final_metric},
+               {"best_" + m, sum_.best_metric},
+               {"seconds", sum_.seconds},
+               {"steps_per_second", sum_.steps_per_second},
+               {"eval_seconds", sum_.eval_seconds},
+               {"cpu_steps_per_second", sum_.cpu_steps_per_second},
+               {"nino_steps", sum_.nino_steps},
+               {"nino_failures", sum_.nino_failures},
+               {"nowcaster", o_.nowcaster},
                {"params_sha256", sum_.params_sha256}};
-    if (auto s = WriteJsonFile((fs::path(o_.out_dir) / "summary.json").string(), js); !s.ok()) return s;
+    if (auto s = WriteJsonFile((fs::path(o_.out_dir) / "summary.json").string(), js); !s.ok())
+      return s;
   }
   (void)dist_->Barrier();
   return sum_;

@@ -13,15 +13,15 @@ namespace nino::trainer {
 
 struct TrainSummary {
   int64_t steps_done = 0;
-  int64_t reached_at = -1;        // first evaluated step whose metric met the target, or -1
+  int64_t reached_at = -1;  // first evaluated step whose metric met the target, or -1
   double final_metric = 0;
   double best_metric = 0;
   double seconds = 0;
-  double steps_per_second = 0;   // training steps per second, evaluation excluded
+  double steps_per_second = 0;  // training steps per second, evaluation excluded
   double eval_seconds = 0;
   double cpu_steps_per_second = 0;  // per second of process CPU time (robust to a busy machine)
   int64_t nino_steps = 0, nino_failures = 0;
-  std::string params_sha256;      // of the final flat float32 parameters (for exactness checks)
+  std::string params_sha256;  // of the final flat float32 parameters (for exactness checks)
 };
 
 // Runs training as one worker of a torchrun-style job (RANK, WORLD_SIZE, MASTER_ADDR,
