@@ -81,9 +81,18 @@ class PredictionAssembler:
     (INVALID_ARGUMENT, DATA_LOSS for a checksum mismatch); rejected bytes are never written.
     """
 
-    def __init__(self, num_params):
+    def __init__(self, num_params, out=None):
+        """out: an optional float32 CPU contiguous tensor of num_params values to assemble into
+        (reused across predictions: no fresh pages to fault in for every prediction)."""
         self.total = 4 * num_params
-        self.buf = bytearray(self.total)
+        if out is None:
+            out = torch.empty(num_params, dtype=torch.float32)
+        if (out.dtype != torch.float32 or out.device.type != "cpu" or
+                not out.is_contiguous() or out.numel() != num_params):
+            raise ValueError("out must be a contiguous float32 CPU tensor of %d values" %
+                             num_params)
+        self.out = out
+        self.buf = memoryview(out.numpy()).cast("B")
         self.received = 0
         self.next_index = 0
         self.job_id = None
@@ -134,7 +143,7 @@ class PredictionAssembler:
         if self.received != self.total:
             raise NowcastFailure("DATA_LOSS", "stream ended after %d of %d bytes" %
                                  (self.received, self.total))
-        return torch.frombuffer(self.buf, dtype=torch.float32)
+        return self.out
 
 
 class RemoteNowcaster:
@@ -187,6 +196,9 @@ class RemoteNowcaster:
         self._held = set()  # steps of snapshots the server got from us
         self.server_k_schedule = None
         self.last_nowcast_seconds = 0.0
+        # Where predictions are assembled, reused: the caller copies a prediction into the
+        # parameters before the next nowcast.
+        self._pred_buf = None
         # Every key exists from the start: stats() copies the dict without the RPC lock (an
         # upload may hold that for rpc_timeout) and the copy never sees the dict grow.
         self._stats = dict.fromkeys(("registrations", "register_failures", "uploads",
@@ -243,13 +255,20 @@ class RemoteNowcaster:
             self._incarnation += 1
             self._job_id = "%s-r%d" % (self._base_job_id, self._incarnation)
 
+    def idle(self):
+        """True when no snapshot is queued or being uploaded."""
+        with self._cv:
+            return not self._queue and not self._busy
+
     def nowcast(self, states, k, step):
-        """states: [ctx, P] float32 CPU (oldest first) of the NiNo step at call index `step`.
-        Returns the predicted [P] float32 CPU tensor; raises NowcastFailure."""
+        """states: ctx flat [P] float32 CPU tensors (oldest first) of the NiNo step at call
+        index `step`. Returns the predicted [P] float32 CPU tensor, valid until the next
+        nowcast (its buffer is reused); raises NowcastFailure."""
         deadline = time.monotonic() + self._timeout
-        if states.dim() != 2 or states.shape[0] != self._ctx or states.shape[1] != self._num_params:
-            raise NowcastFailure("INVALID_ARGUMENT", "states must be [%d, %d], got %s" %
-                                 (self._ctx, self._num_params, tuple(states.shape)))
+        if len(states) != self._ctx or any(s.numel() != self._num_params for s in states):
+            raise NowcastFailure("INVALID_ARGUMENT", "states must be %d snapshots of %d values, "
+                                 "got %s" % (self._ctx, self._num_params,
+                                             [s.numel() for s in states]))
         with self._cv:  # background uploads first (they hold earlier snapshots of this context)
             drained = self._cv.wait_for(lambda: not self._queue and not self._busy,
                                         timeout=max(0.0, deadline - time.monotonic()))
@@ -395,7 +414,9 @@ class RemoteNowcaster:
 
     def _predict(self, step, k, deadline):
         req = self._pb2.PredictRequest(job_id=self._job_id, job_token=self._token, step=step, k=k)
-        assembler = PredictionAssembler(self._num_params)
+        if self._pred_buf is None:
+            self._pred_buf = torch.empty(self._num_params, dtype=torch.float32)
+        assembler = PredictionAssembler(self._num_params, self._pred_buf)
         call = self._stub.Predict(req, timeout=self._remaining(deadline))
         try:
             for chunk in call:
@@ -413,7 +434,7 @@ class RemoteNowcaster:
             raise NowcastFailure("INTERNAL", "Predict: the server answered job %s step %d k %d for "
                                  "job %s step %d k %d" % (assembler.job_id, assembler.step,
                                                           assembler.k, self._job_id, step, k))
-        if not bool(torch.isfinite(out).all()):
+        if not _all_finite(out):
             raise NowcastFailure("INTERNAL", "Predict: the prediction holds NaN or Inf values")
         self._held.clear()  # the server drops the snapshots a delivered prediction used
         self.last_nowcast_seconds = assembler.nowcast_seconds  # the server's compute time
@@ -473,6 +494,13 @@ class RemoteNowcaster:
                 raise NowcastFailure("FAILED_PRECONDITION", "context before step 0")
             self._upload(state_step(i), states[i], deadline)
         return self._predict(step, k, deadline)
+
+
+def _all_finite(t):
+    """True if every value of float tensor t is finite. A finite sum (no temporary [P] mask)
+    proves it; an infinite sum may be an overflow of finite values, so then every value is
+    checked."""
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
 
 
 def _numel(shape):

@@ -200,6 +200,7 @@ class NowcastOptimizer(torch.optim.Optimizer):
         self._on_error = on_error
         self._step_idx = 0
         self._history = []  # flat float32 CPU snapshots [P], oldest first (< ctx between calls)
+        self._free_snapshots = []  # buffers of the last NiNo step's snapshots, for reuse
         self._active = True  # False: NiNo is off (the job was refused with on_error="fallback")
         self.last_outcome = None
         self._counts = {"nino_steps": 0, "nino_applied": 0, "nino_failures": 0}
@@ -336,6 +337,15 @@ class NowcastOptimizer(torch.optim.Optimizer):
             return torch.cat([p.detach().reshape(-1).to("cpu", torch.float32)
                               for p in self._params])
 
+    def _new_snapshot(self):
+        """flat_params() into a recycled buffer when one is free (no fresh pages to fault in:
+        about 4 ms instead of 200 ms per 10M parameters on a VM)."""
+        with torch.no_grad():
+            parts = [p.detach().reshape(-1).to("cpu", torch.float32) for p in self._params]
+            if self._free_snapshots:
+                return torch.cat(parts, out=self._free_snapshots.pop())
+            return torch.cat(parts)  # always a new tensor, never a view of a parameter
+
     def _set_flat_params(self, flat):
         with torch.no_grad():
             offset = 0
@@ -351,7 +361,7 @@ class NowcastOptimizer(torch.optim.Optimizer):
         out = StepOutcome(step_idx=self._step_idx)
         loss = None
         if self._active and (self._step_idx + 1) % self._interval == 0:
-            self._history.append(self.flat_params())  # torch.cat: always a new tensor
+            self._history.append(self._new_snapshot())
             out.state_recorded = True
         if self._active and len(self._history) == self._ctx:
             out.nino_step = True
@@ -360,7 +370,10 @@ class NowcastOptimizer(torch.optim.Optimizer):
             try:
                 out.applied, out.error = self._nino_step(out.k)
             finally:
-                self._history = []
+                used, self._history = self._history, []
+                # The snapshots' buffers serve the next period unless an upload still reads one.
+                if self._client is None or self._client.idle():
+                    self._free_snapshots = used
             out.nowcast_seconds = time.monotonic() - t0
             self._counts["nino_steps"] += 1
             if out.applied:
@@ -386,7 +399,7 @@ class NowcastOptimizer(torch.optim.Optimizer):
         pred, error = None, ""
         if self._rank == 0:
             try:
-                pred = self._client.nowcast(torch.stack(self._history), k, self._step_idx)
+                pred = self._client.nowcast(self._history, k, self._step_idx)
                 if pred.numel() != self._num_params:
                     raise _client.NowcastFailure("INTERNAL", "prediction of %d values for %d "
                                                  "parameters" % (pred.numel(), self._num_params))

@@ -16,7 +16,11 @@ STEPS = 45  # NiNo steps at calls 19 and 39 (period 20)
 
 
 def worker(rank, port, address, out_dir, mode):
+    import faulthandler
+
     import torch.distributed as dist
+
+    faulthandler.dump_traceback_later(90, exit=True)  # a hung rank shows where it hangs
 
     import nino
     from nino_test_util import MLP, data, flat, loss_at
@@ -50,6 +54,7 @@ def worker(rank, port, address, out_dir, mode):
                       names=opt._names, flat=flat(model).tolist())
     with open(os.path.join(out_dir, "rank%d.json" % rank), "w") as f:
         json.dump(result, f)
+    dist.barrier()  # no rank leaves while another may still wait for its last message
     dist.destroy_process_group()
 
 
