@@ -69,7 +69,8 @@ def machine():
     except OSError:
         pass
     return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
-            "torch": torch.__version__}
+            "torch": torch.__version__,
+            "loadavg_1m": round(os.getloadavg()[0], 2)}  # other work sharing the cores
 
 
 def timed(obj, name, sink):
@@ -136,6 +137,10 @@ def run_case(name, address, repeat, period):
         "predict_ms": round(med(predicts[1:]), 3),
         "server_nowcast_ms": round(med(server), 3),
         "client_overhead_ms": round(med(nino_steps) - med(server), 3),
+        # of which: Predict beyond the server's computation (streaming the prediction back,
+        # checking it) and the rest of the step (final upload, waiting, writing parameters)
+        "predict_transfer_ms": round(med(predicts[1:]) - med(server), 3),
+        "outside_predict_ms": round(med(nino_steps) - med(predicts[1:]), 3),
         "crc32c": _crc32c.IMPLEMENTATION,
     }
 

@@ -354,7 +354,6 @@ class NowcastOptimizer(torch.optim.Optimizer):
                 p.copy_(flat[offset:offset + n].view(p.shape).to(p.device, p.dtype))
                 offset += n
 
-
     def step(self, closure=None):
         """One optimizer call: a base optimizer step, or a NiNo step (see need_grads).
         Returns the closure's loss on base steps (None on an applied NiNo step)."""

@@ -11,7 +11,7 @@ import nino
 from nino import _client
 from nino.schedule import horizon_at, horizon_schedule
 from nino_test_util import (MLP, Nowcaster, NinoStepRecorder, adam_reference, data, flat,
-                            free_port, make_opt, nino_nowcast, run_recorded, tmpdir, train)
+                            make_opt, nino_nowcast, run_recorded, tmpdir, train)
 
 
 class NowcasterTest(unittest.TestCase):

@@ -1,7 +1,6 @@
 """The nino package without a nino_nowcaster: CRC-32C, the schedule, the prediction checks,
 argument errors, and an in-process fake server (good and corrupted predictions)."""
 
-import os
 import random
 import unittest
 
