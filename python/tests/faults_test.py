@@ -43,7 +43,7 @@ class FaultsTest(unittest.TestCase):
         self.assertEqual(len(rec.steps), 1)
         self.assertFalse(rec.steps[0]["applied"])
         self.assertIn("DEADLINE_EXCEEDED", rec.steps[0]["error"])
-        self.assertLess(elapsed, 1.5 + 3.0)
+        self.assertLess(elapsed, 1.5 + 5.0)  # the timeout, plus 25 small steps on a busy machine
         self.assertTrue(torch.equal(flat(model), adam_reference(25)))
 
     def test_sigstopped_then_continued_nowcaster(self):
@@ -63,8 +63,9 @@ class FaultsTest(unittest.TestCase):
             opt.close()
         finally:
             server.kill()
-        # Uploads never block training; the NiNo step gave up after its timeout.
-        self.assertLess(stalled, 2.0 + 4.0)
+        # Uploads never block training (two blocked uploads would add 2 x 2 s); the NiNo step
+        # gave up after its timeout.
+        self.assertLess(stalled, 2.0 + 3.5)
         self.assertEqual([r["step_idx"] for r in rec.steps], [19, 39])
         self.assertFalse(rec.steps[0]["applied"])
         self.assertTrue(rec.steps[1]["applied"], opt.stats)
