@@ -130,6 +130,7 @@ int main(int argc, char** argv) {
       "{\"model\":\"%s\",\"params\":%lld,\"nodes\":%lld,\"edges\":%lld,\"parts\":%d,"
       "\"bf16_edge_state\":%s,\"edge_sample_ratio\":%g,\"chunk_rows\":%lld,"
       "\"est_graph_mib\":%.1f,\"est_build_mib\":%.1f,\"est_nowcast_mib\":%.1f,"
+      "\"est_heap_slack_mib\":%.1f,"
       "\"est_engine_mib\":%.1f,\"rss_after_build_mib\":%.1f,\"rss_build_peak_mib\":%.1f,"
       "\"rss_engine_peak_mib\":%.1f,\"estimate_over_measured\":%.3f}\n",
       bm->name.c_str(), static_cast<long long>(nino::TotalParams(*table)),
@@ -137,7 +138,7 @@ int main(int argc, char** argv) {
       static_cast<long long>((*engine)->total_edges()), (*engine)->num_parts(),
       tuning.bf16_edge_state ? "true" : "false", tuning.edge_sample_ratio,
       static_cast<long long>(options.forward.chunk_rows), est->graph_bytes / kMiB,
-      est->build_bytes / kMiB, est->nowcast_bytes / kMiB, est->engine_bytes() / kMiB, kept / kMiB,
-      build_peak / kMiB, engine_peak / kMiB, ratio);
+      est->build_bytes / kMiB, est->nowcast_bytes / kMiB, est->heap_slack_bytes / kMiB,
+      est->engine_bytes() / kMiB, kept / kMiB, build_peak / kMiB, engine_peak / kMiB, ratio);
   return 0;
 }

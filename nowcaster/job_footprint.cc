@@ -1,7 +1,5 @@
 #include "nowcaster/job_footprint.h"
 
-#include <algorithm>
-
 #include "absl/strings/str_cat.h"
 
 namespace nino::nowcaster {
@@ -9,7 +7,7 @@ namespace nino::nowcaster {
 std::string JobFootprint::Describe() const {
   return absl::StrCat(total_bytes(), " bytes (snapshots ", snapshot_bytes, ", graph ",
                       engine.graph_bytes, ", build/nowcast working memory ",
-                      std::max(engine.build_bytes, engine.nowcast_bytes), ")");
+                      engine.engine_bytes() - engine.graph_bytes, ")");
 }
 
 absl::StatusOr<JobFootprint> EstimateJobFootprint(const JobSpec& spec, const NiNoConfig& config,

@@ -68,7 +68,7 @@ int64_t NowcastMemoryEstimate::total_edges() const {
 }
 
 int64_t NowcastMemoryEstimate::engine_bytes() const {
-  return graph_bytes + std::max(build_bytes, nowcast_bytes);
+  return graph_bytes + std::max(build_bytes, nowcast_bytes + heap_slack_bytes);
 }
 
 int64_t PartGraphBytes(const GraphSize& g, const NiNoConfig& config, bool compute_lpe) {
@@ -93,13 +93,31 @@ int64_t PartBuildBytes(const GraphSize& g, const NiNoConfig& config, bool comput
   return std::max({growth, indices, kI64 * EF + lpe});
 }
 
+int64_t PartChunkBytes(const GraphSize& g, const NiNoConfig& config,
+                       const NowcastEngineOptions& options) {
+  const int64_t h = config.hid;
+  if (!config.gnn) {  // WNN+: per-row MLP activations
+    const int64_t rows =
+        std::min(ChunkRows(config, options), std::max<int64_t>(1, g.edges * g.feat_size));
+    return 4 * kF32 * h * rows;
+  }
+  const int64_t rows = std::min(ChunkRows(config, options), std::max<int64_t>(1, g.edges));
+  const bool bf16 = options.forward.edge_state_dtype == torch::kBFloat16;
+  // One chunk of messages: edge-encoder output [rows, 2h], gathered node terms, the message;
+  // a bfloat16 state adds its float32 copy, edge sampling the gathered rows and node ids.
+  int64_t chunk = kF32 * h * rows * (bf16 ? 6 : 5);
+  const double ratio = options.forward.edge_sample_ratio;
+  if (ratio > 0 && ratio < 1) chunk += kF32 * h * rows + 2 * kI64 * rows;
+  return chunk;
+}
+
 int64_t PartForwardBytes(const GraphSize& g, const NiNoConfig& config,
                          const NowcastEngineOptions& options) {
   const int64_t E = g.edges, N = g.nodes, EF = g.edges * g.feat_size, h = config.hid;
+  const int64_t chunk = PartChunkBytes(g, config, options);
   if (!config.gnn) {
-    // WNN+: the repeated edge types, the head output and its residual sum, per-row MLP chunks.
-    const int64_t rows = std::min(ChunkRows(config, options), std::max<int64_t>(1, EF));
-    return kI64 * EF + 3 * kF32 * EF + 4 * kF32 * h * rows;
+    // WNN+: the repeated edge types, the head output and its residual sum, the chunks.
+    return kI64 * EF + 3 * kF32 * EF + chunk;
   }
   const int64_t rows = std::min(ChunkRows(config, options), std::max<int64_t>(1, E));
   const bool bf16 = options.forward.edge_state_dtype == torch::kBFloat16;
@@ -107,15 +125,11 @@ int64_t PartForwardBytes(const GraphSize& g, const NiNoConfig& config,
   // Node features of a message-passing layer: h, the two projections, the aggregate, the post
   // projections, the new h and the edge-update projections; the in-degree counts.
   const int64_t nodes = 9 * kF32 * N * h + 4 * kI64 * N;
-  // One chunk of messages: edge-encoder output [rows, 2h], gathered node terms, the message;
-  // a bfloat16 state adds its float32 copy.
-  int64_t chunk = kF32 * h * rows * (bf16 ? 6 : 5);
   int64_t sampling = 0;
   const double ratio = options.forward.edge_sample_ratio;
   if (ratio > 0 && ratio < 1) {
     const int64_t m = static_cast<int64_t>(std::floor(static_cast<double>(E) * ratio));
     sampling = kI64 * E + 3 * kI64 * m + kI64 * N;  // permutation, sorted sample, its targets
-    chunk += kF32 * h * rows + 2 * kI64 * rows;     // gathered state rows and node ids
   }
   // Contiguous copies of weight halves and rows (edge_proj, pre/post projections, head rows).
   const int64_t weight_slices = 8 * kF32 * h * h;
@@ -148,6 +162,7 @@ absl::StatusOr<NowcastMemoryEstimate> EstimateNowcastMemory(const std::vector<Pa
     const int64_t output = kF32 * g.edges * g.feat_size + kF32 * g.params;
     largest_part = std::max(
         largest_part, features + std::max({padded, PartForwardBytes(g, config, options), output}));
+    est.heap_slack_bytes = std::max(est.heap_slack_bytes, PartChunkBytes(g, config, options));
   }
   const int64_t context = kF32 * C * P;  // the caller's stacked snapshots
   // ScaleStates: the transposed copy, the scaled result, one tensor's two temporaries.

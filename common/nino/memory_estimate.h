@@ -17,9 +17,14 @@
 //                  features, the per-chunk temporaries (rows from the chunk options), the head
 //                  output and the unscaled prediction. Upper bound within ~25% of the measured
 //                  tensor peak (memory_estimate_test).
-// A live engine therefore needs at most graph_bytes + max(build_bytes, nowcast_bytes)
-// (engine_bytes()). Host memory only: on a CUDA device the tensors live on the GPU and the
-// estimate bounds the host side from above.
+//   heap_slack_bytes  resident memory a nowcast adds beyond its live tensors: glibc serves
+//                  blocks up to 32 MiB from the heap (runtime::TuneAllocatorForTensors), and the
+//                  chunk temporaries, freed and reallocated around longer-lived node and
+//                  feature tensors, leave holes. One more set of chunk temporaries (measured
+//                  0 to 1.4 sets; docs/MEMORY_ADMISSION.md).
+// A live engine therefore needs at most graph_bytes + max(build_bytes, nowcast_bytes +
+// heap_slack_bytes) of resident memory (engine_bytes()). Host memory only: on a CUDA device the
+// tensors live on the GPU and the estimate bounds the host side from above.
 #ifndef NINO_COMMON_NINO_MEMORY_ESTIMATE_H_
 #define NINO_COMMON_NINO_MEMORY_ESTIMATE_H_
 
@@ -39,10 +44,12 @@ struct NowcastMemoryEstimate {
   int64_t graph_bytes = 0;
   int64_t build_bytes = 0;
   int64_t nowcast_bytes = 0;
+  int64_t heap_slack_bytes = 0;
 
   int64_t total_nodes() const;
   int64_t total_edges() const;
-  // The most an engine holds at any time: graph_bytes + max(build_bytes, nowcast_bytes).
+  // The most an engine adds to the process's resident memory at any time:
+  // graph_bytes + max(build_bytes, nowcast_bytes + heap_slack_bytes).
   int64_t engine_bytes() const;
 };
 
@@ -62,6 +69,9 @@ int64_t PartBuildBytes(const GraphSize& size, const NiNoConfig& config, bool com
 // Peak of NiNoModel::Forward on the part's gathered features, on top of them.
 int64_t PartForwardBytes(const GraphSize& size, const NiNoConfig& config,
                          const NowcastEngineOptions& options);
+// The chunk temporaries of one nowcast of the part (the heap slack is the largest of them).
+int64_t PartChunkBytes(const GraphSize& size, const NiNoConfig& config,
+                       const NowcastEngineOptions& options);
 // The capacity std::vector reaches after `n` push_backs from empty (libstdc++ doubles).
 int64_t GrownCapacity(int64_t n);
 
