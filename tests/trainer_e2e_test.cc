@@ -105,6 +105,31 @@ TEST_F(TrainerE2E, AKilledRunResumesExactlyWithNiNoHistory) {
   EXPECT_EQ(Slurp(whole + "/rank0.params.sha256"), Slurp(killed + "/rank0.params.sha256"));
 }
 
+// --record_dir: the trajectory of a killed and resumed run is byte for byte the trajectory of
+// an uninterrupted run, and it holds the rows the manifest lists.
+TEST_F(TrainerE2E, RecordedTrajectoriesSurviveAKill) {
+  auto args = [&](const std::string& name) {
+    auto a = Common((tmp_ / name / "run").string(), 30);
+    a.push_back("--checkpoint_every=10");
+    a.push_back("--record_dir=" + (tmp_ / name / "traj").string());
+    return a;
+  };
+  Proc w = Start(TrainBinary(), args("whole"), {}, (tmp_ / "traj_whole.log").string());
+  ASSERT_EQ(Wait(w, 120), 0) << Slurp(w.log);
+  auto crash = args("killed");
+  crash.push_back("--testonly_crash_at_step=23");
+  Proc k = Start(TrainBinary(), crash, {}, (tmp_ / "traj_killed1.log").string());
+  ASSERT_EQ(Wait(k, 120), 3) << Slurp(k.log);
+  Proc r = Start(TrainBinary(), args("killed"), {}, (tmp_ / "traj_killed2.log").string());
+  ASSERT_EQ(Wait(r, 120), 0) << Slurp(r.log);
+  const std::string a = Slurp((tmp_ / "whole/traj/states.f16").string());
+  EXPECT_EQ(a.size(), 8u * 14378 * 2);  // steps 0, 4, ..., 28 of FM-16
+  EXPECT_EQ(a, Slurp((tmp_ / "killed/traj/states.f16").string()));
+  const std::string manifest = Slurp((tmp_ / "killed/traj/manifest.json").string());
+  EXPECT_NE(manifest.find("\"complete\": true"), std::string::npos) << manifest;
+  EXPECT_NE(manifest.find("\"states_sha256\""), std::string::npos) << manifest;
+}
+
 // A damaged checkpoint.pt in the run folder is an error naming the file, never a crash, and the
 // file is left as it was.
 TEST_F(TrainerE2E, DamagedResumeCheckpointsAreRefused) {

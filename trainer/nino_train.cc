@@ -14,39 +14,54 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/nino/tuning_flags.h"
 #include "common/runtime/allocator.h"
 #include "trainer/task.h"
-#include "common/nino/tuning_flags.h"
 #include "trainer/trainer.h"
 
 ABSL_FLAG(std::string, task, "fm16", "fm16, fm32, mlp or lm");
 ABSL_FLAG(int64_t, steps, 10000, "maximum training steps (also sets NiNo's horizon schedule)");
-ABSL_FLAG(uint64_t, seed, 1000, "seed of the weights and the batch order (same for Adam and NiNo runs)");
+ABSL_FLAG(uint64_t, seed, 1000,
+          "seed of the weights and the batch order (same for Adam and NiNo runs)");
 ABSL_FLAG(double, lr, 0, "learning rate (0: the task's default)");
-ABSL_FLAG(std::string, optimizer, "adamw", "adamw (weight decay 0 = Adam, the official setting) or sgd");
+ABSL_FLAG(std::string, optimizer, "adamw",
+          "adamw (weight decay 0 = Adam, the official setting) or sgd");
 ABSL_FLAG(int64_t, batch, 0, "global batch size over all workers (0: the task's default)");
-ABSL_FLAG(std::string, nino_ckpt, "", "NiNo checkpoint for NiNo steps; empty or 'none': plain Adam");
+ABSL_FLAG(std::string, nino_ckpt, "",
+          "NiNo checkpoint for NiNo steps; empty or 'none': plain Adam");
 ABSL_FLAG(std::string, nowcaster, "",
           "host:port of a nino_nowcaster: NiNo steps run there instead of in-process (rank 0 "
           "streams the snapshots; a failed or late nowcast becomes an ordinary optimizer step)");
-ABSL_FLAG(int64_t, nowcaster_timeout_ms, 60000, "--nowcaster: deadline of one NiNo step, uploads + Predict (1..100000)");
-ABSL_FLAG(std::string, nino_model, "nino_no_posw", "--nowcaster: name of the NiNo checkpoint the server runs");
+ABSL_FLAG(int64_t, nowcaster_timeout_ms, 60000,
+          "--nowcaster: deadline of one NiNo step, uploads + Predict (1..100000)");
+ABSL_FLAG(std::string, nino_model, "nino_no_posw",
+          "--nowcaster: name of the NiNo checkpoint the server runs");
 ABSL_FLAG(int64_t, period, 1000, "steps between NiNo steps");
 ABSL_FLAG(int64_t, ctx, 5, "parameter states per NiNo step (period/ctx steps apart)");
 ABSL_FLAG(double, k_decay, 2.0, "exponent p of the horizon schedule");
 ABSL_FLAG(int64_t, eval_every, 50, "evaluate every N steps (0: only at the end)");
 ABSL_FLAG(int64_t, log_every, 100, "progress line every N steps");
-ABSL_FLAG(std::string, out_dir, "", "run folder: metrics.jsonl, checkpoint.pt, summary.json (default runs/<task>-<adam|nino>-s<seed>)");
+ABSL_FLAG(std::string, out_dir, "",
+          "run folder: metrics.jsonl, checkpoint.pt, summary.json (default "
+          "runs/<task>-<adam|nino>-s<seed>)");
 ABSL_FLAG(int64_t, checkpoint_every, 1000, "checkpoint every N steps (0: only at the end)");
 ABSL_FLAG(bool, resume, true, "continue from <out_dir>/checkpoint.pt when it exists");
 ABSL_FLAG(bool, stop_at_target, true, "stop once the validation metric reaches the task's target");
 ABSL_FLAG(int, threads, 0, "LibTorch threads per worker (0: cores / local workers)");
-ABSL_FLAG(std::string, data_dir, "", "FashionMNIST folder (default /usr/share/datasets/fashion-mnist)");
-ABSL_FLAG(std::string, text_cache, "", "lm: where the KJV text is cached (default /tmp/nino_kjv.txt)");
+ABSL_FLAG(std::string, data_dir, "",
+          "FashionMNIST folder (default /usr/share/datasets/fashion-mnist)");
+ABSL_FLAG(std::string, text_cache, "",
+          "lm: where the KJV text is cached (default /tmp/nino_kjv.txt)");
 ABSL_FLAG(int64_t, eval_limit, 0, "evaluate on the first N examples only (0: all)");
 ABSL_FLAG(int64_t, testonly_crash_at_step, -1,
           "TEST ONLY: exit abruptly (status 3, no clean-up, no final checkpoint) after this step");
 ABSL_FLAG(bool, quiet, false, "no progress lines");
+ABSL_FLAG(
+    std::string, record_dir, "",
+    "record the parameter trajectory (float16 snapshots + manifest.json) into this folder, for "
+    "meta-training (nino_trajectories lists and checks such folders)");
+ABSL_FLAG(int64_t, record_every, 0,
+          "--record_dir: steps between snapshots (0: 4 for vision tasks, 200 for lm)");
 
 int main(int argc, char** argv) {
   nino::runtime::TuneAllocatorForTensors();
@@ -89,8 +104,11 @@ int main(int argc, char** argv) {
   }
   o.nino_tuning = nino::TuningFromFlags(o.seed);
   o.quiet = absl::GetFlag(FLAGS_quiet);
+  o.record_dir = absl::GetFlag(FLAGS_record_dir);
+  o.record_every = absl::GetFlag(FLAGS_record_every);
   if (o.out_dir.empty()) {
-    o.out_dir = absl::StrCat("runs/", o.task, nino::trainer::UsesNino(o) ? "-nino" : "-adam", "-s", o.seed);
+    o.out_dir =
+        absl::StrCat("runs/", o.task, nino::trainer::UsesNino(o) ? "-nino" : "-adam", "-s", o.seed);
   }
   bool known = false;
   for (const auto& t : nino::trainer::TaskNames()) known |= t == o.task;
@@ -104,10 +122,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: %s\n", r.status().ToString().c_str());
     return 1;
   }
-  std::printf("done: %lld steps in %.1f s (%.1f steps/s), %s; NiNo steps %lld (%lld failed); out %s\n",
-              static_cast<long long>(r->steps_done), r->seconds, r->steps_per_second,
-              r->reached_at >= 0 ? absl::StrCat("target reached at step ", r->reached_at).c_str()
-                                 : "target not reached",
-              static_cast<long long>(r->nino_steps), static_cast<long long>(r->nino_failures), o.out_dir.c_str());
+  std::printf(
+      "done: %lld steps in %.1f s (%.1f steps/s), %s; NiNo steps %lld (%lld failed); out %s\n",
+      static_cast<long long>(r->steps_done), r->seconds, r->steps_per_second,
+      r->reached_at >= 0 ? absl::StrCat("target reached at step ", r->reached_at).c_str()
+                         : "target not reached",
+      static_cast<long long>(r->nino_steps), static_cast<long long>(r->nino_failures),
+      o.out_dir.c_str());
   return 0;
 }

@@ -22,6 +22,8 @@ absl::Status ValidateTrainOptions(const TrainOptions& o) {
     return bad(absl::StrCat("--optimizer must be adamw or sgd, got '", o.optimizer, "'"));
   }
   if (o.threads < 0) return bad("--threads must be >= 0");
+  if (o.record_every < 0)
+    return bad(absl::StrCat("--record_every must be >= 0, got ", o.record_every));
   // Other ranks wait for rank 0's nowcast inside a collective, which times out after 120 s.
   if (!o.nowcaster.empty() && (o.nowcaster_timeout_ms <= 0 || o.nowcaster_timeout_ms > 100000)) {
     return bad(

@@ -37,6 +37,11 @@ struct TrainOptions {
   std::string text_cache;  // lm: KJV text cache file
   int64_t eval_limit = 0;  // >0: evaluate on a prefix of the evaluation set
   bool quiet = false;
+  // Trajectory recording for meta-training (trainer/trajectory.h): rank 0 writes the flat
+  // parameters every `record_every` steps (0: 4 for the vision tasks, 200 for the LM, as the
+  // official dataset) into `record_dir`, which a resumed run continues.
+  std::string record_dir;
+  int64_t record_every = 0;
   // Called after every training step (its checkpoint, if any, written), with the step count.
   // nino_train's test-only crash hook uses it; the library never exits the process itself.
   std::function<void(int64_t step)> after_step;

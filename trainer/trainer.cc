@@ -23,6 +23,7 @@
 #include "trainer/metrics_log.h"
 #include "trainer/task.h"
 #include "trainer/train_checkpoint.h"
+#include "trainer/trajectory.h"
 
 namespace nino::trainer {
 namespace fs = std::filesystem;
@@ -116,6 +117,13 @@ absl::StatusOr<std::shared_ptr<Nowcaster>> MakeInProcessNowcaster(
       std::make_shared<InProcessNowcaster>(std::shared_ptr<NowcastEngine>(std::move(*engine))));
 }
 
+torch::Tensor FlatParamsOf(const std::vector<torch::Tensor>& params) {
+  std::vector<torch::Tensor> f;
+  for (const auto& p : params)
+    f.push_back(p.detach().reshape({-1}).to(torch::kCPU, torch::kFloat32));
+  return torch::cat(f);
+}
+
 // One worker's run: set up, resume, loop, finish. Each method does one of these.
 class TrainingRun {
  public:
@@ -136,6 +144,8 @@ class TrainingRun {
                        double val_loss);
   void PrintProgress(int64_t step, double metric) const;
   absl::Status SaveCheckpoint(int64_t step);
+  absl::Status OpenTrajectory();
+  absl::Status RecordTrajectory();
   double Elapsed() const {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
   }
@@ -149,6 +159,8 @@ class TrainingRun {
   std::unique_ptr<torch::optim::Optimizer> base_;
   std::unique_ptr<client::NowcastOptimizer> nino_;  // null: plain optimizer steps
   std::unique_ptr<MetricsLog> metrics_;
+  std::unique_ptr<TrajectoryWriter> trajectory_;  // rank 0 with --record_dir
+  int64_t record_every_ = 0;
   std::string ckpt_path_;
   int64_t start_ = 0, step_ = 0;
   double last_loss_ = 0, eval_seconds_ = 0, eval_cpu_seconds_ = 0, cpu0_ = 0;
@@ -256,6 +268,7 @@ absl::Status TrainingRun::Resume() {
       std::printf("resumed from %s at step %lld\n", ckpt_path_.c_str(),
                   static_cast<long long>(start_));
   }
+  if (absl::Status s = OpenTrajectory(); !s.ok()) return s;
   if (main_rank()) {
     auto m = MetricsLog::Open((fs::path(o_.out_dir) / "metrics.jsonl").string(),
                               start_ > 0 ? start_ : -1);
@@ -265,8 +278,36 @@ absl::Status TrainingRun::Resume() {
   return absl::OkStatus();
 }
 
+absl::Status TrainingRun::OpenTrajectory() {
+  if (!main_rank() || o_.record_dir.empty()) return absl::OkStatus();
+  TrajectoryInfo info;
+  info.task = o_.task;
+  info.seed = o_.seed;
+  info.lr = o_.lr > 0 ? o_.lr : task_->info().lr;
+  info.optimizer = o_.optimizer;
+  info.max_steps = o_.steps;
+  record_every_ = o_.record_every > 0 ? o_.record_every : (o_.task == "lm" ? 200 : 4);
+  info.every = record_every_;
+  for (const auto& [n, p] : named_) info.params.push_back({n, p.sizes().vec()});
+  info.graph = task_->info().graph;
+  auto w = TrajectoryWriter::Open(o_.record_dir, std::move(info), start_);
+  if (!w.ok()) return w.status();
+  trajectory_ = std::move(*w);
+  return trajectory_->rows() == 0 ? trajectory_->Append(start_, FlatParamsOf(params_))
+                                  : absl::OkStatus();
+}
+
+absl::Status TrainingRun::RecordTrajectory() {
+  if (!trajectory_ || step_ % record_every_ != 0) return absl::OkStatus();
+  return trajectory_->Append(step_, FlatParamsOf(params_));
+}
+
 absl::Status TrainingRun::SaveCheckpoint(int64_t step) {
   if (!main_rank()) return absl::OkStatus();
+  // The trajectory's manifest covers at least the checkpoint's step (a resume truncates to it).
+  if (trajectory_) {
+    if (absl::Status s = trajectory_->Flush(); !s.ok()) return s;
+  }
   TrainCheckpoint c;
   c.task = o_.task;
   c.seed = o_.seed;
@@ -364,6 +405,7 @@ absl::Status TrainingRun::Loop() {
     }
     const NinoStepOutcome out = UpdateStep();
     ++step_;
+    if (auto s = RecordTrajectory(); !s.ok()) return s;
     if (out.nino_step) {
       ++sum_.nino_steps;
       if (!out.applied) ++sum_.nino_failures;
@@ -400,12 +442,7 @@ absl::StatusOr<TrainSummary> TrainingRun::Finish() {
   sum_.cpu_steps_per_second =
       (step_ - start_) / std::max(1e-9, ProcessCpuSeconds() - cpu0_ - eval_cpu_seconds_);
   if (auto s = SaveCheckpoint(step_); !s.ok()) return s;
-  torch::Tensor flat = torch::cat([&] {
-    std::vector<torch::Tensor> f;
-    for (const auto& p : params_) f.push_back(p.detach().reshape({-1}).to(torch::kFloat32));
-    return f;
-  }());
-  sum_.params_sha256 = Sha256OfTensor(flat);
+  sum_.params_sha256 = Sha256OfTensor(FlatParamsOf(params_));
   {  // Each rank records its final parameters' hash: all ranks must agree bit for bit.
     std::ofstream h(
         (fs::path(o_.out_dir) / absl::StrCat("rank", env_.rank, ".params.sha256")).string(),
@@ -447,8 +484,12 @@ absl::StatusOr<TrainSummary> TrainingRun::Finish() {
                {"nino_failures", sum_.nino_failures},
                {"nowcaster", o_.nowcaster},
                {"params_sha256", sum_.params_sha256}};
-    if (auto s = WriteJsonFile((fs::path(o_.out_dir) / "summary.json").string(), js); !s.ok())
+    if (auto s = WriteJsonFile((fs::path(o_.out_dir) / "summary.json").string(), js); !s.ok()) {
       return s;
+    }
+    if (trajectory_) {
+      if (auto s = trajectory_->Finish(js); !s.ok()) return s;
+    }
   }
   (void)dist_->Barrier();
   return sum_;
