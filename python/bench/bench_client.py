@@ -100,7 +100,7 @@ def run_case(name, address, repeat, period):
     timed(client, "_upload", uploads)
     timed(client, "_predict", predicts)
     grads = [torch.randn_like(p) * 1e-3 for p in params]
-    plain, record, nino_steps, server = [], [], [], []
+    plain, record, nino_steps, server, first_chunk, stream = [], [], [], [], [], []
     for period_i in range(repeat + 1):
         for _ in range(period):
             for p, g in zip(params, grads):
@@ -124,6 +124,8 @@ def run_case(name, address, repeat, period):
                 if period_i > 0:
                     nino_steps.append(dt)
                     server.append(client.last_nowcast_seconds)
+                    first_chunk.append(client.last_predict_timing[0])
+                    stream.append(client.last_predict_timing[1])
     opt.close()
     med = lambda xs: statistics.median(xs) * 1000 if xs else None  # noqa: E731
     background = uploads[:]  # every PutState (the NiNo step's own synchronous one included)
@@ -141,6 +143,8 @@ def run_case(name, address, repeat, period):
         # checking it) and the rest of the step (final upload, waiting, writing parameters)
         "predict_transfer_ms": round(med(predicts[1:]) - med(server), 3),
         "outside_predict_ms": round(med(nino_steps) - med(predicts[1:]), 3),
+        "predict_first_chunk_ms": round(med(first_chunk), 3),  # server compute + its sending
+        "predict_stream_ms": round(med(stream), 3),  # first chunk to checked prediction
         "crc32c": _crc32c.IMPLEMENTATION,
     }
 

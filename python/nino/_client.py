@@ -196,6 +196,7 @@ class RemoteNowcaster:
         self._held = set()  # steps of snapshots the server got from us
         self.server_k_schedule = None
         self.last_nowcast_seconds = 0.0
+        self.last_predict_timing = (0.0, 0.0)
         # Where predictions are assembled, reused: the caller copies a prediction into the
         # parameters before the next nowcast.
         self._pred_buf = None
@@ -417,9 +418,13 @@ class RemoteNowcaster:
         if self._pred_buf is None:
             self._pred_buf = torch.empty(self._num_params, dtype=torch.float32)
         assembler = PredictionAssembler(self._num_params, self._pred_buf)
+        t_start = time.monotonic()
+        t_first = None
         call = self._stub.Predict(req, timeout=self._remaining(deadline))
         try:
             for chunk in call:
+                if t_first is None:
+                    t_first = time.monotonic()
                 assembler.add(chunk)
         except NowcastFailure as e:
             call.cancel()
@@ -438,6 +443,8 @@ class RemoteNowcaster:
             raise NowcastFailure("INTERNAL", "Predict: the prediction holds NaN or Inf values")
         self._held.clear()  # the server drops the snapshots a delivered prediction used
         self.last_nowcast_seconds = assembler.nowcast_seconds  # the server's compute time
+        # (seconds to the first chunk, seconds from the first chunk to the checked result)
+        self.last_predict_timing = (t_first - t_start, time.monotonic() - t_first)
         return out
 
     def _close_job_locked(self, deadline):
