@@ -3,11 +3,14 @@
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "nino/v1/nowcaster.grpc.pb.h"
 #include "proto/wire.h"
 
@@ -29,6 +32,12 @@ void SetDeadline(grpc::ClientContext* ctx, absl::Time deadline) {
 
 // The server no longer has what the call needs (it restarted, the job was closed, a snapshot is
 // missing): register afresh and resend the context.
+// The replica cannot serve the job now (gone, or out of memory): try the next one.
+bool FailsOver(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kUnavailable ||
+         s.code() == absl::StatusCode::kResourceExhausted;
+}
+
 bool NeedsResend(const absl::Status& s) {
   return s.code() == absl::StatusCode::kFailedPrecondition ||
          s.code() == absl::StatusCode::kNotFound || s.code() == absl::StatusCode::kPermissionDenied;
@@ -47,8 +56,28 @@ std::string MakeJobId(const std::string& task, uint64_t seed) {
                       static_cast<int64_t>(std::time(nullptr)));
 }
 
+std::vector<std::string> ReplicaOrder(const std::string& job_id, const std::string& addresses) {
+  std::vector<std::pair<uint64_t, std::string>> scored;
+  for (absl::string_view a : absl::StrSplit(addresses, ',', absl::SkipWhitespace())) {
+    const std::string address(absl::StripAsciiWhitespace(a));
+    uint64_t h = 14695981039346656037ull;  // FNV-1a 64
+    for (unsigned char c : absl::StrCat(job_id, "|", address)) {
+      h ^= c;
+      h *= 1099511628211ull;
+    }
+    scored.push_back({h, address});
+  }
+  std::sort(scored.begin(), scored.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  });
+  std::vector<std::string> out;
+  for (auto& [score, address] : scored) out.push_back(std::move(address));
+  return out;
+}
+
 RemoteNowcaster::RemoteNowcaster(RemoteNowcasterOptions options)
-    : options_(std::move(options)), num_params_([this] {
+    : options_(std::move(options)),
+      num_params_([this] {
         int64_t n = 0;
         for (const auto& [name, shape] : options_.params) {
           int64_t m = 1;
@@ -56,19 +85,47 @@ RemoteNowcaster::RemoteNowcaster(RemoteNowcasterOptions options)
           n += m;
         }
         return n;
-      }()) {
+      }()),
+      replicas_(ReplicaOrder(options_.job_id, options_.address)) {
+  {
+    absl::MutexLock lock(&rpc_mu_);
+    current_job_id_ = options_.job_id;
+    ConnectLocked();
+  }
+  worker_ = std::thread([this] { UploadLoop(); });
+}
+
+void RemoteNowcaster::ConnectLocked() {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(16 << 20);
   args.SetMaxSendMessageSize(16 << 20);
   args.SetInt(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, wire::kHttp2MaxFrameBytes);
   args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, wire::kHttp2LookaheadBytes);
-  channel_ = grpc::CreateCustomChannel(options_.address, grpc::InsecureChannelCredentials(), args);
+  const std::string address = AddressLocked();
+  channel_ = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
   stub_ = v1::Nowcaster::NewStub(channel_);
-  {
-    absl::MutexLock lock(&rpc_mu_);
-    current_job_id_ = options_.job_id;
-  }
-  worker_ = std::thread([this] { UploadLoop(); });
+}
+
+bool RemoteNowcaster::FailOverLocked(const absl::Status& why, int tries) {
+  if (replicas_.size() <= 1 || tries >= static_cast<int>(replicas_.size())) return false;
+  const std::string from = replicas_[replica_];
+  replica_ = (replica_ + 1) % replicas_.size();
+  token_.clear();
+  held_steps_.clear();
+  ConnectLocked();
+  ++stats_.failovers;
+  Log(absl::StrCat("job ", current_job_id_, " moves from replica ", from, " to ",
+                   replicas_[replica_], " (", why.ToString(), ")"));
+  return true;
+}
+
+std::string RemoteNowcaster::replica() const {
+  absl::MutexLock lock(&rpc_mu_);
+  return AddressLocked();
+}
+
+const std::string& RemoteNowcaster::AddressLocked() const {
+  return replicas_.empty() ? options_.address : replicas_[replica_];
 }
 
 RemoteNowcaster::~RemoteNowcaster() {
@@ -160,6 +217,7 @@ void RemoteNowcaster::UploadLoop() {
       absl::Status s = EnsureRegisteredLocked(deadline);
       if (s.ok()) s = UploadLocked(item.step, item.values, deadline);
       if (!s.ok()) {
+        if (s.code() == absl::StatusCode::kUnavailable) (void)FailOverLocked(s, 1);
         ++stats_.upload_failures;
         Log(absl::StrCat("upload of the snapshot of step ", item.step, " failed (",
                          stats_.upload_failures,
@@ -173,6 +231,15 @@ void RemoteNowcaster::UploadLoop() {
 
 absl::Status RemoteNowcaster::EnsureRegisteredLocked(absl::Time deadline) {
   if (!token_.empty()) return absl::OkStatus();
+  absl::Status s = RegisterOnceLocked(deadline);
+  for (int tries = 1; !s.ok() && FailsOver(s) && absl::Now() < deadline && FailOverLocked(s, tries);
+       ++tries) {
+    s = RegisterOnceLocked(deadline);
+  }
+  return s;
+}
+
+absl::Status RemoteNowcaster::RegisterOnceLocked(absl::Time deadline) {
   v1::RegisterJobRequest req;
   req.set_job_id(current_job_id_);
   for (const auto& [name, shape] : options_.params) {
@@ -198,9 +265,8 @@ absl::Status RemoteNowcaster::EnsureRegisteredLocked(absl::Time deadline) {
   grpc::ClientContext ctx;
   SetDeadline(&ctx, std::min(deadline, absl::Now() + options_.rpc_timeout));
   v1::RegisterJobResponse resp;
-  absl::Status s =
-      FromGrpc(stub_->RegisterJob(&ctx, req, &resp),
-               absl::StrCat("RegisterJob ", current_job_id_, " at ", options_.address));
+  absl::Status s = FromGrpc(stub_->RegisterJob(&ctx, req, &resp),
+                            absl::StrCat("RegisterJob ", current_job_id_, " at ", AddressLocked()));
   if (s.ok() && resp.num_params() != num_params_) {
     s = absl::InternalError(absl::StrCat("RegisterJob: the server counts ", resp.num_params(),
                                          " parameters, the trainer ", num_params_));
@@ -218,7 +284,7 @@ absl::Status RemoteNowcaster::EnsureRegisteredLocked(absl::Time deadline) {
     max_chunk_bytes_ = std::min(max_chunk_bytes_, resp.max_chunk_bytes());
   held_steps_.clear();
   ++stats_.registrations;
-  Log(absl::StrCat("registered job ", current_job_id_, " at ", options_.address, " (",
+  Log(absl::StrCat("registered job ", current_job_id_, " at ", AddressLocked(), " (",
                    resp.num_params(), " parameters, graph ",
                    resp.graph_ready()
                        ? absl::StrCat(resp.num_nodes(), " nodes / ", resp.num_edges(), " edges")
@@ -325,11 +391,16 @@ absl::StatusOr<torch::Tensor> RemoteNowcaster::NowcastLocked(const torch::Tensor
       s = UploadLocked(st, states[i], deadline);
     }
   }
+  // A replica that went away mid-call: the job moves to the next one (then the resend below).
+  auto fail_over = [&](const absl::Status& e) {
+    return e.code() == absl::StatusCode::kUnavailable && FailOverLocked(e, 1);
+  };
   if (s.ok()) {
     auto pred = PredictLocked(step, k, deadline);
-    if (pred.ok() || !NeedsResend(pred.status())) return pred;
+    if (pred.ok()) return pred;
     s = pred.status();
-  } else if (!NeedsResend(s) && s.code() != absl::StatusCode::kInvalidArgument) {
+    if (!NeedsResend(s) && !fail_over(s)) return s;
+  } else if (!NeedsResend(s) && s.code() != absl::StatusCode::kInvalidArgument && !fail_over(s)) {
     return s;
   }
   if (absl::Now() >= deadline) return s;

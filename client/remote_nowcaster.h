@@ -1,5 +1,12 @@
-// RemoteNowcaster: the trainer's side of the nino.v1 nowcaster protocol. Used on rank 0 only,
-// as the inner nowcaster of the trainer's BroadcastNowcaster.
+// RemoteNowcaster: the client side of the nino.v1 nowcaster protocol for one training job. Used
+// on rank 0 only, as the inner nowcaster of the data-parallel transaction (nowcast_transaction.h).
+//
+//  * Replicas: `address` is one "host:port" or a comma-separated list of nowcaster replicas. The
+//    job's replica order is fixed by rendezvous hashing of its job id (ReplicaOrder: stable when
+//    replicas come and go; every replica is tried at most once per call). A replica that is
+//    unavailable, refuses the job for lack of memory (RESOURCE_EXHAUSTED) or has lost it sends
+//    the job to the next replica: the client registers there and resends the context it holds.
+//    Predictions are fenced by job id, step and k, so an answer for anything else is refused.
 //
 //  * The job is registered lazily (first upload or nowcast); a failure is logged and counted
 //    and registration is tried again at the next use. Training never stops for the nowcaster.
@@ -59,6 +66,10 @@ struct RemoteNowcasterOptions {
 // "<task>-s<seed>-p<pid>-t<unix seconds>", characters the server accepts.
 std::string MakeJobId(const std::string& task, uint64_t seed);
 
+// The comma-separated `addresses` (empty entries dropped, spaces trimmed) in the order the job
+// `job_id` tries them: descending FNV-1a-64 score of "<job_id>|<address>" (rendezvous hashing).
+std::vector<std::string> ReplicaOrder(const std::string& job_id, const std::string& addresses);
+
 class RemoteNowcaster : public Nowcaster {
  public:
   explicit RemoteNowcaster(RemoteNowcasterOptions options);
@@ -83,10 +94,13 @@ class RemoteNowcaster : public Nowcaster {
     int64_t registrations = 0, register_failures = 0;
     int64_t uploads = 0, upload_failures = 0, uploads_dropped = 0;
     int64_t predictions = 0, prediction_failures = 0, context_resends = 0;
+    int64_t failovers = 0;                   // moves to the next replica
     double last_server_nowcast_seconds = 0;  // the server's own time for the last prediction
   };
   Stats stats() const;
   std::string job_id() const;
+  // The replica the job is on (or will register with next).
+  std::string replica() const;
 
  private:
   struct Pending {
@@ -104,11 +118,22 @@ class RemoteNowcaster : public Nowcaster {
                                               absl::Time deadline)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(rpc_mu_);
   void Log(const std::string& line) const;
+  const std::string& AddressLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(rpc_mu_);
+  // Connects to replicas_[replica_].
+  void ConnectLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(rpc_mu_);
+  // Moves the job to the next replica (forgetting its registration there); false when there is
+  // only one replica or `tries` replicas were already tried.
+  bool FailOverLocked(const absl::Status& why, int tries) ABSL_EXCLUSIVE_LOCKS_REQUIRED(rpc_mu_);
+  absl::Status RegisterOnceLocked(absl::Time deadline) ABSL_EXCLUSIVE_LOCKS_REQUIRED(rpc_mu_);
 
   const RemoteNowcasterOptions options_;
   const int64_t num_params_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::Nowcaster::StubInterface> stub_;
+  const std::vector<std::string> replicas_;  // in the job's rendezvous order
+
+  mutable absl::Mutex rpc_mu_;
+  size_t replica_ ABSL_GUARDED_BY(rpc_mu_) = 0;
+  std::shared_ptr<grpc::Channel> channel_ ABSL_GUARDED_BY(rpc_mu_);
+  std::unique_ptr<v1::Nowcaster::StubInterface> stub_ ABSL_GUARDED_BY(rpc_mu_);
 
   mutable absl::Mutex queue_mu_;
   std::deque<Pending> queue_ ABSL_GUARDED_BY(queue_mu_);
@@ -117,7 +142,6 @@ class RemoteNowcaster : public Nowcaster {
   int64_t nino_step_ ABSL_GUARDED_BY(queue_mu_) = -1;
   int64_t dropped_ ABSL_GUARDED_BY(queue_mu_) = 0;
 
-  mutable absl::Mutex rpc_mu_;
   int incarnation_ ABSL_GUARDED_BY(rpc_mu_) = 0;  // job id suffix after a re-registration
   std::string current_job_id_ ABSL_GUARDED_BY(rpc_mu_);
   std::string token_ ABSL_GUARDED_BY(rpc_mu_);  // empty: not registered

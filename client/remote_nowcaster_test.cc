@@ -3,10 +3,13 @@
 #include "client/remote_nowcaster.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "common/nino/nino_model.h"
@@ -22,15 +25,25 @@ const std::vector<std::pair<std::string, std::vector<int64_t>>> kFm16 = {
     {"fc.4.weight", {32, 32, 3, 3}}, {"fc.4.bias", {32}},
     {"fc.8.weight", {10, 32}},       {"fc.8.bias", {10}}};
 
+// A synthetic WNN+ model (the client does not care which NiNo runs): no ../shared needed.
 std::string Checkpoint() {
-  const char* env = std::getenv("NINO_SHARED_DIR");
-  const std::string shared = env && *env ? env : NINO_SHARED_DIR_DEFAULT;
-  return shared + "/reference/checkpoints/nino_mlp.pt";
+  static const std::string path = [] {
+    const std::string p = (std::filesystem::temp_directory_path() /
+                           absl::StrCat("remote_nowcaster_test_", getpid(), ".pt"))
+                              .string();
+    NiNoConfig c;
+    c.gnn = false;
+    auto m = NiNoModel::Synthetic(c, 3);
+    if (!m.ok() || !m->Save(p).ok()) return std::string("synthetic model could not be written");
+    return p;
+  }();
+  return path;
 }
 
 absl::StatusOr<std::unique_ptr<nowcaster::NowcasterServer>> StartServer(
-    const std::string& address) {
+    const std::string& address, int64_t memory_budget_bytes = 0) {
   nowcaster::NowcasterOptions o;
+  if (memory_budget_bytes > 0) o.memory_budget_bytes = memory_budget_bytes;
   o.address = address;
   o.metrics_port = 0;
   o.threads = 1;
@@ -66,9 +79,6 @@ torch::Tensor States(int64_t num_params, int seed) {
 class RemoteNowcasterTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!std::filesystem::exists(Checkpoint())) {
-      GTEST_SKIP() << "official checkpoint absent: " << Checkpoint() << " (set NINO_SHARED_DIR)";
-    }
     auto model = NiNoModel::Load(Checkpoint());
     ASSERT_TRUE(model.ok()) << model.status();
     auto table = MakeParamTable(kFm16);
@@ -147,6 +157,90 @@ TEST_F(RemoteNowcasterTest, NoServerIsABoundedError) {
   // Wrong-sized input is refused before any call.
   EXPECT_EQ(client.Nowcast(torch::zeros({2, 3}), 1).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ReplicaOrder, RendezvousHashingIsStable) {
+  const std::string job = "fm16-s1-p1-t1";
+  const auto order = ReplicaOrder(job, "a:1,b:2, c:3,,d:4");
+  ASSERT_EQ(order.size(), 4u);
+  // The same set in another order, or with spaces, gives the same order.
+  EXPECT_EQ(ReplicaOrder(job, "d:4,c:3,b:2,a:1"), order);
+  // Removing a replica keeps the others' relative order (a job moves only if its replica left).
+  std::vector<std::string> rest(order.begin() + 1, order.end());
+  std::string joined;
+  for (const auto& a : rest) joined += a + ",";
+  EXPECT_EQ(ReplicaOrder(job, joined), rest);
+  // Different jobs spread over replicas.
+  std::set<std::string> firsts;
+  for (int i = 0; i < 40; ++i)
+    firsts.insert(ReplicaOrder(absl::StrCat("job", i), "a:1,b:2,c:3,d:4")[0]);
+  EXPECT_GE(firsts.size(), 3u);
+}
+
+TEST_F(RemoteNowcasterTest, AKilledReplicaSendsTheJobToTheNextOne) {
+  std::vector<std::unique_ptr<nowcaster::NowcasterServer>> servers;
+  std::string addresses;
+  for (int i = 0; i < 3; ++i) {
+    auto s = StartServer("127.0.0.1:0");
+    ASSERT_TRUE(s.ok()) << s.status();
+    addresses += absl::StrCat(i ? "," : "", "127.0.0.1:", (*s)->port());
+    servers.push_back(std::move(*s));
+  }
+  RemoteNowcasterOptions o = ClientOptions(addresses);
+  RemoteNowcaster client(o);
+  const std::vector<std::string> order = ReplicaOrder(o.job_id, addresses);
+  const torch::Tensor s1 = States(num_params_, 1);
+  auto got1 = Step(client, s1, 19, 7);
+  ASSERT_TRUE(got1.ok()) << got1.status();
+  EXPECT_EQ(client.replica(), order[0]);
+  for (auto& s : servers) {
+    if (absl::StrCat("127.0.0.1:", s->port()) == order[0]) s->Shutdown();
+  }
+  const torch::Tensor s2 = States(num_params_, 2);
+  auto expected2 = engine_->Nowcast(s2, 3);
+  ASSERT_TRUE(expected2.ok());
+  auto got2 = Step(client, s2, 39, 3);
+  ASSERT_TRUE(got2.ok()) << got2.status();
+  EXPECT_LT((*got2 - *expected2).abs().max().item<double>(), 1e-6);
+  EXPECT_EQ(client.replica(), order[1]);
+  EXPECT_GE(client.stats().failovers, 1);
+  EXPECT_EQ(client.stats().predictions, 2);
+}
+
+TEST_F(RemoteNowcasterTest, AReplicaWithoutMemoryPassesTheJobOn) {
+  // Which of two replicas comes first depends on the job id: give that one no memory.
+  auto a = StartServer("127.0.0.1:0");
+  ASSERT_TRUE(a.ok());
+  const std::string addr_a = absl::StrCat("127.0.0.1:", (*a)->port());
+  auto probe = StartServer("127.0.0.1:0");
+  ASSERT_TRUE(probe.ok());
+  const int port_b = (*probe)->port();
+  (*probe)->Shutdown();
+  probe->reset();
+  const std::string addr_b = absl::StrCat("127.0.0.1:", port_b);
+  RemoteNowcasterOptions o = ClientOptions(addr_a + "," + addr_b);
+  const auto order = ReplicaOrder(o.job_id, o.address);
+  // The first in order: a budget of 1 KiB (RESOURCE_EXHAUSTED); the second: the default.
+  std::unique_ptr<nowcaster::NowcasterServer> small, big;
+  if (order[0] == addr_a) {
+    a->reset();
+    auto s = StartServer(addr_a, 1024);
+    ASSERT_TRUE(s.ok()) << s.status();
+    small = std::move(*s);
+    auto b = StartServer(addr_b);
+    ASSERT_TRUE(b.ok()) << b.status();
+    big = std::move(*b);
+  } else {
+    big = std::move(*a);
+    auto s = StartServer(addr_b, 1024);
+    ASSERT_TRUE(s.ok()) << s.status();
+    small = std::move(*s);
+  }
+  RemoteNowcaster client(o);
+  auto got = Step(client, States(num_params_, 4), 19, 5);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(client.replica(), order[1]);
+  EXPECT_GE(client.stats().failovers, 1);
 }
 
 }  // namespace

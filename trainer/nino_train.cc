@@ -29,9 +29,11 @@ ABSL_FLAG(std::string, optimizer, "adamw",
 ABSL_FLAG(int64_t, batch, 0, "global batch size over all workers (0: the task's default)");
 ABSL_FLAG(std::string, nino_ckpt, "",
           "NiNo checkpoint for NiNo steps; empty or 'none': plain Adam");
-ABSL_FLAG(std::string, nowcaster, "",
-          "host:port of a nino_nowcaster: NiNo steps run there instead of in-process (rank 0 "
-          "streams the snapshots; a failed or late nowcast becomes an ordinary optimizer step)");
+ABSL_FLAG(
+    std::string, nowcaster, "",
+    "host:port of a nino_nowcaster, or several comma-separated replicas (rendezvous placement, "
+    "failover): NiNo steps run there instead of in-process (rank 0 "
+    "streams the snapshots; a failed or late nowcast becomes an ordinary optimizer step)");
 ABSL_FLAG(int64_t, nowcaster_timeout_ms, 60000,
           "--nowcaster: deadline of one NiNo step, uploads + Predict (1..100000)");
 ABSL_FLAG(std::string, nino_model, "nino_no_posw",
