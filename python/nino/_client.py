@@ -1,6 +1,6 @@
 """The Python side of the nino.v1 nowcaster protocol (rank 0 only).
 
-Mirrors trainer/nowcast_client.cc (RemoteNowcaster) call for call:
+Mirrors client/remote_nowcaster.cc (RemoteNowcaster) call for call:
 
 * The job is registered lazily (first upload or nowcast) or eagerly by `register()`; a failure is
   logged and counted and registration is tried again at the next use.
