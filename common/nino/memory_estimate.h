@@ -15,7 +15,7 @@
 //                  including the caller's stacked [ctx, P] context: scaling copies, the gathered
 //                  edge features [E, F*ctx], the edge state [E, hid] (float32 or bfloat16), node
 //                  features, the per-chunk temporaries (rows from the chunk options), the head
-//                  output and the unscaled prediction. Upper bound within ~25% of the measured
+//                  output and the unscaled prediction. Upper bound within 35% of the measured
 //                  tensor peak (memory_estimate_test).
 //   heap_slack_bytes  resident memory a nowcast adds beyond its live tensors: glibc serves
 //                  blocks up to 32 MiB from the heap (runtime::TuneAllocatorForTensors), and the

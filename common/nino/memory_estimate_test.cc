@@ -1,5 +1,5 @@
 // CountGraph against the real graph builders (exact), and the memory estimate against a real
-// NowcastEngine: kept bytes exact, a nowcast's working memory an upper bound within 25% of the
+// NowcastEngine: kept bytes exact, a nowcast's working memory an upper bound within 35% of the
 // tensor bytes LibTorch's CPU allocator actually holds at the peak.
 #include "common/nino/memory_estimate.h"
 
@@ -271,7 +271,9 @@ class EngineMemoryTest : public ::testing::Test {
                 static_cast<long long>(est->nowcast_bytes), static_cast<long long>(measured),
                 ratio);
     EXPECT_GE(ratio, 1.0) << "the estimate must bound the measured peak";
-    EXPECT_LE(ratio, 1.25) << "the estimate is too loose";
+    // 1.04-1.09 measured with NiNoModel::Forward's out-of-place chunk arithmetic, 1.10-1.30
+    // with its in-place variant (fewer temporaries per chunk row than the 5h counted).
+    EXPECT_LE(ratio, 1.35) << "the estimate is too loose";
   }
 
   std::shared_ptr<const NiNoModel> model_;
