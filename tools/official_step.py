@@ -1,9 +1,15 @@
 #!/usr/bin/env python3
-"""Tries one OFFICIAL NiNo step (SamsungSAILMontreal/nino @ 84fb0cf, in ../shared/reference/official_nino, run
-through ../shared/reference/cpu_shim) on the transformer benchmark models of nino_bench: gpt2-3-64 (GPT-2 3 layers,
-d 64, 4 heads, vocabulary 50257, context 1024) and llama-tiny (4 layers, d 128, 4 heads, 2 KV heads, SwiGLU 344,
-vocabulary 8192, untied lm_head). For measurement only: nothing here is official code, and nothing of the official
-code is copied into the project; it is imported from the shared folder at run time.
+"""Times one OFFICIAL NiNo step (SamsungSAILMontreal/nino @ 84fb0cf, in ../shared/reference/official_nino, run
+through ../shared/reference/cpu_shim) on the benchmark models of nino_bench: fm16 (the official FM-16 Net), mlp512
+(nn.Sequential 784-512-512-512-10, the same 932,362 parameters and 934,696 edges as nino_bench's mlp512), gpt2-3-64
+(GPT-2 3 layers, d 64, 4 heads, vocabulary 50257, context 1024) and llama-tiny (4 layers, d 128, 4 heads, 2 KV
+heads, SwiGLU 344, vocabulary 8192, untied lm_head). For measurement only: nothing here is official code, and nothing
+of the official code is copied into the project; it is imported from the shared folder at run time.
+
+For fm16 and mlp512 the step is set up and timed as ../shared/reference/official_bench/time_official_step.py does
+(same models, same synthetic states base + 0.01 i noise, NiNo.step() at step 1000 of 10,000, k = 40); this script
+also reports the process CPU time of each step (time.process_time), which, unlike the wall time, is not inflated
+when other processes share the machine (at one thread).
 
 The shim has no HuggingFace models (its `transformers` is a stub with marker classes), so the model here is a plain
 nn.Module whose parameters carry the HF names and shapes (GPT-2 Conv1D layout: [in, out]; Llama: nn.Linear
@@ -12,7 +18,7 @@ fields NiNo.set_model reads (n_head; num_attention_heads, num_key_value_heads), 
 NeuralGraphGPT / NeuralGraphLlama exactly as for a real HF model. Timed as time_official_step.py times FM-16: one
 NiNo.step() at step 1000 of 10,000 (k = 40), after a warm-up; graph + LPE build reported separately.
 
-Usage: /usr/bin/python3 tools/official_step_transformer.py --model gpt2-3-64|llama-tiny [--threads 1] [--reps 1]
+Usage: /usr/bin/python3 tools/official_step.py --model fm16|mlp512|gpt2-3-64|llama-tiny [--threads 1] [--reps 1]
 Prints one line 'RESULT {json}'.
 """
 
@@ -28,7 +34,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get('NINO_SHARED_DIR', os.path.join(ROOT, '..', 'shared'))
 REF = os.path.join(SHARED, 'reference')
 ap = argparse.ArgumentParser()
-ap.add_argument('--model', default='gpt2-3-64', choices=['gpt2-3-64', 'llama-tiny'])
+ap.add_argument('--model', default='gpt2-3-64', choices=['fm16', 'mlp512', 'gpt2-3-64', 'llama-tiny'])
 ap.add_argument('--threads', type=int, default=1)
 ap.add_argument('--reps', type=int, default=1)
 ap.add_argument('--warmup', type=int, default=1)
@@ -101,7 +107,15 @@ def make_model(base_cls, shapes, config):
 
 
 cfg = Config()
-if A.model == 'gpt2-3-64':
+torch.manual_seed(0)
+if A.model == 'fm16':
+    from utils import Net, VISION_TASKS  # noqa: E402  (official, imported at run time)
+    model = Net(**VISION_TASKS['FM-16']['net_args'])
+elif A.model == 'mlp512':
+    nn = torch.nn
+    model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
+                          nn.Linear(512, 10))
+elif A.model == 'gpt2-3-64':
     cfg.n_head = 4
     model = make_model(transformers.GPT2PreTrainedModel, gpt2_shapes(50257, 1024, 64, 3), cfg)
 else:
@@ -130,23 +144,27 @@ def set_flat(flat):
         i += n
 
 
-times = []
+times, cpu = [], []
 with torch.no_grad():
     for rep in range(A.warmup + A.reps):
         set_flat(ctx[4])
         opt.states = [s.clone() for s in ctx[:4]]
         opt.step_idx = 999
         t = time.perf_counter()
+        c = time.process_time()
         opt.step()
         dt = time.perf_counter() - t
+        dc = time.process_time() - c
         assert opt.states == [] and opt.step_idx == 1000, 'NiNo step did not fire'
-        print(f'step {rep}: {dt:.2f} s', file=sys.stderr, flush=True)
+        if A.model not in ('fm16',):
+            print(f'step {rep}: {dt:.2f} s', file=sys.stderr, flush=True)
         if rep >= A.warmup:
             times.append(dt)
+            cpu.append(dc)
 pred = torch.cat([q.data.view(-1) for q in model.parameters()])
 res = dict(case=A.model, ckpt=A.ckpt, graph=type(opt.graph).__name__, threads=torch.get_num_threads(), params=P,
-           nodes=N, edges=E, graph_build_incl_lpe_s=round(t_build, 3), step_s_median=round(statistics.median(times), 3),
-           step_s=[round(v, 3) for v in times], warmup=A.warmup,
+           nodes=N, edges=E, graph_build_incl_lpe_s=round(t_build, 3), step_s_median=round(statistics.median(times), 5),
+           step_cpu_s_median=round(statistics.median(cpu), 5), step_s=[round(v, 5) for v in times], warmup=A.warmup,
            peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
            pred_finite=bool(torch.isfinite(pred).all()), load_avg=os.getloadavg())
 print('RESULT ' + json.dumps(res), flush=True)
