@@ -8,7 +8,8 @@ checks what a cluster would only find out at run time:
     port; the c10d environment of the Indexed Job (RANK from the completion index, WORLD_SIZE =
     completions = parallelism, LOCAL_RANK=0, MASTER_ADDR = <job>-0.<headless Service>,
     MASTER_PORT = that Service's port and the container's);
-  * one image per overlay, with the overlay's tag; the Secret names the Deployment mounts are
+  * one image per overlay, with the overlay's tag, whose Dockerfile (deploy/docker) builds the
+    binary the container runs and copies it and the checkpoint to the paths the args use; the Secret names the Deployment mounts are
     the ones deploy/k8s/secrets generates;
   * the GPU overlay requests nvidia.com/gpu and passes --device=cuda (the CPU one neither);
   * PDB/HPA/Services select the Deployment's pods; the HPA's metric is one the daemon exports
@@ -205,18 +206,48 @@ def check_trainer(docs, where, tflags, grpc_port):
         mp = int(env.get("MASTER_PORT", "0"))
         check(any(p["port"] == mp and resolve_port([c], p.get("targetPort", p["port"])) == mp for p in s["spec"]["ports"]),
               "%s: MASTER_PORT %d is the rendezvous Service's port and the container's" % (where, mp))
-    # --nowcaster HOST:PORT names a Service that reaches the nowcaster's gRPC port.
-    host, port = kc.flag_value(c["args"], "nowcaster").rsplit(":", 1)
-    target = kc.find(docs, "Service", host.split(".")[0])
-    check(len(target) == 1, "%s: --nowcaster host %s is a Service" % (where, host))
-    if target:
-        dep = kc.one(docs, "Deployment", NOWCASTER)
-        ok = any(p["port"] == int(port) and resolve_port(kc.pod_spec(dep)["containers"], p.get("targetPort", p["port"])) == grpc_port
-                 for p in target[0]["spec"]["ports"])
-        check(ok, "%s: --nowcaster %s:%s does not reach the nowcaster's gRPC port %d" % (where, host, port, grpc_port))
+    # --nowcaster HOST:PORT[,HOST:PORT...] (the clients fail over along a list): each names a
+    # Service (or a pod of a headless one) that reaches the nowcaster's gRPC port.
+    dep = kc.one(docs, "Deployment", NOWCASTER)
+    for entry in kc.flag_value(c["args"], "nowcaster").split(","):
+        host, port = entry.strip().rsplit(":", 1)
+        names = host.split(".")
+        svc_name = names[1] if len(names) > 1 and kc.find(docs, "Service", names[1]) else names[0]
+        target = kc.find(docs, "Service", svc_name)
+        check(len(target) == 1, "%s: --nowcaster host %s is a Service" % (where, host))
+        if target:
+            ok = any(p["port"] == int(port) and resolve_port(kc.pod_spec(dep)["containers"], p.get("targetPort", p["port"])) == grpc_port
+                     for p in target[0]["spec"]["ports"])
+            check(ok, "%s: --nowcaster %s does not reach the nowcaster's gRPC port %d" % (where, entry, grpc_port))
     threads = int(kc.flag_value(c["args"], "threads") or 0)
     check(0 < threads <= quantity_cpu(c["resources"]["limits"]["cpu"]), "%s: trainer --threads within the CPU limit" % where)
     return job
+
+
+DOCKERFILES = {"cpu": "Dockerfile.cpu", "gpu": "Dockerfile.cuda"}
+
+
+def check_dockerfile(docs, where, overlay):
+    """The paths the containers use exist in the image that overlay names."""
+    path = os.path.join(ROOT, "deploy", "docker", DOCKERFILES[overlay])
+    with open(path) as f:
+        text = f.read()
+    # COPY --from=build /out/bin/ /opt/nino/bin/ etc.: the image's folders.
+    dirs = set(re.findall(r"^COPY --from=build \S+ (/\S+?)/?$", text, re.M))
+    for d in docs:
+        if d.get("kind") not in ("Deployment", "Job"):
+            continue
+        for c in kc.pod_spec(d)["containers"]:
+            wanted = [c["command"][0]]
+            model = kc.flag_value(c.get("args", []), "nino_model")
+            if model:
+                wanted += [m.split("=", 1)[-1] for m in model.split(",") if "/" in m]
+            for w in wanted:
+                check(any(w.startswith(x.rstrip("/") + "/") for x in dirs),
+                      "%s: %s is not in a folder %s copies into the image (%s)" % (where, w, DOCKERFILES[overlay], sorted(dirs)))
+            for w in wanted[1:]:
+                check(os.path.basename(w) in text, "%s: %s does not put %s into the image" % (where, DOCKERFILES[overlay], os.path.basename(w)))
+            check(os.path.basename(c["command"][0]) in text, "%s: %s does not build %s" % (where, DOCKERFILES[overlay], os.path.basename(c["command"][0])))
 
 
 def check_images(docs, where, tag):
@@ -305,6 +336,7 @@ def main():
             check_gpu(where, overlay, c)
             check_trainer(docs, where, tflags, grpc_port)
             check_images(docs, where, OVERLAY_TAGS[overlay])
+            check_dockerfile(docs, where, overlay)
     else:
         skipped.append("rendering the overlays with kubectl kustomize: " + why)
         # Still check the un-rendered base files (no images, namespaces, overlays or patches).
