@@ -2,6 +2,14 @@
 
 Mirrors client/remote_nowcaster.cc (RemoteNowcaster) call for call:
 
+* Replicas: `address` is one "host:port" or a comma-separated list of nowcaster replicas. The
+  job's replica order is fixed by rendezvous hashing of its job id (`replica_order`, identical
+  to C++ ReplicaOrder, so a job id maps to the same replica from either client). A replica that
+  is unavailable or refuses the job for lack of memory (RESOURCE_EXHAUSTED) at registration sends
+  the job to the next one (each replica tried at most once per call, within the deadline); a
+  background upload or a NiNo step's PutState/Predict that finds the replica UNAVAILABLE moves
+  the job to the next replica, where the NiNo step registers afresh and resends the context.
+
 * The job is registered lazily (first upload or nowcast) or eagerly by `register()`; a failure is
   logged and counted and registration is tried again at the next use.
 * `state_recorded()` queues a snapshot and returns at once; a worker thread streams it to the
@@ -36,6 +44,42 @@ _HTTP2_LOOKAHEAD_BYTES = 16 << 20
 REFUSAL_CODES = frozenset({"INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "UNIMPLEMENTED"})
 # The server no longer has what the call needs: register afresh and resend the context.
 _RESEND_CODES = frozenset({"FAILED_PRECONDITION", "NOT_FOUND", "PERMISSION_DENIED"})
+# The replica cannot take the job now (gone, or out of memory): registration tries the next one.
+_FAILOVER_CODES = frozenset({"UNAVAILABLE", "RESOURCE_EXHAUSTED"})
+
+_FNV64_OFFSET = 14695981039346656037
+_FNV64_PRIME = 1099511628211
+_MASK64 = (1 << 64) - 1
+_ASCII_WHITESPACE = " \t\n\v\f\r"  # absl::StripAsciiWhitespace's set
+
+
+def split_replicas(addresses):
+    """The entries of the comma-separated `addresses`: spaces trimmed, empty entries dropped."""
+    out = []
+    for a in addresses.split(","):
+        a = a.strip(_ASCII_WHITESPACE)
+        if a:
+            out.append(a)
+    return out
+
+
+def fnv1a64(data):
+    """FNV-1a 64 of `data` (bytes): xor each byte, then multiply, modulo 2^64."""
+    h = _FNV64_OFFSET
+    for c in data:
+        h = ((h ^ c) * _FNV64_PRIME) & _MASK64
+    return h
+
+
+def replica_order(job_id, addresses):
+    """The replicas of the comma-separated `addresses` in the order job `job_id` tries them:
+    descending FNV-1a-64 score of the UTF-8 bytes of "<job_id>|<address>", ties by address
+    ascending (rendezvous hashing; identical to C++ nino::client::ReplicaOrder)."""
+    scored = [(fnv1a64(("%s|%s" % (job_id, a)).encode("utf-8")), a)
+              for a in split_replicas(addresses)]
+    # Descending score, then ascending address (as bytes, like std::string's operator<).
+    scored.sort(key=lambda sa: (-sa[0], sa[1].encode("utf-8")))
+    return [a for _, a in scored]
 
 if sys.byteorder != "little":  # the wire format is little-endian float32
     raise ImportError("nino: the nowcaster wire format needs a little-endian machine")
@@ -158,9 +202,12 @@ class RemoteNowcaster:
                  k_decay, lpe_seed, timeout, rpc_timeout=30.0):
         import grpc
 
-        self._pb2, pb2_grpc = load_stubs()
+        self._pb2, self._pb2_grpc = load_stubs()
         self._grpc = grpc
-        self.address = address
+        # The job's rendezvous order (fixed by the first job id, as in C++); a single address
+        # that does not parse as a list is used as it is.
+        self.replicas = replica_order(job_id, address) or [address]
+        self._replica = 0  # index in self.replicas of the replica the job is on
         self._base_job_id = job_id
         self._params = params
         self._num_params = sum(_numel(shape) for _, shape, _ in params)
@@ -169,18 +216,8 @@ class RemoteNowcaster:
         self._max_train_steps, self._k_decay, self._lpe_seed = max_train_steps, k_decay, lpe_seed
         self._timeout = timeout
         self._rpc_timeout = rpc_timeout
-        self._channel = grpc.insecure_channel(address, options=[
-            ("grpc.max_receive_message_length", 16 << 20),
-            ("grpc.max_send_message_length", 16 << 20),
-            ("grpc.http2.max_frame_size", _HTTP2_MAX_FRAME_BYTES),
-            ("grpc.http2.lookahead_bytes", _HTTP2_LOOKAHEAD_BYTES),
-            # A restarted server is found again within seconds, not after gRPC's default
-            # backoff of up to two minutes (a NiNo step would fail meanwhile).
-            ("grpc.initial_reconnect_backoff_ms", 200),
-            ("grpc.min_reconnect_backoff_ms", 200),
-            ("grpc.max_reconnect_backoff_ms", 5000),
-        ])
-        self._stub = pb2_grpc.NowcasterStub(self._channel)
+        self._channel = None
+        self._connect_locked()
 
         self._cv = threading.Condition()  # guards the queue fields
         self._queue = collections.deque()  # (step, flat float32 CPU tensor), at most ctx
@@ -204,7 +241,7 @@ class RemoteNowcaster:
         # upload may hold that for rpc_timeout) and the copy never sees the dict grow.
         self._stats = dict.fromkeys(("registrations", "register_failures", "uploads",
                                      "upload_failures", "predictions", "prediction_failures",
-                                     "context_resends"), 0)
+                                     "context_resends", "failovers"), 0)
         self._failures_without_lock = 0
         self._closed = False
 
@@ -216,6 +253,11 @@ class RemoteNowcaster:
     @property
     def job_id(self):
         return self._job_id  # one attribute read: no lock (an upload may hold the RPC lock)
+
+    @property
+    def address(self):
+        """The replica the job is on (or will register with next)."""
+        return self.replicas[self._replica]  # no lock: one attribute read
 
     def stats(self):
         """Counters; never blocks on an RPC in flight."""
@@ -317,6 +359,40 @@ class RemoteNowcaster:
     def _remaining(self, deadline):
         return max(0.001, deadline - time.monotonic())
 
+    def _connect_locked(self):
+        """A channel to self.address (the current replica); the previous one is closed."""
+        old = self._channel
+        self._channel = self._grpc.insecure_channel(self.address, options=[
+            ("grpc.max_receive_message_length", 16 << 20),
+            ("grpc.max_send_message_length", 16 << 20),
+            ("grpc.http2.max_frame_size", _HTTP2_MAX_FRAME_BYTES),
+            ("grpc.http2.lookahead_bytes", _HTTP2_LOOKAHEAD_BYTES),
+            # A restarted server is found again within seconds, not after gRPC's default
+            # backoff of up to two minutes (a NiNo step would fail meanwhile).
+            ("grpc.initial_reconnect_backoff_ms", 200),
+            ("grpc.min_reconnect_backoff_ms", 200),
+            ("grpc.max_reconnect_backoff_ms", 5000),
+        ])
+        self._stub = self._pb2_grpc.NowcasterStub(self._channel)
+        if old is not None:
+            old.close()
+
+    def _fail_over_locked(self, why, tries):
+        """Moves the job to the next replica (forgetting its registration there); False when
+        there is only one replica or `tries` replicas were already tried (C++ FailOverLocked)."""
+        n = len(self.replicas)
+        if n <= 1 or tries >= n:
+            return False
+        src = self.address
+        self._replica = (self._replica + 1) % n
+        self._token = ""
+        self._held.clear()
+        self._connect_locked()
+        self._stats["failovers"] += 1
+        log.warning("nowcaster client: job %s moves from replica %s to %s (%s; %d failovers so "
+                    "far)", self._job_id, src, self.address, why, self._stats["failovers"])
+        return True
+
     def _upload_loop(self):
         while True:
             with self._cv:
@@ -332,6 +408,8 @@ class RemoteNowcaster:
                         self._ensure_registered(deadline)
                         self._upload(step, flat, deadline)
                     except Exception as e:  # noqa: BLE001  logged and counted; resent later
+                        if isinstance(e, NowcastFailure) and e.code == "UNAVAILABLE":
+                            self._fail_over_locked(e, 1)
                         self._stats["upload_failures"] += 1
                         log.warning("nowcaster client: upload of the snapshot of step %d failed "
                                     "(%d so far; the NiNo step resends it): %s", step,
@@ -342,8 +420,22 @@ class RemoteNowcaster:
                     self._cv.notify_all()
 
     def _ensure_registered(self, deadline):
+        """Registers the job unless it is registered; an unavailable replica or one without
+        memory for it sends it to the next one (each tried once, within the deadline)."""
         if self._token:
             return
+        tries = 1
+        while True:
+            try:
+                self._register_once(deadline)
+                return
+            except NowcastFailure as err:
+                if (err.code not in _FAILOVER_CODES or time.monotonic() >= deadline or
+                        not self._fail_over_locked(err, tries)):
+                    raise
+                tries += 1
+
+    def _register_once(self, deadline):
         pb2 = self._pb2
         req = pb2.RegisterJobRequest(
             job_id=self._job_id, nino_model=self._nino_model, period=self._period, ctx=self._ctx,
@@ -457,6 +549,11 @@ class RemoteNowcaster:
         self._token = ""
         self._held.clear()
 
+    def _fail_over_on(self, err):
+        """A replica that went away mid-call: the job moves to the next one (then the caller
+        registers there afresh and resends the context)."""
+        return err.code == "UNAVAILABLE" and self._fail_over_locked(err, 1)
+
     def _nowcast_locked(self, states, k, step, deadline):
         interval = self._period // self._ctx
 
@@ -477,13 +574,14 @@ class RemoteNowcaster:
                 self._upload(st, states[i], deadline)
         except NowcastFailure as e:
             err = e
-            if err.code not in _RESEND_CODES and err.code != "INVALID_ARGUMENT":
+            if not (err.code in _RESEND_CODES or err.code == "INVALID_ARGUMENT" or
+                    self._fail_over_on(err)):
                 raise
         if err is None:
             try:
                 return self._predict(step, k, deadline)
             except NowcastFailure as e:
-                if e.code not in _RESEND_CODES:
+                if not (e.code in _RESEND_CODES or self._fail_over_on(e)):
                     raise
                 err = e
         if time.monotonic() >= deadline:
@@ -491,7 +589,7 @@ class RemoteNowcaster:
         # The server lacks the context: a fresh job, the whole context uploaded now, one retry.
         self._stats["context_resends"] += 1
         log.warning("nowcaster client: the server lacks the context of step %d (%s); registering "
-                    "afresh and resending %d snapshots", step, err, self._ctx)
+                    "afresh at %s and resending %d snapshots", step, err, self.address, self._ctx)
         self._close_job_locked(min(deadline, time.monotonic() + 2.0))
         self._incarnation += 1
         self._job_id = "%s-r%d" % (self._base_job_id, self._incarnation)

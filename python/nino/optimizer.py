@@ -55,8 +55,28 @@ def _check_int(name, value, minimum):
 
 
 def _check_address(address):
+    """`address`: one "host:port" (or "unix:PATH") or a comma-separated list of them (replicas;
+    spaces trimmed, empty entries dropped). Returns the list of replicas."""
     if not isinstance(address, str):
         raise TypeError("nowcaster must be a 'host:port' string, got %s" % type(address).__name__)
+    replicas = _client.split_replicas(address)
+    if len(replicas) == 1 and replicas[0] == address:
+        return [_check_one_address(address)]
+    if not replicas:
+        raise ValueError("nowcaster must be 'host:port' (port 1..65535), 'unix:PATH' or a "
+                         "comma-separated list of them, got %r" % address)
+    for a in replicas:
+        try:
+            _check_one_address(a)
+        except ValueError:
+            raise ValueError("nowcaster: replica %r of %r is not 'host:port' (port 1..65535) or "
+                             "'unix:PATH'" % (a, address)) from None
+    if len(set(replicas)) != len(replicas):
+        raise ValueError("nowcaster lists a replica twice: %r" % address)
+    return replicas
+
+
+def _check_one_address(address):
     if address.startswith("unix:") and len(address) > len("unix:"):
         return address
     host, sep, port = address.rpartition(":")
@@ -117,7 +137,9 @@ def _dtype_enum(pb2, dtype):
 
 class NowcastOptimizer(torch.optim.Optimizer):
     """Wraps `optimizer` (any torch.optim.Optimizer over `model`'s parameters) with NiNo steps
-    served by the nino_nowcaster at `nowcaster` ("host:port").
+    served by the nino_nowcaster at `nowcaster` ("host:port", or a comma-separated list of
+    replicas "host1:port,host2:port,...": the job goes to the first of them in its rendezvous
+    order, and on to the next one when that one is unavailable or has no memory for it).
 
     Args:
       period: optimizer calls between NiNo steps (1000); a multiple of ctx.
@@ -232,6 +254,9 @@ class NowcastOptimizer(torch.optim.Optimizer):
                     log.warning("nino: the nowcaster at %s is not reachable now (%s); training "
                                 "goes on and registration is retried at the next snapshot",
                                 nowcaster, e)
+            if self._client.stats()["failovers"]:
+                log.info("nino: job %s is on nowcaster replica %s (order %s)",
+                         self._client.job_id, self._client.address, self._client.replicas)
         if self._dist:  # every rank takes the same decision
             flag = torch.tensor([1.0 if refused else 0.0], device=self._device)
             torch.distributed.broadcast(flag, src=0)
@@ -322,10 +347,22 @@ class NowcastOptimizer(torch.optim.Optimizer):
         return self._client.job_id if self._client else None
 
     @property
+    def replica(self):
+        """The nowcaster replica ("host:port") the job is on or registers with next (rank 0;
+        None on other ranks)."""
+        return self._client.address if self._client else None
+
+    @property
+    def replicas(self):
+        """The nowcaster replicas in the job's rendezvous order (rank 0; None elsewhere)."""
+        return list(self._client.replicas) if self._client else None
+
+    @property
     def stats(self):
         """Counters: nino_steps, nino_applied, nino_failures, and on rank 0 the client's
         registrations, register_failures, uploads, upload_failures, uploads_dropped,
-        predictions, prediction_failures, context_resends."""
+        predictions, prediction_failures, context_resends, failovers (moves of the job to the
+        next nowcaster replica)."""
         s = dict(self._counts)
         if self._client is not None:
             s.update(self._client.stats())

@@ -101,6 +101,65 @@ class AssemblerTest(unittest.TestCase):
         self.expect(bad, "INVALID_ARGUMENT", "empty data")
 
 
+class ReplicaOrderTest(unittest.TestCase):
+    def test_fnv1a64(self):
+        # The published FNV-1a 64 test vectors.
+        self.assertEqual(_client.fnv1a64(b""), 0xCBF29CE484222325)
+        self.assertEqual(_client.fnv1a64(b"a"), 0xAF63DC4C8601EC8C)
+        self.assertEqual(_client.fnv1a64(b"foobar"), 0x85944171F73967E8)
+        self.assertEqual(_client.fnv1a64(b"fm16-s1-p1-t1|a:1"), 337454665261071616)
+
+    def test_fixed_vectors_of_the_cpp_definition(self):
+        # Computed from the definition (descending FNV-1a-64 of "<job_id>|<address>", ties by
+        # address) and checked against client/remote_nowcaster.cc's ReplicaOrder, compiled.
+        loopback = "127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053"
+        vectors = [
+            ("fm16-s1-p1-t1", "a:1,b:2, c:3,,d:4", ["c:3", "b:2", "d:4", "a:1"]),
+            ("job-1", loopback, ["127.0.0.1:50052", "127.0.0.1:50053", "127.0.0.1:50051"]),
+            ("job-2", loopback, ["127.0.0.1:50051", "127.0.0.1:50053", "127.0.0.1:50052"]),
+            ("trainer-s0-p42-t1700000000",
+             " 10.0.0.1:7000 , 10.0.0.2:7000,10.0.0.3:7000,10.0.0.4:7000, ",
+             ["10.0.0.1:7000", "10.0.0.3:7000", "10.0.0.4:7000", "10.0.0.2:7000"]),
+            ("mnist-run", "h:1,h:2,h:3,h:4,h:5", ["h:5", "h:4", "h:3", "h:2", "h:1"]),
+            ("x", "host:1,host:1", ["host:1", "host:1"]),  # a tie: by address
+        ]
+        for job, addresses, expected in vectors:
+            self.assertEqual(_client.replica_order(job, addresses), expected, job)
+
+    def test_stability(self):
+        # The properties C++ ReplicaOrder.RendezvousHashingIsStable checks.
+        job = "fm16-s1-p1-t1"
+        order = _client.replica_order(job, "a:1,b:2, c:3,,d:4")
+        self.assertEqual(len(order), 4)
+        self.assertEqual(_client.replica_order(job, "d:4,c:3,b:2,a:1"), order)
+        self.assertEqual(_client.replica_order(job, ",".join(order[1:]) + ","), order[1:])
+        firsts = {_client.replica_order("job%d" % i, "a:1,b:2,c:3,d:4")[0] for i in range(40)}
+        self.assertGreaterEqual(len(firsts), 3)
+        self.assertEqual(_client.replica_order(job, " , "), [])
+        self.assertEqual(_client.split_replicas(" a:1 ,\tb:2,, "), ["a:1", "b:2"])
+
+    def test_registration_skips_an_unavailable_replica(self):
+        server = FakeNowcaster("ok")
+        dead = "127.0.0.1:%d" % free_port()
+        addresses = "%s,%s" % (server.address, dead)
+        # A job id whose rendezvous order puts the dead replica first.
+        job = next("unit-%d" % i for i in range(100)
+                   if _client.replica_order("unit-%d" % i, addresses)[0] == dead)
+        try:
+            model = MLP()
+            opt = make_opt(model, addresses, timeout=5.0, job_id=job)
+            self.assertEqual(opt.replicas, [dead, server.address])
+            self.assertEqual(opt.replica, server.address)
+            train(opt, model, data(), 20, always_backward=True)
+            s = opt.stats
+            opt.close()
+        finally:
+            server.stop()
+        self.assertEqual((s["failovers"], s["register_failures"], s["registrations"]), (1, 1, 1))
+        self.assertEqual((s["nino_applied"], s["context_resends"]), (1, 0))
+        self.assertEqual(sorted(server.states), [3, 7, 11, 15, 19])
+
+
 class ArgumentTest(unittest.TestCase):
     def setUp(self):
         self.model = MLP()
@@ -122,8 +181,29 @@ class ArgumentTest(unittest.TestCase):
         self.value_error("job_id must be", job_id="bad id with spaces")
         self.value_error("seed must be >= 0", seed=-1)
         self.value_error("nino_model must be a non-empty", nino_model="")
-        for address in ("localhost", "host:port", "host:0", "host:70000", ":50051", ""):
+        for address in ("localhost", "host:port", "host:0", "host:70000", ":50051", "", " , ,"):
             self.value_error("nowcaster must be 'host:port'", address=address)
+        self.value_error("replica 'host' of 'a:1,host' is not 'host:port'", address="a:1,host")
+        self.value_error("nowcaster lists a replica twice", address="a:1, a:1")
+
+    def test_replica_lists(self):
+        dead = ["127.0.0.1:%d" % free_port() for _ in range(3)]
+        opt = make_opt(self.model, " %s ,%s,,%s, " % tuple(dead), timeout=2.0)
+        try:
+            self.assertEqual(opt.replicas, _client.replica_order(opt.job_id, ",".join(dead)))
+            self.assertEqual(sorted(opt.replicas), sorted(dead))
+            self.assertIn(opt.replica, dead)
+            # Construction tried every replica once (all refuse connections) and went on.
+            self.assertEqual(opt.stats["register_failures"], 3)
+            self.assertEqual(opt.stats["failovers"], 2)
+        finally:
+            opt.close()
+        single = make_opt(self.model, self.addr, timeout=2.0)
+        try:
+            self.assertEqual((single.replica, single.replicas), (self.addr, [self.addr]))
+            self.assertEqual(single.stats["failovers"], 0)
+        finally:
+            single.close()
 
     def test_bad_types(self):
         with self.assertRaisesRegex(TypeError, "optimizer must be a torch.optim.Optimizer"):
