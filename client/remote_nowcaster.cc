@@ -56,16 +56,27 @@ std::string MakeJobId(const std::string& task, uint64_t seed) {
                       static_cast<int64_t>(std::time(nullptr)));
 }
 
+uint64_t ReplicaScore(const std::string& job_id, const std::string& address) {
+  uint64_t h = 14695981039346656037ull;  // FNV-1a 64
+  for (unsigned char c : absl::StrCat(job_id, "|", address)) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  // MurmurHash3's finalizer: FNV-1a alone barely moves the high bits for a change in the last
+  // characters, so sequential ports would keep their listed order for most jobs.
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ull;
+  h ^= h >> 33;
+  return h;
+}
+
 std::vector<std::string> ReplicaOrder(const std::string& job_id, const std::string& addresses) {
   std::vector<std::pair<uint64_t, std::string>> scored;
   for (absl::string_view a : absl::StrSplit(addresses, ',', absl::SkipWhitespace())) {
     const std::string address(absl::StripAsciiWhitespace(a));
-    uint64_t h = 14695981039346656037ull;  // FNV-1a 64
-    for (unsigned char c : absl::StrCat(job_id, "|", address)) {
-      h ^= c;
-      h *= 1099511628211ull;
-    }
-    scored.push_back({h, address});
+    scored.push_back({ReplicaScore(job_id, address), address});
   }
   std::sort(scored.begin(), scored.end(), [](const auto& a, const auto& b) {
     return a.first != b.first ? a.first > b.first : a.second < b.second;

@@ -67,8 +67,11 @@ struct RemoteNowcasterOptions {
 std::string MakeJobId(const std::string& task, uint64_t seed);
 
 // The comma-separated `addresses` (empty entries dropped, spaces trimmed) in the order the job
-// `job_id` tries them: descending FNV-1a-64 score of "<job_id>|<address>" (rendezvous hashing).
+// `job_id` tries them: descending ReplicaScore, ties by address (rendezvous hashing; the Python
+// client's nino._client.replica_order is the same function).
 std::vector<std::string> ReplicaOrder(const std::string& job_id, const std::string& addresses);
+// fmix64(FNV-1a-64) of the bytes of "<job_id>|<address>".
+uint64_t ReplicaScore(const std::string& job_id, const std::string& address);
 
 class RemoteNowcaster : public Nowcaster {
  public:

@@ -71,11 +71,27 @@ def fnv1a64(data):
     return h
 
 
+def fmix64(k):
+    """MurmurHash3's 64-bit finalizer: every input bit reaches every output bit."""
+    k ^= k >> 33
+    k = (k * 0xFF51AFD7ED558CCD) & _MASK64
+    k ^= k >> 33
+    k = (k * 0xC4CEB9FE1A85EC53) & _MASK64
+    k ^= k >> 33
+    return k
+
+
+def replica_score(job_id, address):
+    """fmix64(FNV-1a-64) of the UTF-8 bytes of "<job_id>|<address>"."""
+    return fmix64(fnv1a64(("%s|%s" % (job_id, address)).encode("utf-8")))
+
+
 def replica_order(job_id, addresses):
     """The replicas of the comma-separated `addresses` in the order job `job_id` tries them:
-    descending FNV-1a-64 score of the UTF-8 bytes of "<job_id>|<address>", ties by address
-    ascending (rendezvous hashing; identical to C++ nino::client::ReplicaOrder)."""
-    scored = [(fnv1a64(("%s|%s" % (job_id, a)).encode("utf-8")), a)
+    descending replica_score, ties by address ascending (rendezvous hashing; identical to C++
+    nino::client::ReplicaOrder). The finalizer spreads jobs evenly even over addresses that
+    differ only in their last characters (sequential ports), which plain FNV-1a does not."""
+    scored = [(replica_score(job_id, a), a)
               for a in split_replicas(addresses)]
     # Descending score, then ascending address (as bytes, like std::string's operator<).
     scored.sort(key=lambda sa: (-sa[0], sa[1].encode("utf-8")))

@@ -110,19 +110,20 @@ class ReplicaOrderTest(unittest.TestCase):
         self.assertEqual(_client.fnv1a64(b"fm16-s1-p1-t1|a:1"), 337454665261071616)
 
     def test_fixed_vectors_of_the_cpp_definition(self):
-        # Computed from the definition (descending FNV-1a-64 of "<job_id>|<address>", ties by
-        # address) and checked against client/remote_nowcaster.cc's ReplicaOrder, compiled.
+        # Computed from the definition (descending fmix64(FNV-1a-64) of "<job_id>|<address>",
+        # ties by address); client/remote_nowcaster_test.cc pins the same vectors for C++.
         loopback = "127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053"
         vectors = [
-            ("fm16-s1-p1-t1", "a:1,b:2, c:3,,d:4", ["c:3", "b:2", "d:4", "a:1"]),
-            ("job-1", loopback, ["127.0.0.1:50052", "127.0.0.1:50053", "127.0.0.1:50051"]),
-            ("job-2", loopback, ["127.0.0.1:50051", "127.0.0.1:50053", "127.0.0.1:50052"]),
+            ("fm16-s1-p1-t1", "a:1,b:2, c:3,,d:4", ["a:1", "d:4", "b:2", "c:3"]),
+            ("job-1", loopback, ["127.0.0.1:50051", "127.0.0.1:50053", "127.0.0.1:50052"]),
+            ("job-2", loopback, ["127.0.0.1:50053", "127.0.0.1:50052", "127.0.0.1:50051"]),
             ("trainer-s0-p42-t1700000000",
              " 10.0.0.1:7000 , 10.0.0.2:7000,10.0.0.3:7000,10.0.0.4:7000, ",
-             ["10.0.0.1:7000", "10.0.0.3:7000", "10.0.0.4:7000", "10.0.0.2:7000"]),
-            ("mnist-run", "h:1,h:2,h:3,h:4,h:5", ["h:5", "h:4", "h:3", "h:2", "h:1"]),
+             ["10.0.0.4:7000", "10.0.0.2:7000", "10.0.0.3:7000", "10.0.0.1:7000"]),
+            ("mnist-run", "h:1,h:2,h:3,h:4,h:5", ["h:1", "h:3", "h:2", "h:4", "h:5"]),
             ("x", "host:1,host:1", ["host:1", "host:1"]),  # a tie: by address
         ]
+        self.assertEqual(_client.replica_score("fm16-s1-p1-t1", "a:1"), 16166860272966390669)
         for job, addresses, expected in vectors:
             self.assertEqual(_client.replica_order(job, addresses), expected, job)
 
@@ -135,6 +136,11 @@ class ReplicaOrderTest(unittest.TestCase):
         self.assertEqual(_client.replica_order(job, ",".join(order[1:]) + ","), order[1:])
         firsts = {_client.replica_order("job%d" % i, "a:1,b:2,c:3,d:4")[0] for i in range(40)}
         self.assertGreaterEqual(len(firsts), 3)
+        # Even over sequential ports: each of 3 replicas comes first for >= 25% of 300 jobs.
+        loopback = "127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053"
+        firsts = [_client.replica_order("job%d" % i, loopback)[0] for i in range(300)]
+        for a in loopback.split(","):
+            self.assertGreaterEqual(firsts.count(a), 75, a)
         self.assertEqual(_client.replica_order(job, " , "), [])
         self.assertEqual(_client.split_replicas(" a:1 ,\tb:2,, "), ["a:1", "b:2"])
 
