@@ -144,6 +144,9 @@ class RemoteNowcaster : public Nowcaster {
   bool stop_ ABSL_GUARDED_BY(queue_mu_) = false;
   int64_t nino_step_ ABSL_GUARDED_BY(queue_mu_) = -1;
   int64_t dropped_ ABSL_GUARDED_BY(queue_mu_) = 0;
+  // Uploaded snapshot buffers kept for the next StateRecorded (at most 2).
+  std::vector<torch::Tensor> free_ ABSL_GUARDED_BY(queue_mu_);
+  void RecycleLocked(torch::Tensor buffer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_);
 
   int incarnation_ ABSL_GUARDED_BY(rpc_mu_) = 0;  // job id suffix after a re-registration
   std::string current_job_id_ ABSL_GUARDED_BY(rpc_mu_);

@@ -29,7 +29,7 @@ const std::vector<std::pair<std::string, std::vector<int64_t>>> kFm16 = {
 // A synthetic WNN+ model (the client does not care which NiNo runs): no ../shared needed.
 std::string Checkpoint() {
   static const std::string path = [] {
-    const std::string p = (std::filesystem::temp_directory_path() /
+    const std::string p = (std::filesystem::path(::testing::TempDir()) /
                            absl::StrCat("remote_nowcaster_test_", getpid(), ".pt"))
                               .string();
     NiNoConfig c;

@@ -34,7 +34,7 @@ class ResidualMlpExample : public ::testing::Test {
   void SetUp() override {
     if (!fs::exists("/usr/share/datasets/fashion-mnist"))
       GTEST_SKIP() << "install dataset-fashion-mnist";
-    tmp_ = fs::temp_directory_path() / ("nino_example_" + std::to_string(getpid()));
+    tmp_ = fs::path(::testing::TempDir()) / ("nino_example_" + std::to_string(getpid()));
     fs::create_directories(tmp_);
   }
   void TearDown() override {

@@ -43,7 +43,7 @@ class NowcasterE2E : public ::testing::Test {
       GTEST_SKIP() << "official checkpoint nino_no_posw.pt absent under " << SharedDir()
                    << "/reference/checkpoints (set NINO_SHARED_DIR)";
     }
-    tmp_ = fs::temp_directory_path() / ("nino_nowcaster_e2e_" + std::to_string(getpid()));
+    tmp_ = fs::path(::testing::TempDir()) / ("nino_nowcaster_e2e_" + std::to_string(getpid()));
     fs::create_directories(tmp_);
   }
   void TearDown() override {

@@ -29,7 +29,7 @@ class TrainerE2E : public ::testing::Test {
     if (!fs::exists("/usr/share/datasets/fashion-mnist") && !std::getenv("NINO_FASHION_MNIST_DIR")) {
       GTEST_SKIP() << "FashionMNIST absent: install dataset-fashion-mnist (tools/setup.sh)";
     }
-    tmp_ = fs::temp_directory_path() / ("nino_e2e_" + std::to_string(getpid()));
+    tmp_ = fs::path(::testing::TempDir()) / ("nino_e2e_" + std::to_string(getpid()));
     fs::create_directories(tmp_);
   }
   void TearDown() override {

@@ -21,7 +21,7 @@ std::vector<nlohmann::json> ReadLines(const std::string& path) {
 
 TEST(MetricsLog, LinesAreValidJsonWhateverTheStrings) {
   const std::string path =
-      (fs::temp_directory_path() / ("metrics_" + std::to_string(getpid()) + ".jsonl")).string();
+      (fs::path(::testing::TempDir()) / ("metrics_" + std::to_string(getpid()) + ".jsonl")).string();
   auto log = MetricsLog::Open(path, -1);
   ASSERT_TRUE(log.ok());
   ASSERT_TRUE((*log)
@@ -38,7 +38,7 @@ TEST(MetricsLog, LinesAreValidJsonWhateverTheStrings) {
 
 TEST(MetricsLog, AResumedRunKeepsTheLinesUpToItsStep) {
   const std::string path =
-      (fs::temp_directory_path() / ("metrics_r_" + std::to_string(getpid()) + ".jsonl")).string();
+      (fs::path(::testing::TempDir()) / ("metrics_r_" + std::to_string(getpid()) + ".jsonl")).string();
   {
     std::ofstream out(path);
     out << "{\"step\":10,\"loss\":1}\n{\"step\":20}\nnot json\n{\"nostep\":1}\n{\"step\":30}\n";
@@ -56,7 +56,7 @@ TEST(MetricsLog, AResumedRunKeepsTheLinesUpToItsStep) {
 
 TEST(WriteJsonFile, ReplacesAtomicallyAndRefusesBadPaths) {
   const std::string path =
-      (fs::temp_directory_path() / ("summary_" + std::to_string(getpid()) + ".json")).string();
+      (fs::path(::testing::TempDir()) / ("summary_" + std::to_string(getpid()) + ".json")).string();
   ASSERT_TRUE(WriteJsonFile(path, {{"a", 1}}).ok());
   ASSERT_TRUE(WriteJsonFile(path, {{"a", 2}}).ok());
   std::ifstream in(path);

@@ -18,7 +18,7 @@ using io::PickleValue;
 class TrainCheckpointTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("nino_ckpt_test_" + std::to_string(getpid()));
+    dir_ = fs::path(::testing::TempDir()) / ("nino_ckpt_test_" + std::to_string(getpid()));
     fs::create_directories(dir_);
     path_ = (dir_ / "checkpoint.pt").string();
   }

@@ -13,7 +13,7 @@ namespace fs = std::filesystem;
 class TrajectoryTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = (fs::temp_directory_path() / ("nino_traj_" + std::to_string(getpid()))).string();
+    dir_ = (fs::path(::testing::TempDir()) / ("nino_traj_" + std::to_string(getpid()))).string();
     fs::remove_all(dir_);
   }
   void TearDown() override { fs::remove_all(dir_); }

@@ -51,13 +51,13 @@ struct NinoOptimizerOptions {
 };
 
 struct NinoStepOutcome {
-  int64_t step_idx = 0;        // index of this call (0-based)
-  bool state_recorded = false; // a snapshot was appended in this call
-  bool nino_step = false;      // this call was a NiNo step
-  bool applied = false;        // the prediction replaced the parameters
+  int64_t step_idx = 0;         // index of this call (0-based)
+  bool state_recorded = false;  // a snapshot was appended in this call
+  bool nino_step = false;       // this call was a NiNo step
+  bool applied = false;         // the prediction replaced the parameters
   int k = 0;
   double nowcast_seconds = 0;
-  absl::Status status;         // why a NiNo step was not applied
+  absl::Status status;  // why a NiNo step was not applied
 };
 
 class NinoOptimizer {
@@ -80,7 +80,8 @@ class NinoOptimizer {
   // Writes a flat vector [P] into the parameters. INVALID_ARGUMENT on a size mismatch.
   absl::Status SetFlatParams(const torch::Tensor& flat);
 
-  // For checkpoint/resume: the call counter and the recorded states (each [P]).
+  // For checkpoint/resume: the call counter and the recorded states (each [P]; rows of one
+  // reused [ctx, P] buffer, so they are overwritten in the next period: copy what you keep).
   int64_t step_idx() const { return step_idx_; }
   const std::vector<torch::Tensor>& history() const { return history_; }
   absl::Status Restore(int64_t step_idx, std::vector<torch::Tensor> history);
@@ -96,7 +97,13 @@ class NinoOptimizer {
   std::vector<int> schedule_;
   int64_t step_idx_ = 0;
   int64_t num_params_ = 0;
-  std::vector<torch::Tensor> history_;
+  std::vector<torch::Tensor> history_;  // rows of context_
+  // The recorded states live in one [ctx, P] buffer, reused every period: a NiNo step hands it
+  // to the nowcaster without stacking (ctx x P floats of fresh memory per step otherwise).
+  torch::Tensor context_;
+  torch::Tensor ContextRow(int64_t i);
+  // Copies the current flat parameters into row i and returns it.
+  torch::Tensor RecordRow(int64_t i);
 };
 
 }  // namespace nino
