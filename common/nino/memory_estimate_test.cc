@@ -20,6 +20,7 @@
 #include "common/nino/neural_graph.h"
 #include "common/nino/nino_model.h"
 #include "common/nino/nowcast_engine.h"
+#include "common/nino/test_layouts.h"
 
 namespace nino {
 namespace {
@@ -33,12 +34,7 @@ Shapes Mlp(int64_t in, int64_t hid, int64_t out) {
           {"fc.2.bias", {hid}},       {"fc.4.weight", {out, hid}}, {"fc.4.bias", {out}}};
 }
 
-Shapes Fm16() {
-  return {{"fc.0.weight", {16, 1, 3, 3}},  {"fc.0.bias", {16}},
-          {"fc.2.weight", {32, 16, 3, 3}}, {"fc.2.bias", {32}},
-          {"fc.4.weight", {32, 32, 3, 3}}, {"fc.4.bias", {32}},
-          {"fc.8.weight", {10, 32}},       {"fc.8.bias", {10}}};
-}
+Shapes Fm16() { return testing::Fm16Layout(); }
 
 // An MLP with a norm gain and bias between layers (auxiliary nodes shift the targets).
 Shapes MlpWithNorm() {
@@ -47,29 +43,7 @@ Shapes MlpWithNorm() {
 }
 
 Shapes Gpt2(int L, int64_t d, int64_t V, int64_t Ppos, int64_t Fb, bool lnf = true) {
-  Shapes s;
-  if (V) s.push_back({"transformer.wte.weight", {V, d}});
-  if (Ppos) s.push_back({"transformer.wpe.weight", {Ppos, d}});
-  for (int b = 0; b < L; ++b) {
-    const std::string h = "transformer.h." + std::to_string(b) + ".";
-    s.push_back({h + "ln_1.weight", {d}});
-    s.push_back({h + "ln_1.bias", {d}});
-    s.push_back({h + "attn.c_attn.weight", {d, 3 * d}});
-    s.push_back({h + "attn.c_attn.bias", {3 * d}});
-    s.push_back({h + "attn.c_proj.weight", {d, d}});
-    s.push_back({h + "attn.c_proj.bias", {d}});
-    s.push_back({h + "ln_2.weight", {d}});
-    s.push_back({h + "ln_2.bias", {d}});
-    s.push_back({h + "mlp.c_fc.weight", {d, Fb}});
-    s.push_back({h + "mlp.c_fc.bias", {Fb}});
-    s.push_back({h + "mlp.c_proj.weight", {Fb, d}});
-    s.push_back({h + "mlp.c_proj.bias", {d}});
-  }
-  if (lnf) {
-    s.push_back({"transformer.ln_f.weight", {d}});
-    s.push_back({"transformer.ln_f.bias", {d}});
-  }
-  return s;
+  return testing::Gpt2Layout(L, d, V, Ppos, Fb, lnf);
 }
 
 Shapes Llama(int64_t V, int64_t d, int64_t L, int64_t H, int64_t KV, int64_t ff, bool tied) {

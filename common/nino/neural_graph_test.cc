@@ -4,6 +4,8 @@
 
 #include <map>
 
+#include "common/nino/test_layouts.h"
+
 namespace nino {
 namespace {
 
@@ -22,40 +24,14 @@ std::map<int64_t, int64_t> TypeCounts(const NeuralGraph& g) {
 }
 
 Shapes Mlp() {
-  return {{"fc.0.weight", {32, 784}}, {"fc.0.bias", {32}}, {"fc.2.weight", {32, 32}},
+  return {{"fc.0.weight", {32, 784}}, {"fc.0.bias", {32}},       {"fc.2.weight", {32, 32}},
           {"fc.2.bias", {32}},        {"fc.4.weight", {10, 32}}, {"fc.4.bias", {10}}};
 }
 
-Shapes Fm16() {
-  return {{"fc.0.weight", {16, 1, 3, 3}}, {"fc.0.bias", {16}}, {"fc.2.weight", {32, 16, 3, 3}},
-          {"fc.2.bias", {32}},            {"fc.4.weight", {32, 32, 3, 3}}, {"fc.4.bias", {32}},
-          {"fc.8.weight", {10, 32}},      {"fc.8.bias", {10}}};
-}
+Shapes Fm16() { return testing::Fm16Layout(); }
 
 Shapes Gpt2(int L, int64_t d, int64_t V, int64_t Ppos, int64_t Fb, bool lnf = true) {
-  Shapes s;
-  if (V) s.push_back({"transformer.wte.weight", {V, d}});
-  if (Ppos) s.push_back({"transformer.wpe.weight", {Ppos, d}});
-  for (int b = 0; b < L; ++b) {
-    const std::string h = "transformer.h." + std::to_string(b) + ".";
-    s.push_back({h + "ln_1.weight", {d}});
-    s.push_back({h + "ln_1.bias", {d}});
-    s.push_back({h + "attn.c_attn.weight", {d, 3 * d}});
-    s.push_back({h + "attn.c_attn.bias", {3 * d}});
-    s.push_back({h + "attn.c_proj.weight", {d, d}});
-    s.push_back({h + "attn.c_proj.bias", {d}});
-    s.push_back({h + "ln_2.weight", {d}});
-    s.push_back({h + "ln_2.bias", {d}});
-    s.push_back({h + "mlp.c_fc.weight", {d, Fb}});
-    s.push_back({h + "mlp.c_fc.bias", {Fb}});
-    s.push_back({h + "mlp.c_proj.weight", {Fb, d}});
-    s.push_back({h + "mlp.c_proj.bias", {d}});
-  }
-  if (lnf) {
-    s.push_back({"transformer.ln_f.weight", {d}});
-    s.push_back({"transformer.ln_f.bias", {d}});
-  }
-  return s;
+  return testing::Gpt2Layout(L, d, V, Ppos, Fb, lnf);
 }
 
 TEST(GenericGraph, MlpMatchesTheSpecWorkedExample) {
@@ -106,11 +82,13 @@ TEST(GenericGraph, Fm16ConvEdgesCarryTheirKernelInSlots) {
 }
 
 TEST(GenericGraph, BatchNormParametersBecomeAuxiliaryNodes) {
-  Shapes s = {{"c.0.weight", {4, 3, 3, 3}}, {"c.0.bias", {4}}, {"c.1.weight", {4}}, {"c.1.bias", {4}},
-              {"c.3.weight", {2, 4}}, {"c.3.bias", {2}}};
+  Shapes s = {{"c.0.weight", {4, 3, 3, 3}}, {"c.0.bias", {4}},
+              {"c.1.weight", {4}},          {"c.1.bias", {4}},
+              {"c.3.weight", {2, 4}},       {"c.3.bias", {2}}};
   auto g = BuildGenericGraph(Table(s));
   ASSERT_TRUE(g.ok()) << g.status();
-  // Nodes: 3 inputs, aux(conv bias)=3, aux(bn w)=4, aux(bn b)=5, 4 channels 6..9, aux(fc bias)=10, 2 logits.
+  // Nodes: 3 inputs, aux(conv bias)=3, aux(bn w)=4, aux(bn b)=5, 4 channels 6..9, aux(fc bias)=10,
+  // 2 logits.
   EXPECT_EQ(g->num_nodes, 13);
   auto c = TypeCounts(*g);
   EXPECT_EQ(c[kEdgeNormWeight], 4);
@@ -127,8 +105,8 @@ TEST(GenericGraph, RejectsLayoutsItCannotMap) {
   EXPECT_FALSE(first_1d.ok());
   auto bad_bias = BuildGenericGraph(Table({{"a.weight", {8, 4}}, {"a.bias", {7}}}));
   EXPECT_FALSE(bad_bias.ok());
-  auto split_module = BuildGenericGraph(
-      Table({{"a.weight", {8, 4}}, {"b.weight", {8, 8}}, {"a.bias", {8}}}));
+  auto split_module =
+      BuildGenericGraph(Table({{"a.weight", {8, 4}}, {"b.weight", {8, 8}}, {"a.bias", {8}}}));
   EXPECT_FALSE(split_module.ok());
   EXPECT_FALSE(BuildGenericGraph({}).ok());
   EXPECT_FALSE(MakeParamTable({{"x", {2}}, {"x", {3}}}).ok());
@@ -147,7 +125,10 @@ TEST(Gpt2Graph, MatchesTheSpecWorkedExample) {
 }
 
 TEST(Gpt2Graph, EdgeCountFollowsTheClosedForm) {
-  struct Cfg { int L; int64_t d, H, V, P, Fb; };
+  struct Cfg {
+    int L;
+    int64_t d, H, V, P, Fb;
+  };
   for (Cfg c : {Cfg{2, 6, 2, 5, 3, 24}, Cfg{3, 24, 4, 50, 16, 40}, Cfg{1, 8, 1, 10, 4, 32},
                 Cfg{3, 24, 2, 0, 0, 96}}) {
     auto g = BuildGpt2Graph(Table(Gpt2(c.L, c.d, c.V, c.P, c.Fb)), c.H);
@@ -155,7 +136,8 @@ TEST(Gpt2Graph, EdgeCountFollowsTheClosedForm) {
     const int64_t nodes = c.V + c.P + c.L * (4 * c.d + c.Fb + c.H + 10) + 2 + c.d;
     EXPECT_EQ(g->num_nodes, nodes);
     const int64_t edges = c.V * c.d + c.P * c.d +
-                          c.L * (4 * c.d * c.d + 2 * c.d * c.Fb + c.Fb + 13 * c.d) + 2 * c.d + nodes;
+                          c.L * (4 * c.d * c.d + 2 * c.d * c.Fb + c.Fb + 13 * c.d) + 2 * c.d +
+                          nodes;
     EXPECT_EQ(g->num_edges(), edges);
     EXPECT_TRUE(g->Validate().ok()) << g->Validate();
   }
@@ -220,7 +202,8 @@ TEST(InferGraphSpec, RefusesLayoutsItCannotMapNamingTheParameter) {
   // Attention without heads.
   auto r = InferGraphSpec(Table(Gpt2(1, 32, 100, 64, 128)), 0);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("transformer.h.0.attn.c_attn.weight"), std::string::npos) << r.status();
+  EXPECT_NE(r.status().message().find("transformer.h.0.attn.c_attn.weight"), std::string::npos)
+      << r.status();
   // Attention in another naming scheme (BERT-style).
   Shapes bert = {{"embeddings.word_embeddings.weight", {100, 32}},
                  {"encoder.layer.0.attention.self.query.weight", {32, 32}},
@@ -228,7 +211,8 @@ TEST(InferGraphSpec, RefusesLayoutsItCannotMapNamingTheParameter) {
   auto r2 = InferGraphSpec(Table(bert), 4);
   ASSERT_FALSE(r2.ok());
   EXPECT_EQ(r2.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(r2.status().message().find("encoder.layer.0.attention.self.query.weight"), std::string::npos)
+  EXPECT_NE(r2.status().message().find("encoder.layer.0.attention.self.query.weight"),
+            std::string::npos)
       << r2.status();
   // GPT-2 and Llama blocks mixed.
   LlamaShape ls;
