@@ -59,8 +59,8 @@ struct NowcastOptimizerOptions {
   // "host:port" of a nino_nowcaster, or several comma-separated replicas (the job is placed by
   // rendezvous hashing and fails over, see remote_nowcaster.h). Create() only; rank 0 uses it.
   std::string nowcaster;
-  std::string job_id;            // empty: MakeJobId(job_name, lpe_seed)
-  std::string job_name = "job";  // prefix of the generated job id
+  std::string job_id;                       // empty: MakeJobId(job_name, lpe_seed)
+  std::string job_name = "job";             // prefix of the generated job id
   std::string nino_model = "nino_no_posw";  // a NiNo checkpoint the server serves
   // How neurons become a graph; kAuto: inferred by the server from the parameter names.
   GraphSpec graph = {GraphSpec::Kind::kAuto, 0, 0};

@@ -35,7 +35,8 @@ int64_t JsonInt(const std::string& json, const std::string& key) {
 class NowcasterE2E : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!fs::exists("/usr/share/datasets/fashion-mnist") && !std::getenv("NINO_FASHION_MNIST_DIR")) {
+    if (!fs::exists("/usr/share/datasets/fashion-mnist") &&
+        !std::getenv("NINO_FASHION_MNIST_DIR")) {
       GTEST_SKIP() << "FashionMNIST absent: install dataset-fashion-mnist (tools/setup.sh)";
     }
     ckpt_ = SharedDir() + "/reference/checkpoints/nino_no_posw.pt";
@@ -58,9 +59,10 @@ class NowcasterE2E : public ::testing::Test {
 
   // 45 steps, NiNo steps at 20 and 40 (period 20). SGD: float-level differences stay small.
   std::vector<std::string> Args(const std::string& out) {
-    return {"--task=fm16", "--steps=45", "--seed=7", "--eval_every=15", "--eval_limit=500",
-            "--threads=1", "--log_every=0", "--stop_at_target=false", "--checkpoint_every=0",
-            "--period=20", "--optimizer=sgd", "--lr=0.05", "--out_dir=" + out};
+    return {"--task=fm16",          "--steps=45",  "--seed=7",        "--eval_every=15",
+            "--eval_limit=500",     "--threads=1", "--log_every=0",   "--stop_at_target=false",
+            "--checkpoint_every=0", "--period=20", "--optimizer=sgd", "--lr=0.05",
+            "--out_dir=" + out};
   }
 
   // Two workers (torchrun environment); returns their exit codes.
@@ -82,11 +84,11 @@ class NowcasterE2E : public ::testing::Test {
   // Starts nino_nowcaster on a free loopback port; returns the port (0 on failure).
   int StartNowcaster() {
     const std::string log = (tmp_ / "nowcaster.log").string();
-    nowcaster_ = Start(NowcasterBinary(),
-                       {"--address=127.0.0.1:0", "--metrics_port=0", "--threads=1",
-                        "--lame_duck_ms=0", "--shutdown_deadline_ms=2000",
-                        "--nino_model=nino_no_posw=" + ckpt_},
-                       {}, log);
+    nowcaster_ =
+        Start(NowcasterBinary(),
+              {"--address=127.0.0.1:0", "--metrics_port=0", "--threads=1", "--lame_duck_ms=0",
+               "--shutdown_deadline_ms=2000", "--nino_model=nino_no_posw=" + ckpt_},
+              {}, log);
     const std::string marker = "listening on 127.0.0.1:";
     for (int i = 0; i < 600; ++i) {  // 60 s
       const std::string text = Slurp(log);
@@ -133,15 +135,18 @@ TEST_F(NowcasterE2E, RemoteNiNoStepsMatchInProcessOnes) {
   const std::string rank0 = Slurp((tmp_ / "remote.rank0.log").string());
   EXPECT_NE(rank0.find("registered job"), std::string::npos) << rank0;
 
-  const std::string s_local = Slurp(local + "/summary.json"), s_remote = Slurp(remote + "/summary.json");
+  const std::string s_local = Slurp(local + "/summary.json"),
+                    s_remote = Slurp(remote + "/summary.json");
   EXPECT_EQ(JsonInt(s_local, "nino_steps"), 2) << s_local;
   EXPECT_EQ(JsonInt(s_local, "nino_failures"), 0) << s_local;
   EXPECT_EQ(JsonInt(s_remote, "nino_steps"), 2) << s_remote;
-  EXPECT_EQ(JsonInt(s_remote, "nino_failures"), 0) << s_remote << rank0 << Slurp((tmp_ / "nowcaster.log").string());
+  EXPECT_EQ(JsonInt(s_remote, "nino_failures"), 0)
+      << s_remote << rank0 << Slurp((tmp_ / "nowcaster.log").string());
 
   torch::Tensor a = FinalParams(local), b = FinalParams(remote);
   ASSERT_EQ(a.sizes(), b.sizes());
-  EXPECT_LT((a - b).abs().max().item<double>(), 1e-6) << "remote NiNo steps differ from in-process ones";
+  EXPECT_LT((a - b).abs().max().item<double>(), 1e-6)
+      << "remote NiNo steps differ from in-process ones";
   // Every rank ends with the same parameters, bit for bit.
   EXPECT_EQ(Slurp(remote + "/rank0.params.sha256"), Slurp(remote + "/rank1.params.sha256"));
 

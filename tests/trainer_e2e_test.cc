@@ -26,7 +26,8 @@ using namespace nino::testing;  // NOLINT: test helpers
 class TrainerE2E : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!fs::exists("/usr/share/datasets/fashion-mnist") && !std::getenv("NINO_FASHION_MNIST_DIR")) {
+    if (!fs::exists("/usr/share/datasets/fashion-mnist") &&
+        !std::getenv("NINO_FASHION_MNIST_DIR")) {
       GTEST_SKIP() << "FashionMNIST absent: install dataset-fashion-mnist (tools/setup.sh)";
     }
     tmp_ = fs::path(::testing::TempDir()) / ("nino_e2e_" + std::to_string(getpid()));
@@ -37,8 +38,10 @@ class TrainerE2E : public ::testing::Test {
     fs::remove_all(tmp_, ec);
   }
   std::vector<std::string> Common(const std::string& out, int steps) {
-    return {"--task=fm16", "--steps=" + std::to_string(steps), "--seed=7", "--eval_every=10",
-            "--eval_limit=500", "--threads=1", "--log_every=0", "--stop_at_target=false",
+    return {"--task=fm16",      "--steps=" + std::to_string(steps),
+            "--seed=7",         "--eval_every=10",
+            "--eval_limit=500", "--threads=1",
+            "--log_every=0",    "--stop_at_target=false",
             "--out_dir=" + out};
   }
   fs::path tmp_;
@@ -60,8 +63,8 @@ TEST_F(TrainerE2E, TwoWorkersOfBatch64MatchOneWorkerOfBatch128) {
   std::vector<Proc> ranks;
   for (int r = 0; r < 2; ++r) {
     ranks.push_back(Start(TrainBinary(), args(two),
-                          {"RANK=" + std::to_string(r), "LOCAL_RANK=" + std::to_string(r), "WORLD_SIZE=2",
-                           "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + port},
+                          {"RANK=" + std::to_string(r), "LOCAL_RANK=" + std::to_string(r),
+                           "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + port},
                           (tmp_ / ("rank" + std::to_string(r) + ".log")).string()));
   }
   for (auto& p : ranks) ASSERT_EQ(Wait(p), 0) << Slurp(p.log);
@@ -199,7 +202,8 @@ TEST_F(TrainerE2E, BadInputsAreRefusedBeforeAnyWork) {
     EXPECT_FALSE(fs::exists(out + "/checkpoint.pt")) << c.expect;
   }
   // RANK >= WORLD_SIZE is refused too.
-  Proc p = Start(TrainBinary(), Common(out, 5), {"RANK=3", "WORLD_SIZE=2"}, (tmp_ / "env.log").string());
+  Proc p =
+      Start(TrainBinary(), Common(out, 5), {"RANK=3", "WORLD_SIZE=2"}, (tmp_ / "env.log").string());
   EXPECT_NE(Wait(p, 60), 0);
   EXPECT_NE(Slurp(p.log).find("RANK"), std::string::npos) << Slurp(p.log);
 }

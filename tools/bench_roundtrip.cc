@@ -25,14 +25,15 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "client/remote_nowcaster.h"
 #include "common/nino/nino_model.h"
 #include "common/nino/nowcast_engine.h"
 #include "common/runtime/allocator.h"
 #include "nowcaster/nowcaster_server.h"
 #include "tools/bench_models.h"
-#include "client/remote_nowcaster.h"
 
-ABSL_FLAG(std::string, model, "fm16", "fm16, fm32, mlp512, lm, gpt2-3-64, gpt2-4-128 or llama-tiny");
+ABSL_FLAG(std::string, model, "fm16",
+          "fm16, fm32, mlp512, lm, gpt2-3-64, gpt2-4-128 or llama-tiny");
 ABSL_FLAG(std::string, nino_ckpt, "../shared/reference/checkpoints/nino_no_posw.pt",
           "NiNo checkpoint (both paths load the same file)");
 ABSL_FLAG(int, threads, 2, "LibTorch intra-op threads (process-wide: client and server)");
@@ -135,17 +136,19 @@ int main(int argc, char** argv) {
               threads, k);
   std::printf("in process : graph+LPE %.3f s, first step %.3f s, median step %.4f s\n", build_s,
               local_first, lm);
-  std::printf("service    : first NiNo step %.3f s (registration, graph+LPE on the server), median "
-              "%.4f s; background upload %.4f s per snapshot\n",
-              remote_first, rm, nino::bench::Median(upload_rest));
+  std::printf(
+      "service    : first NiNo step %.3f s (registration, graph+LPE on the server), median "
+      "%.4f s; background upload %.4f s per snapshot\n",
+      remote_first, rm, nino::bench::Median(upload_rest));
   std::printf("overhead   : %.4f s per NiNo step (%.2fx the in-process step); max |diff| %.2g\n",
               rm - lm, lm > 0 ? rm / lm : 0.0, max_diff);
-  std::printf("{\"model\":\"%s\",\"params\":%lld,\"edges\":%lld,\"threads\":%d,\"k\":%d,"
-              "\"inproc_build_s\":%.4f,\"inproc_first_s\":%.4f,\"inproc_step_s\":%.5f,"
-              "\"remote_first_s\":%.4f,\"remote_step_s\":%.5f,\"overhead_s\":%.5f,"
-              "\"upload_s_per_snapshot\":%.5f,\"max_abs_diff\":%.3g,\"repeat\":%d}\n",
-              bm->name.c_str(), static_cast<long long>(P), static_cast<long long>(E), threads, k,
-              build_s, local_first, lm, remote_first, rm, rm - lm, nino::bench::Median(upload_rest), max_diff,
-              repeat);
+  std::printf(
+      "{\"model\":\"%s\",\"params\":%lld,\"edges\":%lld,\"threads\":%d,\"k\":%d,"
+      "\"inproc_build_s\":%.4f,\"inproc_first_s\":%.4f,\"inproc_step_s\":%.5f,"
+      "\"remote_first_s\":%.4f,\"remote_step_s\":%.5f,\"overhead_s\":%.5f,"
+      "\"upload_s_per_snapshot\":%.5f,\"max_abs_diff\":%.3g,\"repeat\":%d}\n",
+      bm->name.c_str(), static_cast<long long>(P), static_cast<long long>(E), threads, k, build_s,
+      local_first, lm, remote_first, rm, rm - lm, nino::bench::Median(upload_rest), max_diff,
+      repeat);
   return max_diff < 1e-4 ? 0 : 3;
 }

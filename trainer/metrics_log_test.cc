@@ -21,7 +21,8 @@ std::vector<nlohmann::json> ReadLines(const std::string& path) {
 
 TEST(MetricsLog, LinesAreValidJsonWhateverTheStrings) {
   const std::string path =
-      (fs::path(::testing::TempDir()) / ("metrics_" + std::to_string(getpid()) + ".jsonl")).string();
+      (fs::path(::testing::TempDir()) / ("metrics_" + std::to_string(getpid()) + ".jsonl"))
+          .string();
   auto log = MetricsLog::Open(path, -1);
   ASSERT_TRUE(log.ok());
   ASSERT_TRUE((*log)
@@ -38,7 +39,8 @@ TEST(MetricsLog, LinesAreValidJsonWhateverTheStrings) {
 
 TEST(MetricsLog, AResumedRunKeepsTheLinesUpToItsStep) {
   const std::string path =
-      (fs::path(::testing::TempDir()) / ("metrics_r_" + std::to_string(getpid()) + ".jsonl")).string();
+      (fs::path(::testing::TempDir()) / ("metrics_r_" + std::to_string(getpid()) + ".jsonl"))
+          .string();
   {
     std::ofstream out(path);
     out << "{\"step\":10,\"loss\":1}\n{\"step\":20}\nnot json\n{\"nostep\":1}\n{\"step\":30}\n";

@@ -21,25 +21,31 @@ namespace {
 
 namespace F = torch::nn::functional;
 
-std::string Shape(const std::vector<int64_t>& s) { return absl::StrCat("(", absl::StrJoin(s, ", "), ")"); }
+std::string Shape(const std::vector<int64_t>& s) {
+  return absl::StrCat("(", absl::StrJoin(s, ", "), ")");
+}
 
 // Applies one model_args entry to the config. Options the official code rejects or that this
 // implementation does not provide are errors, never silently ignored.
 absl::Status ApplyModelArg(const std::string& key, const io::PickleValue& v, NiNoConfig* c) {
   auto want_int = [&](int64_t* dst) -> absl::Status {
-    if (!v.is_int()) return absl::InvalidArgumentError(absl::StrCat("model_args['", key, "'] must be an int, got ", v.kind_name()));
+    if (!v.is_int())
+      return absl::InvalidArgumentError(
+          absl::StrCat("model_args['", key, "'] must be an int, got ", v.kind_name()));
     *dst = v.as_int();
     return absl::OkStatus();
   };
   auto want_bool = [&](bool* dst) -> absl::Status {
-    if (!v.is_bool() && !v.is_int()) return absl::InvalidArgumentError(absl::StrCat("model_args['", key, "'] must be a bool, got ", v.kind_name()));
+    if (!v.is_bool() && !v.is_int())
+      return absl::InvalidArgumentError(
+          absl::StrCat("model_args['", key, "'] must be a bool, got ", v.kind_name()));
     *dst = v.is_bool() ? v.as_bool() : v.as_int() != 0;
     return absl::OkStatus();
   };
   auto require = [&](bool ok, const std::string& what) -> absl::Status {
     return ok ? absl::OkStatus()
-              : absl::UnimplementedError(absl::StrCat("model_args['", key, "'] = ",
-                                                      v.DebugString(), " is not supported (", what, ")"));
+              : absl::UnimplementedError(absl::StrCat("model_args['", key, "'] = ", v.DebugString(),
+                                                      " is not supported (", what, ")"));
   };
   if (key == "ctx") return want_int(&c->ctx);
   if (key == "hid") return want_int(&c->hid);
@@ -53,19 +59,30 @@ absl::Status ApplyModelArg(const std::string& key, const io::PickleValue& v, NiN
   if (key == "lpe") return want_int(&c->lpe);
   if (key == "chunk_size") return want_int(&c->chunk_size);
   if (key == "upd_scale") {
-    if (!v.is_float() && !v.is_int()) return absl::InvalidArgumentError("model_args['upd_scale'] must be a number");
+    if (!v.is_float() && !v.is_int())
+      return absl::InvalidArgumentError("model_args['upd_scale'] must be a number");
     c->upd_scale = v.as_float();
     return absl::OkStatus();
   }
-  if (key == "dms") return require(v.is_bool() && v.as_bool(), "only the direct multi-step head exists");
-  if (key == "improved_graph") return require(v.is_bool() && v.as_bool(), "only the improved graph exists");
+  if (key == "dms")
+    return require(v.is_bool() && v.as_bool(), "only the direct multi-step head exists");
+  if (key == "improved_graph")
+    return require(v.is_bool() && v.as_bool(), "only the improved graph exists");
   if (key == "residual") return require(v.is_bool() && v.as_bool(), "residual=True only");
-  if (key == "final_edge_update") return require(v.is_bool() && !v.as_bool(), "final_edge_update=False only");
-  if (key == "input_layer") return require(v.is_string() && v.as_string() == "linear", "input_layer='linear' only");
-  if (key == "act_name") return require(v.is_string() && v.as_string() == "silu", "act_name='silu' only");
-  if (key == "scale_method") return require(v.is_string() && v.as_string() == "std", "scale_method='std' only");
-  if (key == "towers") return require(v.is_int() && v.as_int() == 1, "one tower only, as the official inference path");
-  if (key == "edge_sample_ratio") return require((v.is_float() || v.is_int()) && v.as_float() == 0.0, "edge sampling is a per-nowcast option (ForwardOptions, --edge_sample_ratio), not a checkpoint setting");
+  if (key == "final_edge_update")
+    return require(v.is_bool() && !v.as_bool(), "final_edge_update=False only");
+  if (key == "input_layer")
+    return require(v.is_string() && v.as_string() == "linear", "input_layer='linear' only");
+  if (key == "act_name")
+    return require(v.is_string() && v.as_string() == "silu", "act_name='silu' only");
+  if (key == "scale_method")
+    return require(v.is_string() && v.as_string() == "std", "scale_method='std' only");
+  if (key == "towers")
+    return require(v.is_int() && v.as_int() == 1, "one tower only, as the official inference path");
+  if (key == "edge_sample_ratio")
+    return require((v.is_float() || v.is_int()) && v.as_float() == 0.0,
+                   "edge sampling is a per-nowcast option (ForwardOptions, --edge_sample_ratio), "
+                   "not a checkpoint setting");
   return absl::InvalidArgumentError(absl::StrCat("unknown model_args key '", key, "'"));
 }
 
@@ -136,7 +153,8 @@ torch::Tensor EmptyLarge(at::IntArrayRef sizes, const torch::TensorOptions& opts
     const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data_ptr());
     const uintptr_t first = (begin + page - 1) & ~(page - 1);
     const uintptr_t last = (begin + static_cast<uintptr_t>(bytes)) & ~(page - 1);
-    if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);  // advisory
+    if (last > first)
+      madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);  // advisory
   }
 #endif
   return t;
@@ -157,8 +175,8 @@ absl::StatusOr<NiNoModel> NiNoModel::Load(const std::string& path) {
   const io::PickleValue* args = file->Find("model_args");
   if (sd == nullptr) {
     if (!file->is_dict()) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": expected a dict with 'state_dict', got ",
-                                                     file->kind_name()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": expected a dict with 'state_dict', got ", file->kind_name()));
     }
     sd = &*file;  // a bare state dict
   }
@@ -176,18 +194,23 @@ absl::StatusOr<NiNoModel> NiNoModel::FromStateDict(const io::NamedTensors& state
   m.model_args_ = model_args;
   if (!model_args.is_none()) {
     if (!model_args.is_dict()) {
-      return absl::InvalidArgumentError(absl::StrCat(source, ": model_args must be a dict, got ", model_args.kind_name()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": model_args must be a dict, got ", model_args.kind_name()));
     }
     for (const auto& [k, v] : model_args.dict_items()) {
-      if (!k.is_string()) return absl::InvalidArgumentError(absl::StrCat(source, ": model_args has a non-string key"));
+      if (!k.is_string())
+        return absl::InvalidArgumentError(
+            absl::StrCat(source, ": model_args has a non-string key"));
       absl::Status s = ApplyModelArg(k.as_string(), v, &m.config_);
       if (!s.ok()) return absl::Status(s.code(), absl::StrCat(source, ": ", s.message()));
     }
   }
   const NiNoConfig& c = m.config_;
-  if (c.hid <= 0 || c.ctx != 5 || c.layers < 1 || c.seq_len < 1 || c.max_feat_size < 1 || c.edge_types < 14) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ": unsupported model_args (hid ", c.hid, ", ctx ", c.ctx,
-                                                   ", layers ", c.layers, ", seq_len ", c.seq_len, ")"));
+  if (c.hid <= 0 || c.ctx != 5 || c.layers < 1 || c.seq_len < 1 || c.max_feat_size < 1 ||
+      c.edge_types < 14) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": unsupported model_args (hid ", c.hid,
+                                                   ", ctx ", c.ctx, ", layers ", c.layers,
+                                                   ", seq_len ", c.seq_len, ")"));
   }
   std::map<std::string, torch::Tensor> given;
   for (const auto& [k, t] : state_dict) given[k] = t;
@@ -196,16 +219,18 @@ absl::StatusOr<NiNoModel> NiNoModel::FromStateDict(const io::NamedTensors& state
     expected_names.insert(key);
     auto it = given.find(key);
     if (it == given.end()) {
-      return absl::InvalidArgumentError(absl::StrCat(source, ": missing key '", key, "' (expected shape ",
-                                                     Shape(shape), ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": missing key '", key, "' (expected shape ", Shape(shape), ")"));
     }
     const torch::Tensor& t = it->second;
     if (t.sizes().vec() != shape) {
       return absl::InvalidArgumentError(absl::StrCat(source, ": key '", key, "' has shape ",
-                                                     Shape(t.sizes().vec()), ", expected ", Shape(shape)));
+                                                     Shape(t.sizes().vec()), ", expected ",
+                                                     Shape(shape)));
     }
     if (!t.is_floating_point()) {
-      return absl::InvalidArgumentError(absl::StrCat(source, ": key '", key, "' is not floating point"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": key '", key, "' is not floating point"));
     }
     torch::Tensor f = t.to(torch::kFloat32).contiguous();
     if (!torch::isfinite(f).all().item<bool>()) {
@@ -216,9 +241,9 @@ absl::StatusOr<NiNoModel> NiNoModel::FromStateDict(const io::NamedTensors& state
   }
   for (const auto& [k, t] : state_dict) {
     if (!expected_names.count(k)) {
-      return absl::InvalidArgumentError(absl::StrCat(source, ": unexpected key '", k, "' ",
-                                                     Shape(t.sizes().vec()), " for a ",
-                                                     c.gnn ? "GNN" : "WNN+", " NiNo with hid ", c.hid));
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": unexpected key '", k, "' ", Shape(t.sizes().vec()), " for a ",
+                       c.gnn ? "GNN" : "WNN+", " NiNo with hid ", c.hid));
     }
   }
   return m;
@@ -273,9 +298,9 @@ absl::Status NiNoModel::Save(const std::string& path) const {
   io::NamedTensors cpu;
   for (const auto& [k, t] : ordered_) cpu.push_back({k, t.cpu()});
   io::PickleValue args = model_args_.is_dict() ? model_args_ : io::PickleValue::Dict({});
-  io::PickleValue top = io::PickleValue::Dict(
-      {{io::PickleValue::String("state_dict"), io::StateDictValue(cpu)},
-       {io::PickleValue::String("model_args"), args}});
+  io::PickleValue top =
+      io::PickleValue::Dict({{io::PickleValue::String("state_dict"), io::StateDictValue(cpu)},
+                             {io::PickleValue::String("model_args"), args}});
   return io::SaveTorchFile(path, top);
 }
 
@@ -297,7 +322,8 @@ torch::Tensor NiNoModel::Forward(const torch::Tensor& edge_attr, const torch::Te
                                  const torch::Tensor& pos_w, int k, NiNoTrace* trace,
                                  const ForwardOptions& options) const {
   torch::NoGradGuard no_grad;
-  TORCH_CHECK(k >= 1 && k <= config_.seq_len, "horizon k must be in 1..", config_.seq_len, ", got ", k);
+  TORCH_CHECK(k >= 1 && k <= config_.seq_len, "horizon k must be in 1..", config_.seq_len, ", got ",
+              k);
   TORCH_CHECK(edge_attr.dim() == 2 && edge_attr.size(1) % config_.ctx == 0,
               "edge_attr must be [E, F*", config_.ctx, "], got ", edge_attr.sizes());
   TORCH_CHECK(edge_type.dim() == 1 && edge_type.size(0) == edge_attr.size(0),
@@ -307,9 +333,9 @@ torch::Tensor NiNoModel::Forward(const torch::Tensor& edge_attr, const torch::Te
               "edge types must be in [0, ", config_.edge_types, ")");
   TORCH_CHECK(options.edge_sample_ratio >= 0, "edge_sample_ratio must be >= 0, got ",
               options.edge_sample_ratio);
-  TORCH_CHECK(options.edge_state_dtype == torch::kFloat32 ||
-                  options.edge_state_dtype == torch::kBFloat16,
-              "edge_state_dtype must be float32 or bfloat16");
+  TORCH_CHECK(
+      options.edge_state_dtype == torch::kFloat32 || options.edge_state_dtype == torch::kBFloat16,
+      "edge_state_dtype must be float32 or bfloat16");
   if (config_.gnn) {
     return ForwardGnn(edge_attr, edge_type, edge_index, pos, pos_w, k, trace, options);
   }
@@ -323,10 +349,12 @@ torch::Tensor NiNoModel::ForwardGnn(const torch::Tensor& x, const torch::Tensor&
   const auto& c = config_;
   const int64_t E = x.size(0), h = c.hid, ctx = c.ctx;
   const int64_t Fs = x.size(1) / ctx;
-  TORCH_CHECK(Fs <= c.max_feat_size, "graph has ", Fs, " feature slots per edge; this NiNo takes at most ",
-              c.max_feat_size);
-  TORCH_CHECK(ei.dim() == 2 && ei.size(0) == 2 && ei.size(1) == E, "edge_index must be [2, E], got ", ei.sizes());
-  TORCH_CHECK(pos.dim() == 2 && pos.size(1) == c.lpe, "pos must be [N, ", c.lpe, "], got ", pos.sizes());
+  TORCH_CHECK(Fs <= c.max_feat_size, "graph has ", Fs,
+              " feature slots per edge; this NiNo takes at most ", c.max_feat_size);
+  TORCH_CHECK(ei.dim() == 2 && ei.size(0) == 2 && ei.size(1) == E,
+              "edge_index must be [2, E], got ", ei.sizes());
+  TORCH_CHECK(pos.dim() == 2 && pos.size(1) == c.lpe, "pos must be [N, ", c.lpe, "], got ",
+              pos.sizes());
   const int64_t N = pos.size(0);
   const torch::Tensor src = ei[0].contiguous(), dst = ei[1].contiguous();
   if (E > 0) {
@@ -343,7 +371,8 @@ torch::Tensor NiNoModel::ForwardGnn(const torch::Tensor& x, const torch::Tensor&
   };
 
   // Node init.
-  torch::Tensor hn = F::linear(pos.to(torch::kFloat32), W("node_proj.fc.0.weight"), W("node_proj.fc.0.bias"));
+  torch::Tensor hn =
+      F::linear(pos.to(torch::kFloat32), W("node_proj.fc.0.weight"), W("node_proj.fc.0.bias"));
   if (c.wte_pos_enc) {
     TORCH_CHECK(pos_w.defined() && pos_w.numel() == N, "this NiNo needs pos_w [N]");
     hn = hn + W("wte_pos_enc_layer.weight").index_select(0, pos_w);
@@ -362,7 +391,8 @@ torch::Tensor NiNoModel::ForwardGnn(const torch::Tensor& x, const torch::Tensor&
   for (int64_t b = 0; b < E; b += chunk) {
     const int64_t end = std::min(E, b + chunk);
     if (low_precision_state) {
-      Rows(e, b, end).copy_(F::linear(Rows(x, b, end), w_ep, b_ep) + emb.index_select(0, Rows(et, b, end)));
+      Rows(e, b, end).copy_(F::linear(Rows(x, b, end), w_ep, b_ep) +
+                            emb.index_select(0, Rows(et, b, end)));
     } else {
       torch::Tensor er = Rows(e, b, end);
       at::addmm_out(er, b_ep, Rows(x, b, end), w_ep_t);
@@ -392,8 +422,9 @@ torch::Tensor NiNoModel::ForwardGnn(const torch::Tensor& x, const torch::Tensor&
     if (sample) {
       M = static_cast<int64_t>(std::floor(static_cast<double>(E) * options.edge_sample_ratio));
       at::Generator gen = at::detail::createCPUGenerator(options.edge_sample_seed + l);
-      sampled = std::get<0>(
-          torch::randperm(E, gen, torch::TensorOptions().dtype(torch::kInt64)).narrow(0, 0, M).sort());
+      sampled = std::get<0>(torch::randperm(E, gen, torch::TensorOptions().dtype(torch::kInt64))
+                                .narrow(0, 0, M)
+                                .sort());
       sampled = sampled.to(x.device());
       layer_count = torch::bincount(dst.index_select(0, sampled), {}, N)
                         .to(torch::kFloat32)
@@ -425,8 +456,9 @@ torch::Tensor NiNoModel::ForwardGnn(const torch::Tensor& x, const torch::Tensor&
     }
     agg.div_(layer_count);
     const torch::Tensor& w_post = W(cp + "post_nns.0.0.weight");
-    torch::Tensor u = F::linear(hn, w_post.narrow(1, 0, h).contiguous(), W(cp + "post_nns.0.0.bias")) +
-                      F::linear(agg, w_post.narrow(1, h, h).contiguous());
+    torch::Tensor u =
+        F::linear(hn, w_post.narrow(1, 0, h).contiguous(), W(cp + "post_nns.0.0.bias")) +
+        F::linear(agg, w_post.narrow(1, h, h).contiguous());
     torch::Tensor z = F::linear(u, W(cp + "lin.weight"), W(cp + "lin.bias"));
     if (trace) (l == 0 ? trace->conv0_out : trace->conv1_out) = z.clone();
     hn = torch::silu(z);
@@ -446,7 +478,8 @@ torch::Tensor NiNoModel::ForwardGnn(const torch::Tensor& x, const torch::Tensor&
       const int64_t end = std::min(E, b + chunk);
       // pre = lin_e(e) + node_src[src] + node_dst[dst], summed in place in that order.
       torch::Tensor pre = F::linear(EdgeRows(e, b, end), w_e, b_e);
-      pre.add_(node_src.index_select(0, Rows(src, b, end))).add_(node_dst.index_select(0, Rows(dst, b, end)));
+      pre.add_(node_src.index_select(0, Rows(src, b, end)))
+          .add_(node_dst.index_select(0, Rows(dst, b, end)));
       torch::silu_(pre);
       if (low_precision_state) {
         Rows(e, b, end).copy_(F::linear(pre, w_1, b_1));
@@ -455,7 +488,8 @@ torch::Tensor NiNoModel::ForwardGnn(const torch::Tensor& x, const torch::Tensor&
         at::addmm_out(er, b_1, pre, w_1t);
       }
     }
-    if (trace) (l == 0 ? trace->e1 : trace->e2) = EdgeRows(e, 0, std::min(E, trace->max_edge_rows)).clone();
+    if (trace)
+      (l == 0 ? trace->e1 : trace->e2) = EdgeRows(e, 0, std::min(E, trace->max_edge_rows)).clone();
   }
 
   // Head: only output rows f*T + (k-1), f < F.
@@ -466,7 +500,8 @@ torch::Tensor NiNoModel::ForwardGnn(const torch::Tensor& x, const torch::Tensor&
   torch::Tensor delta = torch::empty({E, Fs}, opts);
   for (int64_t b = 0; b < E; b += chunk) {
     const int64_t end = std::min(E, b + chunk);
-    torch::Tensor q = F::linear(EdgeRows(e, b, end), W("edge_out.fc.0.weight"), W("edge_out.fc.0.bias"));
+    torch::Tensor q =
+        F::linear(EdgeRows(e, b, end), W("edge_out.fc.0.weight"), W("edge_out.fc.0.bias"));
     torch::silu_(q);
     torch::Tensor dr = Rows(delta, b, end);
     at::addmm_out(dr, b_sel, q, w_sel_t);
@@ -491,9 +526,11 @@ torch::Tensor NiNoModel::ForwardMlp(const torch::Tensor& x, const torch::Tensor&
   torch::Tensor delta = torch::empty({R}, x.options().dtype(torch::kFloat32));
   for (int64_t b = 0; b < R; b += chunk) {
     const int64_t end = std::min(R, b + chunk);
-    torch::Tensor z = F::linear(Rows(xr, b, end), W("edge_proj.fc.0.weight"), W("edge_proj.fc.0.bias")) +
-                      W("layer_embed.weight").index_select(0, Rows(tr, b, end));
-    if (trace && b == 0) trace->mlp_edge_proj = Rows(z, 0, std::min(end - b, trace->max_edge_rows)).clone();
+    torch::Tensor z =
+        F::linear(Rows(xr, b, end), W("edge_proj.fc.0.weight"), W("edge_proj.fc.0.bias")) +
+        W("layer_embed.weight").index_select(0, Rows(tr, b, end));
+    if (trace && b == 0)
+      trace->mlp_edge_proj = Rows(z, 0, std::min(end - b, trace->max_edge_rows)).clone();
     torch::Tensor g = torch::silu(F::linear(z, W("edge_mlp.fc.0.weight"), W("edge_mlp.fc.0.bias")));
     g = torch::silu(F::linear(g, W("edge_mlp.fc.2.weight"), W("edge_mlp.fc.2.bias")));
     g = torch::silu(F::linear(g, W("edge_mlp.fc.4.weight"), W("edge_mlp.fc.4.bias")));

@@ -118,12 +118,11 @@ class NiNoModel {
                         const ForwardOptions& options = {}) const;
 
  private:
-  torch::Tensor ForwardGnn(const torch::Tensor& x, const torch::Tensor& et,
-                           const torch::Tensor& ei, const torch::Tensor& pos,
-                           const torch::Tensor& pos_w, int k, NiNoTrace* trace,
-                           const ForwardOptions& options) const;
-  torch::Tensor ForwardMlp(const torch::Tensor& x, const torch::Tensor& et, int k,
+  torch::Tensor ForwardGnn(const torch::Tensor& x, const torch::Tensor& et, const torch::Tensor& ei,
+                           const torch::Tensor& pos, const torch::Tensor& pos_w, int k,
                            NiNoTrace* trace, const ForwardOptions& options) const;
+  torch::Tensor ForwardMlp(const torch::Tensor& x, const torch::Tensor& et, int k, NiNoTrace* trace,
+                           const ForwardOptions& options) const;
   const torch::Tensor& W(const std::string& key) const { return weights_.at(key); }
 
   NiNoConfig config_;

@@ -45,8 +45,9 @@ class NiNoModelTest : public ::testing::Test {
     edit(&*sd, &args);
     const std::string path = (tmp_ / "edited.pt").string();
     absl::Status s = io::SaveTorchFile(
-        path, io::PickleValue::Dict({{io::PickleValue::String("state_dict"), io::StateDictValue(*sd)},
-                                     {io::PickleValue::String("model_args"), args}}));
+        path,
+        io::PickleValue::Dict({{io::PickleValue::String("state_dict"), io::StateDictValue(*sd)},
+                               {io::PickleValue::String("model_args"), args}}));
     EXPECT_TRUE(s.ok()) << s;
     return NiNoModel::Load(path).status();
   }
@@ -70,16 +71,23 @@ TEST_F(NiNoModelTest, LoadsTheOfficialCheckpoints) {
 }
 
 TEST_F(NiNoModelTest, RejectsMismatchedCheckpointsWithTheKeyNamed) {
-  auto missing = LoadModified([](io::NamedTensors* sd, io::PickleValue*) { sd->erase(sd->begin() + 3); });
+  auto missing =
+      LoadModified([](io::NamedTensors* sd, io::PickleValue*) { sd->erase(sd->begin() + 3); });
   EXPECT_EQ(missing.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(missing.message().find("missing key 'edge_proj.fc.0.weight'"), std::string::npos) << missing;
+  EXPECT_NE(missing.message().find("missing key 'edge_proj.fc.0.weight'"), std::string::npos)
+      << missing;
   EXPECT_NE(missing.message().find("edited.pt"), std::string::npos) << missing;
 
-  auto shape = LoadModified([](io::NamedTensors* sd, io::PickleValue*) { (*sd)[7].second = torch::zeros({361, 128}); });
+  auto shape = LoadModified([](io::NamedTensors* sd, io::PickleValue*) {
+    (*sd)[7].second = torch::zeros({361, 128});
+  });
   EXPECT_NE(shape.message().find("edge_out.fc.2.weight' has shape (361, 128), expected (360, 128)"),
-            std::string::npos) << shape;
+            std::string::npos)
+      << shape;
 
-  auto extra = LoadModified([](io::NamedTensors* sd, io::PickleValue*) { sd->push_back({"bogus.weight", torch::zeros({2})}); });
+  auto extra = LoadModified([](io::NamedTensors* sd, io::PickleValue*) {
+    sd->push_back({"bogus.weight", torch::zeros({2})});
+  });
   EXPECT_NE(extra.message().find("unexpected key 'bogus.weight'"), std::string::npos) << extra;
 
   auto nan = LoadModified([](io::NamedTensors* sd, io::PickleValue*) {
@@ -94,11 +102,13 @@ TEST_F(NiNoModelTest, RejectsMismatchedCheckpointsWithTheKeyNamed) {
   });
   EXPECT_FALSE(wrong_args.ok());
   auto unknown_arg = LoadModified([](io::NamedTensors*, io::PickleValue* args) {
-    args->mutable_dict_items().push_back({io::PickleValue::String("warp_drive"), io::PickleValue::Int(1)});
+    args->mutable_dict_items().push_back(
+        {io::PickleValue::String("warp_drive"), io::PickleValue::Int(1)});
   });
   EXPECT_NE(unknown_arg.message().find("warp_drive"), std::string::npos) << unknown_arg;
   auto unsupported = LoadModified([](io::NamedTensors*, io::PickleValue* args) {
-    args->mutable_dict_items().push_back({io::PickleValue::String("final_edge_update"), io::PickleValue::Bool(true)});
+    args->mutable_dict_items().push_back(
+        {io::PickleValue::String("final_edge_update"), io::PickleValue::Bool(true)});
   });
   EXPECT_EQ(unsupported.code(), absl::StatusCode::kUnimplemented) << unsupported;
 }
@@ -113,7 +123,9 @@ TEST_F(NiNoModelTest, RejectsFilesThatAreNotCheckpoints) {
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound) << missing.status();
   // A torch.save file holding something else than a checkpoint.
   const std::string list = (tmp_ / "list.pt").string();
-  ASSERT_TRUE(io::SaveTorchFile(list, io::PickleValue::List({io::PickleValue::Int(1), io::PickleValue::Int(2)})).ok());
+  ASSERT_TRUE(io::SaveTorchFile(
+                  list, io::PickleValue::List({io::PickleValue::Int(1), io::PickleValue::Int(2)}))
+                  .ok());
   auto wrong = NiNoModel::Load(list);
   ASSERT_FALSE(wrong.ok());
   EXPECT_NE(wrong.status().message().find("list.pt"), std::string::npos) << wrong.status();
@@ -138,15 +150,21 @@ TEST_F(NiNoModelTest, SaveRoundTripsBitForBit) {
         "/usr/bin/python3 -c \"import torch,sys; d=torch.load(sys.argv[1]); "
         "sd=d['state_dict']; assert d['model_args']=={'wte_pos_enc': False}, d['model_args']; "
         "assert len(sd)==49 and sum(v.numel() for v in sd.values())==549992; "
-        "assert abs(float(sd['layer_embed.weight'].double().sum())-6.53740879)<1e-6\" " + path;
+        "assert abs(float(sd['layer_embed.weight'].double().sum())-6.53740879)<1e-6\" " +
+        path;
     EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
   }
 }
 
 std::vector<ParamSpec> Fm16() {
-  return *MakeParamTable({{"fc.0.weight", {16, 1, 3, 3}}, {"fc.0.bias", {16}}, {"fc.2.weight", {32, 16, 3, 3}},
-                          {"fc.2.bias", {32}}, {"fc.4.weight", {32, 32, 3, 3}}, {"fc.4.bias", {32}},
-                          {"fc.8.weight", {10, 32}}, {"fc.8.bias", {10}}});
+  return *MakeParamTable({{"fc.0.weight", {16, 1, 3, 3}},
+                          {"fc.0.bias", {16}},
+                          {"fc.2.weight", {32, 16, 3, 3}},
+                          {"fc.2.bias", {32}},
+                          {"fc.4.weight", {32, 32, 3, 3}},
+                          {"fc.4.bias", {32}},
+                          {"fc.8.weight", {10, 32}},
+                          {"fc.8.bias", {10}}});
 }
 
 TEST_F(NiNoModelTest, ChunkingUpdScaleAndHorizonRange) {
@@ -255,11 +273,11 @@ TEST_F(NiNoModelTest, EdgeSamplingAveragesMessagesOverSampledInEdges) {
   const torch::Tensor src = ei[0].index_select(0, ids), dst = ei[1].index_select(0, ids);
   const torch::Tensor h0 = details.trace.h0, e0 = details.trace.e0.index_select(0, ids);
   ASSERT_EQ(details.trace.e0.size(0), E);
-  const torch::Tensor ab = F::linear(e0, w("gnn.convs.0.edge_encoder.weight"),
-                                     w("gnn.convs.0.edge_encoder.bias"));
-  const torch::Tensor pre = F::linear(torch::cat({h0.index_select(0, dst), h0.index_select(0, src)}, 1),
-                                      w("gnn.convs.0.pre_nns.0.0.weight"),
-                                      w("gnn.convs.0.pre_nns.0.0.bias"));
+  const torch::Tensor ab =
+      F::linear(e0, w("gnn.convs.0.edge_encoder.weight"), w("gnn.convs.0.edge_encoder.bias"));
+  const torch::Tensor pre =
+      F::linear(torch::cat({h0.index_select(0, dst), h0.index_select(0, src)}, 1),
+                w("gnn.convs.0.pre_nns.0.0.weight"), w("gnn.convs.0.pre_nns.0.0.bias"));
   const int64_t h = h0.size(1);
   const torch::Tensor msg = ab.narrow(1, 0, h) * pre + ab.narrow(1, h, h);
   torch::Tensor agg = torch::zeros({N, h}).index_add_(0, dst, msg);
@@ -379,7 +397,8 @@ TEST_F(NiNoModelTest, SubgraphModeRunsOneGraphPerBlock) {
   torch::Tensor base = 0.05 * torch::randn({P});
   torch::Tensor drift = torch::randn({P});
   std::vector<torch::Tensor> traj{base};
-  for (int t = 1; t < 5; ++t) traj.push_back(traj.back() + 0.002 * (drift + 0.3 * torch::randn({P})));
+  for (int t = 1; t < 5; ++t)
+    traj.push_back(traj.back() + 0.002 * (drift + 0.3 * torch::randn({P})));
   const torch::Tensor states = torch::stack(traj);
   auto split = (*engine)->Nowcast(states, 20);
   ASSERT_TRUE(split.ok()) << split.status();
@@ -403,7 +422,8 @@ TEST_F(NiNoModelTest, SubgraphModeRunsOneGraphPerBlock) {
 TEST_F(NiNoModelTest, GnnRefusesKernelsLargerThan3x3) {
   auto m = NiNoModel::Load(CkptDir() + "/nino_no_posw.pt");
   ASSERT_TRUE(m.ok());
-  auto t = *MakeParamTable({{"c.0.weight", {8, 1, 5, 5}}, {"c.0.bias", {8}}, {"c.2.weight", {10, 8}}});
+  auto t =
+      *MakeParamTable({{"c.0.weight", {8, 1, 5, 5}}, {"c.0.bias", {8}}, {"c.2.weight", {10, 8}}});
   auto engine = NowcastEngine::Create(std::make_shared<NiNoModel>(std::move(*m)), t, GraphSpec{});
   ASSERT_FALSE(engine.ok());
   EXPECT_NE(engine.status().message().find("nino_mlp.pt"), std::string::npos);
