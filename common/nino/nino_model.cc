@@ -170,15 +170,20 @@ int64_t ChunkRowsForBudget(int64_t bytes, int64_t hid, bool gnn) {
 absl::StatusOr<NiNoModel> NiNoModel::Load(const std::string& path) {
   auto file = io::LoadTorchFile(path);
   if (!file.ok()) return file.status();
-  const io::PickleValue* sd = file->Find("state_dict");
+  return FromTorchValue(*file, path);
+}
+
+absl::StatusOr<NiNoModel> NiNoModel::FromTorchValue(const io::PickleValue& file,
+                                                    const std::string& path) {
+  const io::PickleValue* sd = file.Find("state_dict");
   io::PickleValue none;
-  const io::PickleValue* args = file->Find("model_args");
+  const io::PickleValue* args = file.Find("model_args");
   if (sd == nullptr) {
-    if (!file->is_dict()) {
+    if (!file.is_dict()) {
       return absl::InvalidArgumentError(
-          absl::StrCat(path, ": expected a dict with 'state_dict', got ", file->kind_name()));
+          absl::StrCat(path, ": expected a dict with 'state_dict', got ", file.kind_name()));
     }
-    sd = &*file;  // a bare state dict
+    sd = &file;  // a bare state dict
   }
   auto named = io::ToNamedTensors(*sd);
   if (!named.ok()) {

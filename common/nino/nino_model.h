@@ -76,6 +76,10 @@ class NiNoModel {
   // dict). Strict: every expected key present with its exact shape, no unexpected keys, all
   // values finite. Errors name the file and the key.
   static absl::StatusOr<NiNoModel> Load(const std::string& path);
+  // Same from an already decoded torch.save value (LoadTorchBytes, an embedded model);
+  // `source_name` names it in errors.
+  static absl::StatusOr<NiNoModel> FromTorchValue(const io::PickleValue& file,
+                                                  const std::string& source_name);
   // Same from an already decoded state dict and model_args (may be None).
   static absl::StatusOr<NiNoModel> FromStateDict(const io::NamedTensors& state_dict,
                                                  const io::PickleValue& model_args,
