@@ -16,6 +16,8 @@ PACKAGES=(
   # instead of the ~20x slower reference BLAS
   libopenblas0-openmp
   libeigen3-dev libspectra-dev nlohmann-json3-dev libssl-dev libcurl4-openssl-dev
+  # the openssl tool: TLS tests and benchmarks make their certificates with it
+  openssl
   # nowcaster metrics (Prometheus pull endpoint)
   prometheus-cpp-dev
   # data and plotting
