@@ -2,6 +2,7 @@
 
 #include <caffe2/serialize/inline_container.h>
 #include <caffe2/serialize/read_adapter_interface.h>
+#include <caffe2/serialize/versions.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -9,6 +10,7 @@
 #include <zlib.h>
 
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <limits>
@@ -16,10 +18,13 @@
 #include <random>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/io/pickle_reader.h"
@@ -125,6 +130,17 @@ uint64_t Le64(const unsigned char* p) {
 struct ZipIndex {
   std::string root;                               // archive root folder (no slash)
   std::unordered_map<std::string, uint32_t> crc;  // full entry name -> CRC-32
+  // Where each entry's local header lies, its compression method and stored size (as the
+  // central directory says; 0xffffffff where a zip64 extra field holds the real value).
+  struct Location {
+    uint64_t local_offset = 0;
+    uint64_t compressed_size = 0;
+    uint64_t uncompressed_size = 0;
+    uint16_t method = 0;
+    uint16_t flags = 0;  // general purpose bit flags
+  };
+  std::unordered_map<std::string, Location> location;  // full entry name -> location
+  bool root_is_folder = false;                         // the first entry's name has a '/'
 };
 
 absl::Status ReadExact(const caffe2::serialize::ReadAdapterInterface& in, uint64_t pos, size_t n,
@@ -146,9 +162,10 @@ absl::StatusOr<ZipIndex> ReadZipIndex(const caffe2::serialize::ReadAdapterInterf
   NINO_TF_RETURN_IF_ERROR(ReadExact(in, size - tail_len, tail_len, &tail));
   const auto* t = reinterpret_cast<const unsigned char*>(tail.data());
   size_t eocd = std::string::npos;
+  // The last end record signature (the one miniz takes), whose comment must end the file.
   for (size_t i = tail_len - kEocd + 1; i-- > 0;) {
-    if (Le32(t + i) == 0x06054b50 && i + kEocd + Le16(t + i + 20) == tail_len) {
-      eocd = i;
+    if (Le32(t + i) == 0x06054b50) {
+      if (i + kEocd + Le16(t + i + 20) == tail_len) eocd = i;
       break;
     }
   }
@@ -157,8 +174,11 @@ absl::StatusOr<ZipIndex> ReadZipIndex(const caffe2::serialize::ReadAdapterInterf
   uint64_t count = Le16(t + eocd + 10);
   uint64_t cd_size = Le32(t + eocd + 12);
   uint64_t cd_offset = Le32(t + eocd + 16);
-  if (count == 0xffff || cd_size == 0xffffffffu || cd_offset == 0xffffffffu) {  // zip64
-    if (eocd < 20 || Le32(t + eocd - 20) != 0x07064b50) {
+  // zip64: where a zip64 locator precedes the end record, its values are the ones that count
+  // (as for miniz, which PyTorchStreamReader reads with; torch.save always writes one).
+  const bool zip64_locator = eocd >= 20 && Le32(t + eocd - 20) == 0x07064b50;
+  if (zip64_locator || count == 0xffff || cd_size == 0xffffffffu || cd_offset == 0xffffffffu) {
+    if (!zip64_locator) {
       return absl::DataLossError("zip64 end of central directory locator not found");
     }
     std::string rec;
@@ -177,6 +197,7 @@ absl::StatusOr<ZipIndex> ReadZipIndex(const caffe2::serialize::ReadAdapterInterf
   NINO_TF_RETURN_IF_ERROR(ReadExact(in, cd_offset, static_cast<size_t>(cd_size), &cd));
   const auto* c = reinterpret_cast<const unsigned char*>(cd.data());
   ZipIndex index;
+  std::unordered_set<std::string> lower_names;
   size_t pos = 0;
   for (uint64_t i = 0; i < count; ++i) {
     if (cd.size() - pos < 46 || Le32(c + pos) != 0x02014b50) {
@@ -189,8 +210,26 @@ absl::StatusOr<ZipIndex> ReadZipIndex(const caffe2::serialize::ReadAdapterInterf
       return absl::DataLossError("corrupt zip central directory entry");
     }
     std::string name(reinterpret_cast<const char*>(c + pos + 46), name_len);
-    if (i == 0) index.root = name.substr(0, name.find('/'));
+    if (i == 0) {
+      index.root = name.substr(0, name.find('/'));
+      index.root_is_folder = name.find('/') != std::string::npos;
+    }
+    // A directory entry (DOS directory attribute, or a name ending in '/'): miniz "extracts"
+    // it by writing nothing, so its record would read as uninitialised memory. torch.save
+    // writes none.
+    if ((Le32(c + pos + 38) & 0x10) != 0 || (!name.empty() && name.back() == '/')) {
+      return absl::DataLossError(
+          absl::StrCat("zip record '", absl::CHexEscape(name.substr(0, 64)), "' is a directory"));
+    }
+    // Names are unique (miniz looks them up case-insensitively, and which of two equal names
+    // it finds is unspecified): a duplicate is an error rather than an ambiguity.
+    if (!lower_names.insert(absl::AsciiStrToLower(name)).second) {
+      return absl::DataLossError(
+          absl::StrCat("zip record name '", absl::CHexEscape(name.substr(0, 64)), "' repeats"));
+    }
     index.crc[name] = Le32(c + pos + 16);
+    index.location[name] = {Le32(c + pos + 42), Le32(c + pos + 20), Le32(c + pos + 24),
+                            Le16(c + pos + 10), Le16(c + pos + 8)};
     pos += 46 + name_len + extra_len + comment_len;
   }
   return index;
@@ -213,6 +252,53 @@ absl::Status CheckCrc(const ZipIndex& index, const std::string& record, const vo
     return absl::DataLossError(absl::StrFormat(
         "record %s fails its CRC-32 check (stored %08x, computed %08x): the file is corrupt",
         record, it->second, static_cast<uint32_t>(crc)));
+  }
+  return absl::OkStatus();
+}
+
+// LibTorch 1.13's PyTorchStreamReader constructor leaks miniz's reader state (the archive's
+// central directory, ~1 KB and up) when it throws after opening the zip: an archive with no
+// records, whose first record is in no folder, or without a readable version record 1..10.
+// These are checked here first, from our own index, so that the constructor does not throw
+// for them. DATA_LOSS / INVALID_ARGUMENT naming the problem.
+absl::Status CheckStreamReaderPreconditions(const caffe2::serialize::ReadAdapterInterface& in,
+                                            const ZipIndex& index) {
+  if (index.crc.empty()) return absl::DataLossError("zip archive holds no records");
+  if (!index.root_is_folder) {
+    return absl::DataLossError(
+        absl::StrCat("zip record '", index.root.substr(0, 64), "' is not in an archive folder"));
+  }
+  auto it = index.location.find(index.root + "/.data/version");
+  if (it == index.location.end()) it = index.location.find(index.root + "/version");
+  if (it == index.location.end()) return absl::DataLossError("zip archive has no version record");
+  const ZipIndex::Location& loc = it->second;
+  // Stored, not encrypted (bit 0, 6) nor a patch (bit 5), no zip64 fields: as torch.save
+  // writes it, and what miniz reads without an error.
+  if (loc.method != 0 || (loc.flags & (1 | 32 | 64)) != 0 || loc.compressed_size > 64 ||
+      loc.uncompressed_size != loc.compressed_size || loc.local_offset == 0xffffffffu) {
+    return absl::DataLossError(
+        "the archive's version record is compressed, encrypted or too large");
+  }
+  std::string header;
+  NINO_TF_RETURN_IF_ERROR(ReadExact(in, loc.local_offset, 30, &header));
+  const auto* h = reinterpret_cast<const unsigned char*>(header.data());
+  if (Le32(h) != 0x04034b50) return absl::DataLossError("corrupt zip local header (version)");
+  std::string version;
+  NINO_TF_RETURN_IF_ERROR(ReadExact(in, loc.local_offset + 30 + Le16(h + 26) + Le16(h + 28),
+                                    static_cast<size_t>(loc.compressed_size), &version));
+  // As std::stoull reads it: leading white space, then decimal digits.
+  size_t i = 0;
+  while (i < version.size() && std::isspace(static_cast<unsigned char>(version[i]))) ++i;
+  uint64_t v = 0;
+  size_t digits = 0;
+  for (; i < version.size() && std::isdigit(static_cast<unsigned char>(version[i])); ++i) {
+    if (++digits > 3) break;
+    v = v * 10 + static_cast<uint64_t>(version[i] - '0');
+  }
+  if (digits == 0 || digits > 3 || v < caffe2::serialize::kMinSupportedFileFormatVersion ||
+      v > caffe2::serialize::kMaxSupportedFileFormatVersion) {
+    return absl::DataLossError(absl::StrCat("unsupported archive version record '",
+                                            absl::CHexEscape(version.substr(0, 16)), "'"));
   }
   return absl::OkStatus();
 }
@@ -246,10 +332,13 @@ absl::StatusOr<PickleValue> LoadArchive(std::shared_ptr<caffe2::serialize::ReadA
   }
 
   try {
-    caffe2::serialize::PyTorchStreamReader reader(in);
+    // Our own index first: it validates what the stream reader's constructor would throw on.
     absl::StatusOr<ZipIndex> zip_index = ReadZipIndex(*in);
     if (!zip_index.ok()) return Annotate(zip_index.status(), name, "corrupt zip archive: ");
     const ZipIndex& index = *zip_index;
+    NINO_TF_RETURN_IF_ERROR(
+        Annotate(CheckStreamReaderPreconditions(*in, index), name, "corrupt zip archive: "));
+    caffe2::serialize::PyTorchStreamReader reader(in);
     if (!reader.hasRecord("data.pkl")) {
       if (reader.hasRecord("constants.pkl") || reader.hasRecord("code/__torch__.py")) {
         return absl::InvalidArgumentError(

@@ -12,6 +12,8 @@
 // allocation above libFuzzer's -rss_limit_mb/-malloc_limit_mb is a finding.
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <string_view>
 
@@ -49,6 +51,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string bytes(reinterpret_cast<const char*>(data), size);
   if (bytes.compare(0, 4, std::string("PK\x03\x04", 4)) == 0) {
     absl::StatusOr<PickleValue> top = nino::io::LoadTorchBytes(bytes, "fuzz.pt");
+    if (std::getenv("NINO_FUZZ_VERBOSE") != nullptr) {
+      std::fprintf(stderr, "LoadTorchBytes: %s\n", top.status().ToString().c_str());
+    }
     if (top.ok()) {
       (void)top->DebugString(4);
       UseStateDict(*top);
