@@ -1,50 +1,80 @@
 #include "trainer/metrics_log.h"
 
-#include <cstdio>
+#include <fstream>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/env/write_file_atomically.h"
 
 namespace nino::trainer {
+namespace {
 
-absl::StatusOr<std::unique_ptr<MetricsLog>> MetricsLog::Open(const std::string& path,
-                                                             int64_t keep_through_step) {
+std::string Line(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+// The lines of an earlier run whose "step" is <= keep_through_step.
+std::vector<std::string> KeptLines(const std::string& path, int64_t keep_through_step) {
   std::vector<std::string> keep;
-  if (keep_through_step >= 0) {
-    std::ifstream in(path);
-    for (std::string line; std::getline(in, line);) {
-      const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-      if (!j.is_object() || !j.contains("step") || !j["step"].is_number_integer()) continue;
-      if (j["step"].get<int64_t>() <= keep_through_step) keep.push_back(line);
-    }
+  if (keep_through_step < 0) return keep;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object() || !j.contains("step") || !j["step"].is_number_integer()) continue;
+    if (j["step"].get<int64_t>() <= keep_through_step) keep.push_back(line);
   }
-  std::unique_ptr<MetricsLog> log(new MetricsLog(path));
-  log->out_.open(path, std::ios::trunc);
-  if (!log->out_) return absl::PermissionDeniedError(absl::StrCat("cannot write ", path));
-  for (const auto& l : keep) log->out_ << l << "\n";
-  log->out_.flush();
+  return keep;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<MetricsLog>> MetricsLog::Open(Env* env, const std::string& path,
+                                                             int64_t keep_through_step) {
+  const std::vector<std::string> keep = KeptLines(path, keep_through_step);
+  auto file = env->NewWritableFile(path);
+  if (!file.ok()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot write ", path, ": ", file.status().message()));
+  }
+  std::unique_ptr<MetricsLog> log(new MetricsLog(path, std::move(*file)));
+  std::string kept;
+  for (const auto& l : keep) absl::StrAppend(&kept, l, "\n");
+  absl::Status s = log->out_->Append(kept);
+  if (s.ok()) s = log->out_->Flush();
+  if (!s.ok())
+    return absl::UnavailableError(absl::StrCat("writing ", path, " failed: ", s.message()));
   return log;
 }
 
+absl::StatusOr<std::unique_ptr<MetricsLog>> MetricsLog::Open(const std::string& path,
+                                                             int64_t keep_through_step) {
+  return Open(Env::Default(), path, keep_through_step);
+}
+
 absl::Status MetricsLog::Append(const nlohmann::json& line) {
-  out_ << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
-  out_.flush();
-  if (!out_) return absl::UnavailableError(absl::StrCat("writing ", path_, " failed"));
+  absl::Status s = out_->Append(Line(line));
+  if (s.ok()) s = out_->Flush();
+  if (!s.ok())
+    return absl::UnavailableError(absl::StrCat("writing ", path_, " failed: ", s.message()));
+  return absl::OkStatus();
+}
+
+absl::Status MetricsLog::Sync() {
+  absl::Status s = out_->Sync();
+  if (!s.ok())
+    return absl::UnavailableError(absl::StrCat("syncing ", path_, " failed: ", s.message()));
+  return absl::OkStatus();
+}
+
+absl::Status WriteJsonFile(Env* env, const std::string& path, const nlohmann::json& value) {
+  absl::Status s = WriteFileAtomically(env, path, Line(value));
+  if (!s.ok())
+    return absl::UnavailableError(absl::StrCat("writing ", path, " failed: ", s.message()));
   return absl::OkStatus();
 }
 
 absl::Status WriteJsonFile(const std::string& path, const nlohmann::json& value) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
-    out.flush();
-    if (!out) return absl::UnavailableError(absl::StrCat("writing ", tmp, " failed"));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::UnavailableError(absl::StrCat("renaming ", tmp, " to ", path, " failed"));
-  }
-  return absl::OkStatus();
+  return WriteJsonFile(Env::Default(), path, value);
 }
 
 }  // namespace nino::trainer

@@ -94,6 +94,10 @@ absl::Status ReadCounters(const Reader& r, TrainCheckpoint* c) {
 }  // namespace
 
 absl::Status SaveTrainCheckpoint(const std::string& path, const TrainCheckpoint& c) {
+  return SaveTrainCheckpoint(Env::Default(), path, c);
+}
+
+absl::Status SaveTrainCheckpoint(Env* env, const std::string& path, const TrainCheckpoint& c) {
   std::vector<PickleValue> hist;
   for (const auto& h : c.nino_history) hist.push_back(PickleValue::FromTensor(h));
   PickleValue top = PickleValue::Dict({
@@ -110,7 +114,7 @@ absl::Status SaveTrainCheckpoint(const std::string& path, const TrainCheckpoint&
       {S("nino_steps"), PickleValue::Int(c.nino_steps)},
       {S("nino_failures"), PickleValue::Int(c.nino_failures)},
   });
-  return io::SaveTorchFile(path, top);
+  return io::SaveTorchFile(env, path, top);
 }
 
 absl::StatusOr<TrainCheckpoint> LoadTrainCheckpoint(const std::string& path) {

@@ -9,7 +9,9 @@
 //
 // Loading never trusts the file: a missing entry, or one of the wrong type, is DATA_LOSS naming
 // the entry; another format tag (an older or foreign file) is FAILED_PRECONDITION; an unreadable
-// or truncated file is the torch.save reader's error (naming the file). Saving is atomic.
+// or truncated file is the torch.save reader's error (naming the file). Saving goes through
+// io::SaveTorchFile and so WriteFileAtomically (common/env/write_file_atomically.h): readers see
+// the previous checkpoint or the whole new one, and the new one is durable once OK is returned.
 #ifndef NINO_TRAINER_TRAIN_CHECKPOINT_H_
 #define NINO_TRAINER_TRAIN_CHECKPOINT_H_
 
@@ -22,6 +24,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/env/env.h"
 #include "common/io/torch_file.h"
 
 namespace nino::trainer {
@@ -41,7 +44,8 @@ struct TrainCheckpoint {
   int64_t nino_steps = 0, nino_failures = 0;
 };
 
-absl::Status SaveTrainCheckpoint(const std::string& path, const TrainCheckpoint& c);
+absl::Status SaveTrainCheckpoint(Env* env, const std::string& path, const TrainCheckpoint& c);
+absl::Status SaveTrainCheckpoint(const std::string& path, const TrainCheckpoint& c);  // Default()
 absl::StatusOr<TrainCheckpoint> LoadTrainCheckpoint(const std::string& path);
 
 // Model state: parameters then buffers, by name (copies).

@@ -2,11 +2,9 @@
 
 #include <time.h>
 
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -15,6 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "client/nino_client.h"
+#include "common/env/write_file_atomically.h"
 #include "common/io/checkpoint_locator.h"
 #include "common/nino/nino_optimizer.h"
 #include "common/nino/nowcast_engine.h"
@@ -85,6 +84,8 @@ std::unique_ptr<torch::optim::Optimizer> MakeBaseOptimizer(const TrainOptions& o
 client::NowcastOptimizerOptions ClientOptionsFor(const TrainOptions& o, const TaskInfo& info) {
   client::NowcastOptimizerOptions c;
   c.nowcaster = o.nowcaster;
+  c.credentials = {o.nowcaster_tls_ca, o.nowcaster_tls_cert, o.nowcaster_tls_key,
+                   o.nowcaster_tls_server_name, o.auth_token_file};
   c.job_name = o.task;
   c.nino_model = o.nino_model;
   c.graph = info.graph;
@@ -127,7 +128,8 @@ torch::Tensor FlatParamsOf(const std::vector<torch::Tensor>& params) {
 // One worker's run: set up, resume, loop, finish. Each method does one of these.
 class TrainingRun {
  public:
-  TrainingRun(const TrainOptions& o, DistEnv env) : o_(o), env_(std::move(env)) {}
+  TrainingRun(const TrainOptions& o, DistEnv env, Env* io)
+      : o_(o), env_(std::move(env)), io_(io) {}
 
   absl::Status Setup();
   absl::Status SetUpNino(std::shared_ptr<const NiNoModel> model);
@@ -146,12 +148,12 @@ class TrainingRun {
   absl::Status SaveCheckpoint(int64_t step);
   absl::Status OpenTrajectory();
   absl::Status RecordTrajectory();
-  double Elapsed() const {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
-  }
+  double Seconds() const { return 1e-6 * static_cast<double>(io_->NowMicros()); }
+  double Elapsed() const { return Seconds() - t0_; }
 
   const TrainOptions& o_;
   const DistEnv env_;
+  Env* const io_;  // files and the clock
   std::unique_ptr<Task> task_;
   std::unique_ptr<Distributed> dist_;
   NamedParamList named_;
@@ -164,7 +166,7 @@ class TrainingRun {
   std::string ckpt_path_;
   int64_t start_ = 0, step_ = 0;
   double last_loss_ = 0, eval_seconds_ = 0, eval_cpu_seconds_ = 0, cpu0_ = 0;
-  std::chrono::steady_clock::time_point t0_;
+  double t0_ = 0;  // Seconds() at the start of the loop
   TrainSummary sum_;
 };
 
@@ -218,6 +220,8 @@ absl::Status TrainingRun::Setup() {
 
 absl::Status TrainingRun::SetUpNino(std::shared_ptr<const NiNoModel> model) {
   client::NowcastOptimizerOptions co = ClientOptionsFor(o_, task_->info());
+  co.step_search = o_.nino_step_search;
+  if (!co.step_search.empty()) co.probe_loss = [task = task_.get()] { return task->ProbeLoss(); };
   auto collectives = std::make_unique<DistributedCollectives>(dist_.get());
   absl::StatusOr<std::unique_ptr<client::NowcastOptimizer>> nino;
   if (!o_.nowcaster.empty()) {
@@ -242,7 +246,7 @@ absl::Status TrainingRun::SetUpNino(std::shared_ptr<const NiNoModel> model) {
 }
 
 absl::Status TrainingRun::Resume() {
-  if (o_.resume && fs::exists(ckpt_path_)) {
+  if (o_.resume && io_->FileExists(ckpt_path_)) {
     auto c = LoadTrainCheckpoint(ckpt_path_);
     if (!c.ok()) return c.status();
     if (c->task != o_.task) {
@@ -270,7 +274,7 @@ absl::Status TrainingRun::Resume() {
   }
   if (absl::Status s = OpenTrajectory(); !s.ok()) return s;
   if (main_rank()) {
-    auto m = MetricsLog::Open((fs::path(o_.out_dir) / "metrics.jsonl").string(),
+    auto m = MetricsLog::Open(io_, (fs::path(o_.out_dir) / "metrics.jsonl").string(),
                               start_ > 0 ? start_ : -1);
     if (!m.ok()) return m.status();
     metrics_ = std::move(*m);
@@ -290,7 +294,7 @@ absl::Status TrainingRun::OpenTrajectory() {
   info.every = record_every_;
   for (const auto& [n, p] : named_) info.params.push_back({n, p.sizes().vec()});
   info.graph = task_->info().graph;
-  auto w = TrajectoryWriter::Open(o_.record_dir, std::move(info), start_);
+  auto w = TrajectoryWriter::Open(io_, o_.record_dir, std::move(info), start_);
   if (!w.ok()) return w.status();
   trajectory_ = std::move(*w);
   return trajectory_->rows() == 0 ? trajectory_->Append(start_, FlatParamsOf(params_))
@@ -304,10 +308,12 @@ absl::Status TrainingRun::RecordTrajectory() {
 
 absl::Status TrainingRun::SaveCheckpoint(int64_t step) {
   if (!main_rank()) return absl::OkStatus();
-  // The trajectory's manifest covers at least the checkpoint's step (a resume truncates to it).
+  // The trajectory's manifest covers at least the checkpoint's step (a resume truncates to it),
+  // and the metrics lines that lead to the checkpoint are durable before it is.
   if (trajectory_) {
     if (absl::Status s = trajectory_->Flush(); !s.ok()) return s;
   }
+  if (absl::Status s = metrics_->Sync(); !s.ok()) return s;
   TrainCheckpoint c;
   c.task = o_.task;
   c.seed = o_.seed;
@@ -321,15 +327,15 @@ absl::Status TrainingRun::SaveCheckpoint(int64_t step) {
   c.best_metric = sum_.best_metric;
   c.nino_steps = sum_.nino_steps;
   c.nino_failures = sum_.nino_failures;
-  return SaveTrainCheckpoint(ckpt_path_, c);
+  return SaveTrainCheckpoint(io_, ckpt_path_, c);
 }
 
 absl::StatusOr<std::pair<double, double>> TrainingRun::Evaluate() {
-  const auto te = std::chrono::steady_clock::now();
+  const double te = Seconds();
   const double ce = ProcessCpuSeconds();
   auto part = task_->EvalPartial();
   eval_cpu_seconds_ += ProcessCpuSeconds() - ce;
-  eval_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - te).count();
+  eval_seconds_ += Seconds() - te;
   auto all = dist_->AllreduceScalars(part, Distributed::Op::kSum);
   if (!all.ok()) return all.status();
   return std::make_pair(task_->Metric(*all), Task::EvalLoss(*all));
@@ -392,7 +398,7 @@ void TrainingRun::PrintProgress(int64_t step, double metric) const {
 }
 
 absl::Status TrainingRun::Loop() {
-  t0_ = std::chrono::steady_clock::now();
+  t0_ = Seconds();
   cpu0_ = ProcessCpuSeconds();
   step_ = start_;
   bool done = false;
@@ -443,11 +449,12 @@ absl::StatusOr<TrainSummary> TrainingRun::Finish() {
       (step_ - start_) / std::max(1e-9, ProcessCpuSeconds() - cpu0_ - eval_cpu_seconds_);
   if (auto s = SaveCheckpoint(step_); !s.ok()) return s;
   sum_.params_sha256 = Sha256OfTensor(FlatParamsOf(params_));
-  {  // Each rank records its final parameters' hash: all ranks must agree bit for bit.
-    std::ofstream h(
-        (fs::path(o_.out_dir) / absl::StrCat("rank", env_.rank, ".params.sha256")).string(),
-        std::ios::trunc);
-    h << sum_.params_sha256 << "\n";
+  // Each rank records its final parameters' hash: all ranks must agree bit for bit.
+  if (absl::Status s = WriteFileAtomically(
+          io_, (fs::path(o_.out_dir) / absl::StrCat("rank", env_.rank, ".params.sha256")).string(),
+          sum_.params_sha256 + "\n");
+      !s.ok()) {
+    return s;
   }
   const client::NowcastOptimizer::Stats st =
       nino_ ? nino_->stats() : client::NowcastOptimizer::Stats{};
@@ -484,7 +491,8 @@ absl::StatusOr<TrainSummary> TrainingRun::Finish() {
                {"nino_failures", sum_.nino_failures},
                {"nowcaster", o_.nowcaster},
                {"params_sha256", sum_.params_sha256}};
-    if (auto s = WriteJsonFile((fs::path(o_.out_dir) / "summary.json").string(), js); !s.ok()) {
+    if (auto s = WriteJsonFile(io_, (fs::path(o_.out_dir) / "summary.json").string(), js);
+        !s.ok()) {
       return s;
     }
     if (trajectory_) {
@@ -498,10 +506,14 @@ absl::StatusOr<TrainSummary> TrainingRun::Finish() {
 }  // namespace
 
 absl::StatusOr<TrainSummary> RunTraining(const TrainOptions& options) {
+  return RunTraining(options, Env::Default());
+}
+
+absl::StatusOr<TrainSummary> RunTraining(const TrainOptions& options, Env* io) {
   if (auto s = ValidateTrainOptions(options); !s.ok()) return s;
   auto env = DistEnv::FromEnv();
   if (!env.ok()) return env.status();
-  TrainingRun run(options, *env);
+  TrainingRun run(options, *env, io);
   if (auto s = run.Setup(); !s.ok()) return s;
   if (auto s = run.Resume(); !s.ok()) return s;
   if (auto s = run.Loop(); !s.ok()) return s;

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/env/env.h"
 #include "trainer/train_options.h"
 
 namespace nino::trainer {
@@ -29,8 +30,13 @@ struct TrainSummary {
 // validated before any training step: a bad option, a missing dataset, an unreadable NiNo
 // checkpoint or a damaged training checkpoint is an error naming the problem.
 // Writes <out_dir>/metrics.jsonl, checkpoint.pt (train_checkpoint.h), summary.json and
-// rank<r>.params.sha256.
-absl::StatusOr<TrainSummary> RunTraining(const TrainOptions& options);
+// rank<r>.params.sha256, all through `env` (common/env/env.h), which also times the run.
+// Durability: checkpoint.pt, summary.json, the hash files and the trajectory manifest are
+// replaced with WriteFileAtomically; metrics.jsonl lines and trajectory rows are fsynced before
+// each checkpoint. A failed write is returned as an error (never a crash) and leaves the previous
+// checkpoint loadable, so a rerun with resume continues from it.
+absl::StatusOr<TrainSummary> RunTraining(const TrainOptions& options, Env* env);
+absl::StatusOr<TrainSummary> RunTraining(const TrainOptions& options);  // Env::Default()
 
 }  // namespace nino::trainer
 

@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/env/write_file_atomically.h"
 #include "common/io/checkpoint_locator.h"
 
 namespace nino::trainer {
@@ -60,8 +61,8 @@ absl::StatusOr<std::vector<int64_t>> KeptSteps(const std::string& dir, const Tra
 
 }  // namespace
 
-TrajectoryWriter::TrajectoryWriter(std::string dir, TrajectoryInfo info)
-    : dir_(std::move(dir)), info_(std::move(info)) {
+TrajectoryWriter::TrajectoryWriter(Env* env, std::string dir, TrajectoryInfo info)
+    : env_(env), dir_(std::move(dir)), info_(std::move(info)) {
   for (const auto& [name, shape] : info_.params) {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
@@ -69,20 +70,23 @@ TrajectoryWriter::TrajectoryWriter(std::string dir, TrajectoryInfo info)
   }
 }
 
-TrajectoryWriter::~TrajectoryWriter() {
-  if (states_ != nullptr) std::fclose(states_);
-}
-
 absl::StatusOr<std::unique_ptr<TrajectoryWriter>> TrajectoryWriter::Open(const std::string& dir,
                                                                          TrajectoryInfo info,
                                                                          int64_t resume_step) {
-  std::unique_ptr<TrajectoryWriter> w(new TrajectoryWriter(dir, std::move(info)));
+  return Open(Env::Default(), dir, std::move(info), resume_step);
+}
+
+absl::StatusOr<std::unique_ptr<TrajectoryWriter>> TrajectoryWriter::Open(Env* env,
+                                                                         const std::string& dir,
+                                                                         TrajectoryInfo info,
+                                                                         int64_t resume_step) {
+  std::unique_ptr<TrajectoryWriter> w(new TrajectoryWriter(env, dir, std::move(info)));
   if (w->info_.every <= 0) return absl::InvalidArgumentError("trajectory: every must be > 0");
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec)
     return absl::PermissionDeniedError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
-  const bool reopen = resume_step >= 0 && fs::exists(ManifestPath(dir));
+  const bool reopen = resume_step >= 0 && env->FileExists(ManifestPath(dir));
   if (reopen) {
     auto kept = KeptSteps(dir, w->info_, w->num_params_, resume_step);
     if (!kept.ok()) return kept.status();
@@ -96,13 +100,17 @@ absl::StatusOr<std::unique_ptr<TrajectoryWriter>> TrajectoryWriter::Open(const s
     if (ec)
       return absl::UnavailableError(
           absl::StrCat("cannot truncate ", StatesPath(dir), ": ", ec.message()));
-  } else if (fs::exists(ManifestPath(dir))) {
+  } else if (env->FileExists(ManifestPath(dir))) {
     return absl::FailedPreconditionError(
         absl::StrCat(dir, " already holds a trajectory (a new run needs a new folder)"));
   }
-  w->states_ = std::fopen(StatesPath(dir).c_str(), reopen ? "ab" : "wb");
-  if (w->states_ == nullptr)
-    return absl::PermissionDeniedError(absl::StrCat("cannot write ", StatesPath(dir)));
+  auto states =
+      reopen ? env->NewAppendableFile(StatesPath(dir)) : env->NewWritableFile(StatesPath(dir));
+  if (!states.ok()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot write ", StatesPath(dir), ": ", states.status().message()));
+  }
+  w->states_ = std::move(*states);
   if (absl::Status s = w->Flush(); !s.ok()) return s;
   return w;
 }
@@ -117,16 +125,19 @@ absl::Status TrajectoryWriter::Append(int64_t step, const torch::Tensor& flat) {
         absl::StrCat("trajectory step ", step, " after step ", steps_.back()));
   }
   const torch::Tensor half = flat.detach().reshape({-1}).to(torch::kCPU, torch::kHalf).contiguous();
-  if (std::fwrite(half.data_ptr(), 2, num_params_, states_) != static_cast<size_t>(num_params_)) {
-    return absl::UnavailableError(absl::StrCat("writing ", StatesPath(dir_), " failed"));
+  const absl::string_view bytes(static_cast<const char*>(half.data_ptr()), 2 * num_params_);
+  if (absl::Status s = states_->Append(bytes); !s.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("writing ", StatesPath(dir_), " failed: ", s.message()));
   }
   steps_.push_back(step);
   return absl::OkStatus();
 }
 
 absl::Status TrajectoryWriter::Flush() {
-  if (std::fflush(states_) != 0 || fsync(fileno(states_)) != 0) {
-    return absl::UnavailableError(absl::StrCat("flushing ", StatesPath(dir_), " failed"));
+  if (absl::Status s = states_->Sync(); !s.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("flushing ", StatesPath(dir_), " failed: ", s.message()));
   }
   return WriteManifest(false, json::object(), "");
 }
@@ -163,15 +174,9 @@ absl::Status TrajectoryWriter::WriteManifest(bool complete, const json& metrics,
     m["states_sha256"] = sha;
     m["metrics"] = metrics;
   }
-  const std::string tmp = ManifestPath(dir_) + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << m.dump(1) << "\n";
-    out.flush();
-    if (!out) return absl::UnavailableError(absl::StrCat("writing ", tmp, " failed"));
-  }
-  if (std::rename(tmp.c_str(), ManifestPath(dir_).c_str()) != 0) {
-    return absl::UnavailableError(absl::StrCat("renaming ", tmp, " failed"));
+  if (absl::Status s = WriteFileAtomically(env_, ManifestPath(dir_), m.dump(1) + "\n"); !s.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("writing ", ManifestPath(dir_), " failed: ", s.message()));
   }
   return absl::OkStatus();
 }

@@ -13,6 +13,9 @@
 // TrajectoryWriter appends rows as training goes; Flush() makes what was appended durable and
 // consistent with the manifest (call it when the training checkpoint is written); a run resumed
 // from its checkpoint at step s reopens the dataset with Open(..., s), which drops rows after s.
+// Its writes go through an Env (common/env/env.h): states.f16 is fsynced before the manifest is
+// replaced with WriteFileAtomically, so after a crash or a power loss the manifest never lists a
+// row that states.f16 lacks.
 // TrajectoryReader maps states.f16 read-only and checks it (sizes, non-finite values, checksum).
 #ifndef NINO_TRAINER_TRAJECTORY_H_
 #define NINO_TRAINER_TRAJECTORY_H_
@@ -20,7 +23,6 @@
 #include <torch/torch.h>
 
 #include <cstdint>
-#include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -29,6 +31,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/env/env.h"
 #include "common/nino/neural_graph.h"
 
 namespace nino::trainer {
@@ -51,14 +54,16 @@ class TrajectoryWriter {
   // Creates `dir` (or reopens it when resume_step >= 0 and it holds a dataset of the same task,
   // seed and layout: rows after resume_step are dropped). FAILED_PRECONDITION when an existing
   // dataset belongs to another run; PERMISSION_DENIED/UNAVAILABLE for I/O failures.
+  static absl::StatusOr<std::unique_ptr<TrajectoryWriter>> Open(Env* env, const std::string& dir,
+                                                                TrajectoryInfo info,
+                                                                int64_t resume_step);
   static absl::StatusOr<std::unique_ptr<TrajectoryWriter>> Open(const std::string& dir,
                                                                 TrajectoryInfo info,
                                                                 int64_t resume_step);
-  ~TrajectoryWriter();
 
   // Appends `flat` ([P], any float dtype) as the row of `step` (steps must increase).
   absl::Status Append(int64_t step, const torch::Tensor& flat);
-  // Flushes the rows and rewrites the manifest (atomically).
+  // Makes the rows durable (fsync), then replaces the manifest (atomically and durably).
   absl::Status Flush();
   // Flush, checksum, "complete": true and the run's metrics in the manifest.
   absl::Status Finish(const nlohmann::json& metrics);
@@ -67,14 +72,15 @@ class TrajectoryWriter {
   const TrajectoryInfo& info() const { return info_; }
 
  private:
-  TrajectoryWriter(std::string dir, TrajectoryInfo info);
+  TrajectoryWriter(Env* env, std::string dir, TrajectoryInfo info);
   absl::Status WriteManifest(bool complete, const nlohmann::json& metrics, const std::string& sha);
 
+  Env* env_;
   std::string dir_;
   TrajectoryInfo info_;
   int64_t num_params_ = 0;
   std::vector<int64_t> steps_;
-  std::FILE* states_ = nullptr;
+  std::unique_ptr<WritableFile> states_;
 };
 
 class TrajectoryReader {

@@ -19,6 +19,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/env/write_file_atomically.h"
 
 namespace nino::io {
 namespace {
@@ -85,11 +86,6 @@ bool IsPlainFileName(const std::string& name) {
          name.find('\0') == std::string::npos;
 }
 
-bool PathExists(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0;
-}
-
 std::string KnownNames() {
   std::vector<std::string> names;
   for (const KnownCheckpoint& c : OfficialCheckpoints()) names.push_back(c.name);
@@ -99,9 +95,9 @@ std::string KnownNames() {
 // Result of checking one candidate file against the expected checksum.
 enum class Verdict { kMissing, kMatch, kMismatch, kUnreadable };
 
-Verdict CheckCandidate(const std::string& path, const std::string& expected_sha256,
+Verdict CheckCandidate(Env* env, const std::string& path, const std::string& expected_sha256,
                        std::string* detail) {
-  if (!PathExists(path)) return Verdict::kMissing;
+  if (!env->FileExists(path)) return Verdict::kMissing;
   absl::StatusOr<std::string> got = Sha256File(path);
   if (!got.ok()) {
     *detail = std::string(got.status().message());
@@ -114,20 +110,26 @@ Verdict CheckCandidate(const std::string& path, const std::string& expected_sha2
   return Verdict::kMatch;
 }
 
-// Makes the freshly written temporary file durable and readable like an ordinary download.
-absl::Status SyncAndPublish(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::InternalError(absl::StrCat("cannot reopen ", path, ": ", std::strerror(errno)));
+// The whole file, for a download that is verified and then published from memory (so the
+// bytes checked are the bytes written). NOT_FOUND / INTERNAL naming the file.
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
+  FilePtr file(std::fopen(path.c_str(), "rb"));
+  if (file == nullptr) {
+    const int err = errno;
+    std::string msg = absl::StrCat("cannot open ", path, ": ", std::strerror(err));
+    if (err == ENOENT || err == ENOTDIR) return absl::NotFoundError(msg);
+    return absl::InternalError(msg);
   }
-  ::fchmod(fd, 0644);  // mkstemp creates 0600; best effort, a failure here is harmless.
-  int rc = ::fsync(fd);
-  int saved_errno = errno;
-  ::close(fd);
-  if (rc != 0) {
-    return absl::InternalError(absl::StrCat("fsync ", path, ": ", std::strerror(saved_errno)));
+  std::string bytes;
+  std::vector<char> buffer(kHashChunkBytes);
+  size_t n = 0;
+  while ((n = std::fread(buffer.data(), 1, buffer.size(), file.get())) > 0) {
+    bytes.append(buffer.data(), n);
   }
-  return absl::OkStatus();
+  if (std::ferror(file.get())) {
+    return absl::InternalError(absl::StrCat("error reading ", path, ": ", std::strerror(errno)));
+  }
+  return bytes;
 }
 
 size_t WriteToFile(char* data, size_t size, size_t nmemb, void* userdata) {
@@ -282,6 +284,7 @@ std::string DefaultSharedDir() {
 absl::StatusOr<LocatedCheckpoint> LocateCheckpoint(const LocatorOptions& options) {
   LocatedCheckpoint result;
   std::vector<std::string>& notes = result.notes;
+  Env* const env = options.env != nullptr ? options.env : Env::Default();
 
   // 1. Explicit path: used as given (it may be a checkpoint of the user's own, so no checksum).
   if (!options.explicit_path.empty()) {
@@ -336,7 +339,7 @@ absl::StatusOr<LocatedCheckpoint> LocateCheckpoint(const LocatorOptions& options
     notes.push_back("cache: no cache directory (NINO_CACHE_DIR, XDG_CACHE_HOME and HOME unset)");
   } else {
     std::string detail;
-    switch (CheckCandidate(cache_path, sha256, &detail)) {
+    switch (CheckCandidate(env, cache_path, sha256, &detail)) {
       case Verdict::kMatch:
         result.path = cache_path;
         result.source = "cache";
@@ -354,7 +357,7 @@ absl::StatusOr<LocatedCheckpoint> LocateCheckpoint(const LocatorOptions& options
     }
   }
 
-  // 3. Download into the cache: temporary file, verified, then renamed over the cache path.
+  // 3. Download into a temporary file, verified, then published with WriteFileAtomically.
   if (!options.allow_download) {
     notes.push_back("download: disabled");
   } else if (url.empty()) {
@@ -380,35 +383,28 @@ absl::StatusOr<LocatedCheckpoint> LocateCheckpoint(const LocatorOptions& options
         std::remove(tmp_path.c_str());
         notes.push_back(absl::StrCat("download: ", fetched.message()));
       } else {
-        absl::StatusOr<std::string> got = Sha256File(tmp_path);
-        if (!got.ok()) {
-          std::remove(tmp_path.c_str());
-          notes.push_back(absl::StrCat("download: ", got.status().message()));
-        } else if (*got != sha256) {
+        absl::StatusOr<std::string> bytes = ReadWholeFile(tmp_path);
+        std::remove(tmp_path.c_str());
+        const std::string got = bytes.ok() ? Sha256Hex(*bytes) : "";
+        if (!bytes.ok()) {
+          notes.push_back(absl::StrCat("download: ", bytes.status().message()));
+        } else if (got != sha256) {
           // The official file is not what this build expects (corrupted transfer, tampering,
           // or a new upstream version): stop here rather than silently use something else.
-          std::remove(tmp_path.c_str());
           notes.push_back(absl::StrCat("download: sha256 mismatch for ", url));
           return absl::DataLossError(absl::StrCat(
               "downloaded checkpoint ", name, " from ", url, " has the wrong sha256: expected ",
-              sha256, ", got ", *got, "; the temporary file was deleted. Tried:\n  ",
+              sha256, ", got ", got, "; the temporary file was deleted. Tried:\n  ",
               absl::StrJoin(notes, "\n  "), "\nPut a verified copy at ", cache_path,
               " or pass --nino_ckpt PATH."));
+        } else if (absl::Status published = WriteFileAtomically(env, cache_path, *bytes);
+                   !published.ok()) {
+          notes.push_back(absl::StrCat("download: cannot publish ", cache_path, ": ",
+                                       published.message()));
         } else {
-          absl::Status synced = SyncAndPublish(tmp_path);
-          if (!synced.ok()) {
-            std::remove(tmp_path.c_str());
-            notes.push_back(absl::StrCat("download: ", synced.message()));
-          } else if (std::rename(tmp_path.c_str(), cache_path.c_str()) != 0) {
-            int err = errno;
-            std::remove(tmp_path.c_str());
-            notes.push_back(absl::StrCat("download: cannot rename ", tmp_path, " to ", cache_path,
-                                         ": ", std::strerror(err)));
-          } else {
-            result.path = cache_path;
-            result.source = "download";
-            return result;
-          }
+          result.path = cache_path;
+          result.source = "download";
+          return result;
         }
       }
     }
@@ -422,7 +418,7 @@ absl::StatusOr<LocatedCheckpoint> LocateCheckpoint(const LocatorOptions& options
   } else {
     const std::string shared_path = JoinPath(shared_dir, "reference/checkpoints/" + name);
     std::string detail;
-    switch (CheckCandidate(shared_path, sha256, &detail)) {
+    switch (CheckCandidate(env, shared_path, sha256, &detail)) {
       case Verdict::kMatch:
         result.path = shared_path;
         result.source = "shared";

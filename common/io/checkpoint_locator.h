@@ -4,7 +4,8 @@
 //      file <cache>/<name>; accepted only if its sha256 matches the known checksum (a file with
 //      a wrong checksum is reported and ignored, never used);
 //   3. a download of the official file into the cache (temporary file, sha256 verified, then
-//      renamed into place; a checksum mismatch deletes the temporary file and fails);
+//      published with WriteFileAtomically, so a power loss never leaves a partial cache file; a
+//      checksum mismatch deletes the temporary file and fails);
 //   4. offline fallback: <shared>/reference/checkpoints/<name> (shared = $NINO_SHARED_DIR or the
 //      compiled-in default), also sha256 verified;
 //   5. otherwise NOT_FOUND with a message that says exactly how to get the file.
@@ -17,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/env/env.h"
 
 namespace nino::io {
 
@@ -42,20 +44,21 @@ using Fetcher = std::function<absl::Status(const std::string& url, const std::st
 absl::Status CurlFetch(const std::string& url, const std::string& dest_path);
 
 struct LocatorOptions {
-  std::string explicit_path;    // --nino_ckpt; empty = not given
+  std::string explicit_path;  // --nino_ckpt; empty = not given
   std::string name = "nino_no_posw.pt";
-  std::string cache_dir;        // empty = DefaultCacheDir()
-  std::string shared_dir;       // empty = DefaultSharedDir()
+  std::string cache_dir;   // empty = DefaultCacheDir()
+  std::string shared_dir;  // empty = DefaultSharedDir()
   bool allow_download = true;
-  Fetcher fetcher;              // empty = CurlFetch
+  Fetcher fetcher;  // empty = CurlFetch
   // Overrides for tests (empty = the official entry for `name`).
   std::string url_override;
   std::string sha256_override;
+  Env* env = nullptr;  // existence checks and the cache write; nullptr: Env::Default()
 };
 
 struct LocatedCheckpoint {
   std::string path;
-  std::string source;  // "explicit", "cache", "download", "shared"
+  std::string source;              // "explicit", "cache", "download", "shared"
   std::vector<std::string> notes;  // what was tried and why it was skipped
 };
 

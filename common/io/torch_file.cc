@@ -9,13 +9,11 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <limits>
 #include <memory>
-#include <random>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -27,6 +25,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/env/write_file_atomically.h"
 #include "common/io/pickle_reader.h"
 
 namespace nino::io {
@@ -703,35 +702,31 @@ class PickleWriter {
   size_t nodes_ = 0;
 };
 
-// ---- atomic file writing ----------------------------------------------------------------------
-
-std::string DirName(const std::string& path) {
-  const size_t slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
-std::string BaseName(const std::string& path) {
-  const size_t slash = path.find_last_of('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
-// Creates a new temporary file next to `path` (mode 0666 & ~umask, like open()).
-absl::StatusOr<std::pair<int, std::string>> CreateTemp(const std::string& path) {
-  static std::atomic<uint64_t> counter{0};
-  std::random_device rd;
-  for (int attempt = 0; attempt < 100; ++attempt) {
-    std::string tmp = absl::StrFormat("%s/.%s.tmp.%d.%d.%08x", DirName(path), BaseName(path),
-                                      ::getpid(), counter++, rd());
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd >= 0) return std::make_pair(fd, tmp);
-    if (errno != EEXIST) {
-      return ErrnoStatus(errno, absl::StrCat("cannot create a temporary file in ", DirName(path)));
+// Streams the zip into `file`. The zip writer never sees an I/O failure (its sink always
+// reports success, so it cannot throw from its destructor); the first error is returned after.
+absl::Status WriteZip(const PickleWriter& pw, WritableFile& file) {
+  absl::Status io_status;
+  auto sink = [&file, &io_status](const void* buf, size_t n) -> size_t {
+    if (io_status.ok()) io_status = file.Append(absl::string_view(static_cast<const char*>(buf), n));
+    return n;
+  };
+  try {
+    caffe2::serialize::PyTorchStreamWriter writer(sink);  // archive root "archive"
+    static const char kEmpty = 0;
+    const std::string& pkl = pw.bytes();
+    writer.writeRecord("data.pkl", pkl.data(), pkl.size());
+    writer.writeRecord("byteorder", "little", 6);
+    for (const auto& s : pw.storages()) {
+      const size_t nbytes = s.data.numel() * s.data.element_size();
+      writer.writeRecord("data/" + s.key, nbytes ? s.data.data_ptr() : &kEmpty, nbytes);
     }
+    writer.writeEndOfFile();  // writes the "version" record and the central directory
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("zip writer: ", e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("zip writer: ", e.what()));
   }
-  return absl::InternalError(
-      absl::StrCat("cannot create a unique temporary file in ", DirName(path)));
+  return io_status;
 }
 
 }  // namespace
@@ -769,6 +764,10 @@ absl::StatusOr<PickleValue> LoadTorchFile(const std::string& path) {
 }
 
 absl::Status SaveTorchFile(const std::string& path, const PickleValue& value) {
+  return SaveTorchFile(Env::Default(), path, value);
+}
+
+absl::Status SaveTorchFile(Env* env, const std::string& path, const PickleValue& value) {
   PickleWriter pw;
   try {
     absl::Status st = pw.Write(value);
@@ -776,74 +775,10 @@ absl::Status SaveTorchFile(const std::string& path, const PickleValue& value) {
   } catch (const std::exception& e) {  // c10::Error derives from std::exception
     return absl::InvalidArgumentError(absl::StrCat(path, ": cannot save: ", e.what()));
   }
-
-  auto tmp = CreateTemp(path);
-  if (!tmp.ok()) return Annotate(tmp.status(), path, "cannot save: ");
-  const int fd = tmp->first;
-  const std::string tmp_path = tmp->second;
-  int write_errno = 0;
-  auto fail = [&](absl::Status s) {
-    ::close(fd);
-    ::unlink(tmp_path.c_str());
-    return Annotate(s, path, "cannot save: ");
-  };
-
-  // Stream the zip straight into the temporary file. I/O errors are recorded and reported
-  // after the writer is done (the writer itself never sees a failure, so it cannot throw from
-  // its destructor).
-  auto sink = [fd, &write_errno](const void* buf, size_t n) -> size_t {
-    if (write_errno != 0) return n;
-    const char* p = static_cast<const char*>(buf);
-    size_t done = 0;
-    while (done < n) {
-      ssize_t w = ::write(fd, p + done, n - done);
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) {
-        write_errno = w < 0 ? errno : EIO;
-        break;
-      }
-      done += static_cast<size_t>(w);
-    }
-    return n;
-  };
-  try {
-    caffe2::serialize::PyTorchStreamWriter writer(sink);  // archive root "archive"
-    static const char kEmpty = 0;
-    const std::string& pkl = pw.bytes();
-    writer.writeRecord("data.pkl", pkl.data(), pkl.size());
-    writer.writeRecord("byteorder", "little", 6);
-    for (const auto& s : pw.storages()) {
-      const size_t nbytes = s.data.numel() * s.data.element_size();
-      writer.writeRecord("data/" + s.key, nbytes ? s.data.data_ptr() : &kEmpty, nbytes);
-    }
-    writer.writeEndOfFile();  // writes the "version" record and the central directory
-  } catch (const c10::Error& e) {
-    return fail(absl::InternalError(absl::StrCat("zip writer: ", e.what_without_backtrace())));
-  } catch (const std::exception& e) {
-    return fail(absl::InternalError(absl::StrCat("zip writer: ", e.what())));
-  }
-  if (write_errno != 0) return fail(ErrnoStatus(write_errno, "write failed"));
-  if (::fsync(fd) != 0) return fail(ErrnoStatus(errno, "fsync failed"));
-  if (::close(fd) != 0) {
-    const int err = errno;
-    ::unlink(tmp_path.c_str());
-    return Annotate(ErrnoStatus(err, "close failed"), path, "cannot save: ");
-  }
-  if (::rename(tmp_path.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp_path.c_str());
-    return Annotate(ErrnoStatus(err, "rename failed"), path, "cannot save: ");
-  }
-  const int dfd = ::open(DirName(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    const int rc = ::fsync(dfd);
-    const int err = errno;
-    ::close(dfd);
-    if (rc != 0 && err != EINVAL) {
-      return Annotate(ErrnoStatus(err, "fsync of the directory failed"), path, "saved, but ");
-    }
-  }
-  return absl::OkStatus();
+  absl::Status st = WriteFileAtomically(env, path, [&pw](WritableFile& file) {
+    return WriteZip(pw, file);
+  });
+  return st.ok() ? st : Annotate(st, path, "cannot save: ");
 }
 
 PickleValue StateDictValue(const NamedTensors& tensors) {

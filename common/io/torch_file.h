@@ -20,6 +20,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/env/env.h"
 #include "common/io/pickle_value.h"
 
 namespace nino::io {
@@ -32,9 +33,11 @@ absl::StatusOr<PickleValue> LoadTorchBytes(const std::string& bytes, const std::
 
 // Writes `value` in torch.save format (zip, data.pkl protocol 2, one storage per tensor,
 // archive root "archive"), readable by Python's torch.load (1.13 and later) and by
-// LoadTorchFile. Atomic: written to a temporary file in the same directory, fsynced, renamed
-// over `path`, then the directory is fsynced. On error `path` is left untouched.
-absl::Status SaveTorchFile(const std::string& path, const PickleValue& value);
+// LoadTorchFile. Atomic and durable through WriteFileAtomically (common/env/
+// write_file_atomically.h): a temporary file in the same directory, fsynced, renamed over `path`,
+// then the directory is fsynced. On an error before the rename `path` is left untouched.
+absl::Status SaveTorchFile(const std::string& path, const PickleValue& value);  // Env::Default()
+absl::Status SaveTorchFile(Env* env, const std::string& path, const PickleValue& value);
 
 // An ordered name -> tensor map (a state_dict).
 using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;

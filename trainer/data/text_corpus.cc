@@ -21,6 +21,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "common/env/write_file_atomically.h"
 #include "trainer/data/batch_sampler.h"
 
 namespace nino::trainer {
@@ -113,7 +114,7 @@ absl::StatusOr<std::string> RunBible(const std::string& program) {
   return text;
 }
 
-// Writes `text` to `path` via a temporary file in the same folder and rename(2).
+// Writes `text` to `path` with WriteFileAtomically (missing parent folders are created).
 absl::Status WriteAtomically(const std::string& path, const std::string& text) {
   const std::filesystem::path target(path);
   if (target.has_parent_path()) {
@@ -124,43 +125,8 @@ absl::Status WriteAtomically(const std::string& path, const std::string& text) {
                                               ": ", ec.message()));
     }
   }
-  std::string tmp = absl::StrCat(path, ".tmp.XXXXXX");
-  const int fd = ::mkstemp(tmp.data());
-  if (fd < 0) {
-    return absl::InternalError(absl::StrCat("cannot create a temporary file next to the KJV cache ",
-                                            path, ": ", std::strerror(errno)));
-  }
-  auto fail = [&](const char* what) {
-    const std::string msg = absl::StrCat(what, " ", tmp, " (for the KJV cache ", path,
-                                         "): ", std::strerror(errno));
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return absl::InternalError(msg);
-  };
-  // mkstemp creates 0600; a cache is ordinary data.
-  ::fchmod(fd, 0644);
-  size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return fail("cannot write");
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0) return fail("cannot fsync");
-  if (::close(fd) != 0) {
-    const std::string msg =
-        absl::StrCat("cannot close ", tmp, " (for the KJV cache ", path, "): ",
-                     std::strerror(errno));
-    ::unlink(tmp.c_str());
-    return absl::InternalError(msg);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string msg = absl::StrCat("cannot rename ", tmp, " to the KJV cache ", path, ": ",
-                                         std::strerror(errno));
-    ::unlink(tmp.c_str());
-    return absl::InternalError(msg);
+  if (absl::Status s = WriteFileAtomically(Env::Default(), path, text); !s.ok()) {
+    return absl::InternalError(absl::StrCat("cannot write the KJV cache ", path, ": ", s.message()));
   }
   return absl::OkStatus();
 }

@@ -23,8 +23,8 @@ inline constexpr size_t kMinKjvBytes = 4'000'000;
 
 // If `cache_path` exists and holds at least kMinKjvBytes it is read and returned. Otherwise runs
 // `<bible_program> -f "Genesis 1:1-Revelation 22:21"` (via popen, with PATH lookup), checks it
-// succeeded and printed at least kMinKjvBytes, writes the text to cache_path atomically
-// (temporary file in the same folder, then rename; missing parent folders are created) and
+// succeeded and printed at least kMinKjvBytes, writes the text to cache_path with
+// WriteFileAtomically (common/env/write_file_atomically.h; missing parent folders are created) and
 // returns it. Errors: NOT_FOUND if the program is missing (names the package bible-kjv),
 // FAILED_PRECONDITION if it fails or prints too little, INTERNAL on cache I/O errors. The cache
 // path must be non-empty. `bible_program` exists for tests.
