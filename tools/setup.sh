@@ -6,6 +6,8 @@ set -euo pipefail
 PACKAGES=(
   # build
   bazel-bootstrap cmake ninja-build g++ pkg-config
+  # fuzzing (tools/fuzz/run_fuzzers.sh, outside CI)
+  clang-14 libfuzzer-14-dev
   # LibTorch (with c10d Gloo headers) and the Python side used by interop tests
   libtorch-dev libgloo-dev python3-torch python3-numpy
   # gRPC / protobuf / abseil / tests
