@@ -1,0 +1,157 @@
+// The training loop: the loss goes down on learnable synthetic trajectories, a stopped run
+// resumes to exactly the weights of an uninterrupted one, a NaN rolls back and says so, the
+// metrics file has one line per step, and the saved model is read by NiNoModel::Load and
+// predicts what the training module predicts.
+#include "metatrain/metatrainer.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "common/nino/nino_model.h"
+#include "metatrain/batch_forward.h"
+#include "metatrain/test_trajectories.h"
+
+namespace nino::metatrain {
+namespace {
+
+std::vector<std::string> Datasets() {
+  static const std::vector<std::string> dirs = [] {
+    std::vector<std::string> d;
+    for (uint64_t s = 0; s < 3; ++s) {
+      d.push_back(::testing::TempDir() + "/mt_data_" + std::to_string(s));
+      testing::WriteTestTrajectory(d.back(), 10 + s, 1000);
+    }
+    return d;
+  }();
+  return dirs;
+}
+
+MetaTrainOptions Small(const std::string& out, bool gnn) {
+  MetaTrainOptions o;
+  o.train_dirs = {Datasets()[0], Datasets()[1]};
+  o.val_dirs = {Datasets()[2]};
+  o.gnn = gnn;
+  o.hid = 8;
+  o.steps = 24;
+  o.batch_trajectories = 2;
+  o.lr = 1e-2;
+  o.ckpt_every = 5;
+  o.val_slices = 2;
+  o.out_dir = ::testing::TempDir() + "/" + out;
+  std::filesystem::remove_all(o.out_dir);
+  return o;
+}
+
+std::vector<nlohmann::json> Metrics(const std::string& out_dir) {
+  std::vector<nlohmann::json> lines;
+  std::ifstream in(out_dir + "/metrics.jsonl");
+  for (std::string l; std::getline(in, l);) lines.push_back(nlohmann::json::parse(l));
+  return lines;
+}
+
+torch::Tensor Flat(const TrainableNiNo& m) {
+  std::vector<torch::Tensor> v;
+  for (const auto& [k, t] : m.StateDict()) v.push_back(t.view({-1}));
+  return torch::cat(v);
+}
+
+TEST(MetaTrainer, LossFallsAndTheSavedModelIsTheTrainedOne) {
+  for (bool gnn : {false, true}) {
+    MetaTrainOptions o = Small(gnn ? "mt_gnn" : "mt_wnn", gnn);
+    o.steps = 40;
+    auto t = MetaTrainer::Create(o);
+    ASSERT_TRUE(t.ok()) << t.status();
+    ASSERT_TRUE((*t)->Run().ok());
+    const auto lines = Metrics(o.out_dir);
+    std::vector<double> loss;
+    for (const auto& l : lines)
+      if (l.contains("loss")) loss.push_back(l["loss"].get<double>());
+    ASSERT_EQ(loss.size(), 40u);
+    const double first = (loss[0] + loss[1] + loss[2]) / 3,
+                 last = (loss[37] + loss[38] + loss[39]) / 3;
+    EXPECT_LT(last, 0.8 * first) << "gnn " << gnn;
+    EXPECT_TRUE(lines.back().contains("val_l1"));
+    EXPECT_TRUE(lines[5].contains("grad_norm") && lines[5].contains("lr") &&
+                lines[5].contains("wall_seconds"));
+    // The saved checkpoint: official layout, read by our reader, same predictions.
+    auto loaded = NiNoModel::Load(o.out_dir + "/nino.pt");
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    EXPECT_EQ(loaded->is_gnn(), gnn);
+    auto data = TrajectoryWindows::Open(o.val_dirs, WindowOptions{5, 40, 4, 200, gnn ? 8 : 0});
+    ASSERT_TRUE(data.ok());
+    const GraphSample w = (*data)->Windows(SliceRef{})[0];
+    torch::NoGradGuard no_grad;
+    (*t)->model().eval();
+    const torch::Tensor ours = (*t)->model().Forward(w.x, w.edge_type, w.edge_index, w.pos);
+    for (int k : {1, 40}) {
+      const torch::Tensor ref = loaded->Forward(w.x, w.edge_type, w.edge_index, w.pos, {}, k);
+      EXPECT_LE((ours.select(2, k - 1) - ref).abs().max().item<double>(), 1e-6);
+    }
+  }
+}
+
+TEST(MetaTrainer, AStoppedRunResumesExactly) {
+  MetaTrainOptions straight = Small("mt_straight", false);
+  auto a = MetaTrainer::Create(straight);
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE((*a)->Run().ok());
+
+  MetaTrainOptions stopped = Small("mt_resumed", false);
+  stopped.stop_at = 12;  // not a multiple of ckpt_every: the stop itself checkpoints
+  auto b = MetaTrainer::Create(stopped);
+  ASSERT_TRUE(b.ok());
+  ASSERT_TRUE((*b)->Run().ok());
+  EXPECT_EQ((*b)->progress().step, 12);
+  EXPECT_FALSE((*b)->finished());
+  b->reset();
+  stopped.stop_at = 0;
+  stopped.train_dirs = {};  // the checkpoint's list is used
+  auto c = MetaTrainer::Create(stopped);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ((*c)->progress().step, 12);
+  ASSERT_TRUE((*c)->Run().ok());
+  EXPECT_TRUE(torch::equal(Flat((*a)->model()), Flat((*c)->model())));
+  int step_lines = 0;
+  for (const auto& l : Metrics(stopped.out_dir)) step_lines += l.contains("loss");
+  EXPECT_EQ(step_lines, 24);
+
+  MetaTrainOptions other = Small("mt_resumed", false);
+  other.hid = 16;
+  std::filesystem::create_directories(other.out_dir);
+  EXPECT_FALSE(MetaTrainer::Create(other).ok());  // another configuration's checkpoint
+}
+
+TEST(MetaTrainer, NanLossRollsBackToTheLastCheckpoint) {
+  MetaTrainOptions o = Small("mt_nan", false);
+  bool injected = false;
+  o.loss_hook = [&](int64_t step, torch::Tensor* loss) {
+    if (step == 8 && !injected) {
+      injected = true;
+      *loss = *loss * std::numeric_limits<float>::quiet_NaN();
+    }
+  };
+  auto t = MetaTrainer::Create(o);
+  ASSERT_TRUE(t.ok());
+  ASSERT_TRUE((*t)->Run().ok());
+  EXPECT_TRUE(injected);
+  EXPECT_EQ((*t)->progress().step, 24);
+  EXPECT_EQ((*t)->progress().rollbacks, 1);
+  bool logged = false;
+  for (const auto& l : Metrics(o.out_dir)) {
+    if (l.value("event", "") == "nan_rollback") {
+      logged = true;
+      EXPECT_EQ(l["nan_at_step"].get<int64_t>(), 8);
+      EXPECT_EQ(l["step"].get<int64_t>(), 5);  // the checkpoint before it
+    }
+    if (l.contains("loss")) EXPECT_TRUE(std::isfinite(l["loss"].get<double>()));
+  }
+  EXPECT_TRUE(logged);
+  EXPECT_TRUE(torch::isfinite(Flat((*t)->model())).all().item<bool>());
+}
+
+}  // namespace
+}  // namespace nino::metatrain
