@@ -22,9 +22,13 @@ std::pair<int64_t, int64_t> Shard(int64_t n, int rank, int world) {
 
 class VisionTask : public Task {
  public:
+  // `train` holds all 60,000 training images: the first 55,000 are trained on (the official
+  // split), the next 1,024 are the probe batch.
   VisionTask(TaskInfo info, VisionNetOptions net, ImageDataset train, ImageDataset test,
              const TaskOptions& o)
-      : train_(std::move(train)), test_(std::move(test)),
+      : train_(Slice(train, 0, kTrainImages)),
+        probe_(Slice(train, kTrainImages, kProbeImages)),
+        test_(std::move(test)),
         sampler_(train_.labels.size(0), info.global_batch, o.seed, o.rank, o.world_size) {
     info_ = std::move(info);
     torch::manual_seed(o.seed);  // the same initial weights on every rank
@@ -74,9 +78,21 @@ class VisionTask : public Task {
   double Metric(const std::vector<double>& s) const override {
     return s[2] > 0 ? 100.0 * s[0] / s[2] : 0;
   }
+  double ProbeLoss() override {
+    torch::NoGradGuard no_grad;
+    net_->eval();
+    return torch::nn::functional::cross_entropy(net_->forward(probe_.images), probe_.labels)
+        .item<double>();
+  }
+
+  static constexpr int64_t kTrainImages = 55000, kProbeImages = 1024;
 
  private:
-  ImageDataset train_, test_;
+  static ImageDataset Slice(const ImageDataset& d, int64_t begin, int64_t n) {
+    n = std::max<int64_t>(0, std::min(n, d.size() - begin));
+    return {d.images.narrow(0, begin, n), d.labels.narrow(0, begin, n)};
+  }
+  ImageDataset train_, probe_, test_;
   BatchSampler sampler_;
   VisionNet net_{nullptr};
   torch::Tensor eval_x_, eval_y_;
@@ -125,8 +141,28 @@ class LmTask : public Task {
   double Metric(const std::vector<double>& s) const override {
     return s[2] > 0 ? std::exp(s[0] / s[2]) : 0;
   }
+  double ProbeLoss() override {
+    torch::NoGradGuard no_grad;
+    net_->eval();
+    if (!probe_x_.defined()) {  // 8 windows spread over the training text, built once
+      const int64_t ctx = net_->options().n_positions, n = data_.train.size(0) - ctx - 1;
+      std::vector<torch::Tensor> xs, ys;
+      for (int64_t i = 0; i < 8; ++i) {
+        const int64_t at = n * i / 8;
+        xs.push_back(data_.train.narrow(0, at, ctx));
+        ys.push_back(data_.train.narrow(0, at + 1, ctx));
+      }
+      probe_x_ = torch::stack(xs);
+      probe_y_ = torch::stack(ys);
+    }
+    torch::Tensor logits = net_->forward(probe_x_);
+    return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}),
+                                                probe_y_.reshape({-1}))
+        .item<double>();
+  }
 
  private:
+  torch::Tensor probe_x_, probe_y_;
   TextSplits data_;
   LmBatcher batcher_;
   Gpt2LM net_{nullptr};
@@ -165,7 +201,7 @@ absl::StatusOr<std::unique_ptr<Task>> MakeTask(const TaskOptions& o) {
       info.target = 88.0;
     }
     const std::string dir = o.fashion_mnist_dir.empty() ? DefaultFashionMnistDir() : o.fashion_mnist_dir;
-    auto train = LoadFashionMnist(dir, /*train=*/true, /*limit=*/55000);
+    auto train = LoadFashionMnist(dir, /*train=*/true);  // 55,000 trained on + the probe batch
     if (!train.ok()) return train.status();
     auto test = LoadFashionMnist(dir, /*train=*/false);
     if (!test.ok()) return test.status();

@@ -56,6 +56,10 @@ class Task {
   // count}; the trainer sums them over ranks and calls Metric().
   virtual std::vector<double> EvalPartial() = 0;
   virtual double Metric(const std::vector<double>& sums) const = 0;
+  // Mean loss on a fixed held-out batch, the same on every rank (eval mode, no gradients), for
+  // NiNo's step search: vision, 1,024 training images (55,000..56,023) that training never
+  // sees; LM, 8 fixed windows of the training text.
+  virtual double ProbeLoss() = 0;
   static double EvalLoss(const std::vector<double>& sums) { return sums[2] > 0 ? sums[1] / sums[2] : 0; }
   bool Reached(double metric) const {
     return info_.higher_is_better ? metric >= info_.target : metric <= info_.target;

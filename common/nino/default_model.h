@@ -21,11 +21,11 @@ inline constexpr char kDefaultModelName[] = "nino_wnn_fm16";
 // Its file in models/.
 inline constexpr char kDefaultModelFile[] = "nino_wnn_fm16.pt";
 
-// The embedded torch.save bytes (never empty in a linked binary).
+// The embedded torch.save bytes; empty in a binary linked without them (see BUILD).
 absl::string_view DefaultModelBytes();
 // Lowercase hex sha256 of DefaultModelBytes() (computed once).
 const std::string& DefaultModelSha256();
-// Decodes the embedded bytes (a fresh NiNoModel on CPU each call).
+// Decodes the embedded bytes (a fresh NiNoModel on CPU each call); NOT_FOUND without them.
 absl::StatusOr<NiNoModel> LoadDefaultModel();
 
 }  // namespace nino
