@@ -13,6 +13,9 @@ absl::Status Bad(absl::string_view field, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
 }
 
+constexpr double kMinKDecay = 0.01;  // the horizon schedule's exponent p
+constexpr double kMaxKDecay = 100.0;
+
 bool IsJobIdChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
          c == '_' || c == '.' || c == ':' || c == '/';
@@ -101,8 +104,11 @@ absl::StatusOr<JobSpec> ValidateJobRequest(const v1::RegisterJobRequest& request
                             " NiNo steps exceed the limit of ", kMaxScheduleLength));
   }
   const double k_decay = request.k_decay() == 0.0 ? 2.0 : request.k_decay();
-  if (!std::isfinite(k_decay) || k_decay <= 0.0) {
-    return Bad("k_decay", absl::StrCat(request.k_decay(), ": must be > 0 (0 = default 2.0)"));
+  // Outside [0.01, 100] the schedule's 40^(1/p) and x^p leave the doubles (found by fuzzing:
+  // k_decay = 1e-303 made HorizonSchedule convert NaN to int).
+  if (!std::isfinite(k_decay) || k_decay < kMinKDecay || k_decay > kMaxKDecay) {
+    return Bad("k_decay", absl::StrCat(request.k_decay(), ": must be in [", kMinKDecay, ", ",
+                                       kMaxKDecay, "] (0 = default 2.0)"));
   }
   spec.period = request.period();
   spec.ctx = request.ctx();

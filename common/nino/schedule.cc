@@ -22,7 +22,11 @@ std::vector<int> HorizonSchedule(int64_t max_train_steps, int64_t period, double
       const double step = (1.0 - start) / static_cast<double>(n - 1);
       x = start + static_cast<double>(i) * step;
     }
-    out.push_back(static_cast<int>(std::nearbyint(std::pow(x, p))));  // half to even
+    // k lies in [1, seq_len]; where an extreme p takes start or x^p beyond the doubles (NaN or
+    // Inf), k is seq_len, the limit for p -> 0 (the last point is exactly 1^p = 1).
+    double k = std::nearbyint(std::pow(x, p));  // half to even
+    if (!std::isfinite(k) || k > seq_len) k = seq_len;
+    out.push_back(static_cast<int>(std::max(k, 1.0)));
   }
   return out;
 }
