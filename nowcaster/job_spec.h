@@ -29,6 +29,7 @@ struct JobSpec {
   std::vector<int> k_schedule;  // HorizonSchedule(max_train_steps, period, k_decay)
   int64_t num_params = 0;       // P
   int64_t seq_len = 40;         // the model's largest horizon k
+  std::string principal;        // who registered the job (auth.h); "" without authentication
 
   // Bytes of one snapshot on the wire and in memory: P float32 values.
   int64_t state_bytes() const { return num_params * static_cast<int64_t>(sizeof(float)); }

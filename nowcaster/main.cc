@@ -2,7 +2,11 @@
 //
 //   nino_nowcaster [--address=0.0.0.0:50051] [--metrics_port=9090] [--device=cpu]
 //                  [--nino_model=nino_no_posw=/path/nino_no_posw.pt,nino_mlp=/path/nino_mlp.pt]
-//                  [--memory_budget_bytes=N] [--queue_length=N] [--workers=N] [--threads=N] ...
+//                  [--memory_budget_bytes=N] [--queue_length=N] [--workers=N] [--threads=N]
+//                  [--tls_cert=PEM --tls_key=PEM [--tls_client_ca=PEM]] [--auth_tokens_file=F]
+//                  [--metrics_token_file=F] [--allow_insecure] ...
+//
+// A non-loopback --address needs TLS and --auth_tokens_file, or --allow_insecure.
 //
 // SIGTERM / SIGINT: health NOT_SERVING, lame duck, drain in-flight calls, exit 0.
 #include <pthread.h>
@@ -30,7 +34,21 @@ const nino::nowcaster::NowcasterOptions kDefaults;
 ABSL_FLAG(std::string, address, kDefaults.address, "gRPC listening address host:port");
 ABSL_FLAG(int, metrics_port, kDefaults.metrics_port,
           "Prometheus /metrics port (0 = off, -1 = any free port)");
-ABSL_FLAG(std::string, metrics_host, kDefaults.metrics_host, "host /metrics binds to");
+ABSL_FLAG(std::string, metrics_host, kDefaults.metrics_host,
+          "host /metrics binds to (e.g. an internal interface, apart from --address)");
+ABSL_FLAG(std::string, metrics_token_file, "",
+          "file whose first line is a bearer token /metrics requires (401 without it); "
+          "empty = /metrics is open");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain: serve gRPC over TLS (with --tls_key)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA bundle: clients must present a certificate it verifies (mutual TLS)");
+ABSL_FLAG(std::string, auth_tokens_file, "",
+          "bearer tokens, one '<token> <principal> [admin]' per line ('#' comments); empty = "
+          "no authentication");
+ABSL_FLAG(bool, allow_insecure, false,
+          "start on a non-loopback --address without TLS or without --auth_tokens_file (logs a "
+          "warning; e.g. when a service mesh provides mutual TLS)");
 ABSL_FLAG(std::string, device, kDefaults.device, "cpu, cuda or cuda:N (CUDA builds only)");
 ABSL_FLAG(std::vector<std::string>, nino_model, {},
           "models served, name=path[,name=path...] (a bare path is served under its file "
@@ -70,6 +88,12 @@ int main(int argc, char** argv) {
   options.address = absl::GetFlag(FLAGS_address);
   options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   options.metrics_host = absl::GetFlag(FLAGS_metrics_host);
+  options.metrics_token_file = absl::GetFlag(FLAGS_metrics_token_file);
+  options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  options.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
+  options.allow_insecure = absl::GetFlag(FLAGS_allow_insecure);
   options.device = absl::GetFlag(FLAGS_device);
   auto models = nino::nowcaster::ParseModelSpecs(absl::GetFlag(FLAGS_nino_model));
   if (!models.ok()) {

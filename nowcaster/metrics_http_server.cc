@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
@@ -46,10 +47,27 @@ std::string Response(absl::string_view status, absl::string_view content_type,
                       include_body ? body : absl::string_view());
 }
 
+// The value of the first "Authorization:" header of `request` (name case-insensitive), or "".
+absl::string_view AuthorizationHeader(absl::string_view request) {
+  constexpr absl::string_view kName = "authorization:";
+  size_t pos = request.find("\r\n");
+  while (pos != absl::string_view::npos) {
+    const absl::string_view rest = request.substr(pos + 2);
+    const absl::string_view line = rest.substr(0, rest.find("\r\n"));
+    if (line.empty()) break;
+    if (line.size() > kName.size() && absl::EqualsIgnoreCase(line.substr(0, kName.size()), kName)) {
+      return absl::StripAsciiWhitespace(line.substr(kName.size()));
+    }
+    pos = request.find("\r\n", pos + 2);
+  }
+  return "";
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
-    const std::string& host, int port, std::shared_ptr<prometheus::Registry> registry) {
+    const std::string& host, int port, std::shared_ptr<prometheus::Registry> registry,
+    Authorizer authorize) {
   addrinfo hints{};
   hints.ai_family = AF_INET;
   hints.ai_socktype = SOCK_STREAM;
@@ -80,19 +98,21 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
     close(fd);
     return absl::InternalError(absl::StrCat("/metrics: pipe: ", std::strerror(errno)));
   }
-  std::unique_ptr<MetricsHttpServer> server(
-      new MetricsHttpServer(fd, wake[0], wake[1], ntohs(addr.sin_port), std::move(registry)));
+  std::unique_ptr<MetricsHttpServer> server(new MetricsHttpServer(
+      fd, wake[0], wake[1], ntohs(addr.sin_port), std::move(registry), std::move(authorize)));
   server->thread_ = std::thread([s = server.get()] { s->Serve(); });
   return server;
 }
 
 MetricsHttpServer::MetricsHttpServer(int listen_fd, int wake_read_fd, int wake_write_fd, int port,
-                                     std::shared_ptr<prometheus::Registry> registry)
+                                     std::shared_ptr<prometheus::Registry> registry,
+                                     Authorizer authorize)
     : listen_fd_(listen_fd),
       wake_read_fd_(wake_read_fd),
       wake_write_fd_(wake_write_fd),
       port_(port),
-      registry_(std::move(registry)) {}
+      registry_(std::move(registry)),
+      authorize_(std::move(authorize)) {}
 
 MetricsHttpServer::~MetricsHttpServer() { Stop(); }
 
@@ -152,6 +172,13 @@ void MetricsHttpServer::HandleConnection(int fd) {
   }
   if (target != "/metrics") {
     WriteAll(fd, Response("404 Not Found", "text/plain", "try /metrics\n", !head));
+    return;
+  }
+  if (authorize_ && !authorize_(AuthorizationHeader(request))) {
+    WriteAll(fd, absl::StrCat("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer\r\n",
+                              "Content-Type: text/plain\r\nContent-Length: 32\r\n",
+                              "Connection: close\r\n\r\n",
+                              head ? "" : "needs Authorization: Bearer ...\n"));
     return;
   }
   const std::string body = prometheus::TextSerializer().Serialize(registry_->Collect());

@@ -12,20 +12,28 @@
 
 #include <prometheus/registry.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace nino::nowcaster {
 
 class MetricsHttpServer {
  public:
+  // Decides from a request's Authorization header value ("" when absent) whether it may read
+  // /metrics. Must not log the value.
+  using Authorizer = std::function<bool(absl::string_view authorization)>;
+
   // Listens on host:port (IPv4 literal or name; port 0 = any free port) and serves `registry`
-  // from a background thread. UNAVAILABLE if the address cannot be bound.
+  // from a background thread. With an `authorize` function, a /metrics request it refuses gets
+  // 401 Unauthorized (WWW-Authenticate: Bearer). UNAVAILABLE if the address cannot be bound.
   static absl::StatusOr<std::unique_ptr<MetricsHttpServer>> Start(
-      const std::string& host, int port, std::shared_ptr<prometheus::Registry> registry);
+      const std::string& host, int port, std::shared_ptr<prometheus::Registry> registry,
+      Authorizer authorize = Authorizer());
 
   ~MetricsHttpServer();  // Stop()
   MetricsHttpServer(const MetricsHttpServer&) = delete;
@@ -40,7 +48,7 @@ class MetricsHttpServer {
 
  private:
   MetricsHttpServer(int listen_fd, int wake_read_fd, int wake_write_fd, int port,
-                    std::shared_ptr<prometheus::Registry> registry);
+                    std::shared_ptr<prometheus::Registry> registry, Authorizer authorize);
   void Serve();
   void HandleConnection(int fd);
 
@@ -49,6 +57,7 @@ class MetricsHttpServer {
   int wake_write_fd_;
   const int port_;
   const std::shared_ptr<prometheus::Registry> registry_;
+  const Authorizer authorize_;  // empty: open
   std::thread thread_;
 };
 

@@ -10,7 +10,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "nowcaster/auth.h"
+#include "nowcaster/exposure.h"
 #include "nowcaster/log.h"
+#include "nowcaster/secret_file.h"
+#include "nowcaster/tls.h"
 #include "proto/wire.h"
 
 namespace nino::nowcaster {
@@ -20,9 +24,34 @@ NowcasterServer::NowcasterServer(NowcasterOptions options, ModelStore models)
 
 NowcasterServer::~NowcasterServer() { Shutdown(); }
 
+namespace {
+
+// /metrics' check of the Authorization header; empty (open) without a token file.
+absl::StatusOr<MetricsHttpServer::Authorizer> MetricsAuthorizer(const NowcasterOptions& o) {
+  if (o.metrics_token_file.empty()) return MetricsHttpServer::Authorizer();
+  absl::StatusOr<std::string> token = ReadTokenFile("--metrics_token_file", o.metrics_token_file);
+  if (!token.ok()) return token.status();
+  auto digest = std::make_shared<const TokenDigest>(*token);
+  return MetricsHttpServer::Authorizer([digest](absl::string_view authorization) {
+    absl::StatusOr<absl::string_view> presented = BearerToken(authorization);
+    return presented.ok() && digest->Matches(*presented);
+  });
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<NowcasterServer>> NowcasterServer::BuildAndStart(
     NowcasterOptions options) {
   if (absl::Status s = ValidateOptions(options); !s.ok()) return s;
+  absl::StatusOr<std::string> exposure_warning = CheckExposure(options);
+  if (!exposure_warning.ok()) return exposure_warning.status();
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      MakeServerCredentials(options);
+  if (!credentials.ok()) return credentials.status();
+  absl::StatusOr<Authenticator> auth = Authenticator::FromFile(options.auth_tokens_file);
+  if (!auth.ok()) return auth.status();
+  absl::StatusOr<MetricsHttpServer::Authorizer> metrics_auth = MetricsAuthorizer(options);
+  if (!metrics_auth.ok()) return metrics_auth.status();
   absl::StatusOr<torch::Device> device = ParseDevice(options.device);
   if (!device.ok()) return device.status();
   if (options.threads > 0) at::set_num_threads(options.threads);  // process-wide
@@ -32,13 +61,18 @@ absl::StatusOr<std::unique_ptr<NowcasterServer>> NowcasterServer::BuildAndStart(
 
   std::unique_ptr<NowcasterServer> s(new NowcasterServer(std::move(options), std::move(*models)));
   const NowcasterOptions& o = s->options_;
-  s->service_ = std::make_unique<NowcasterService>(o, *device, &s->models_, &s->metrics_);
+  const std::string auth_line =
+      auth->enabled() ? absl::StrCat("bearer tokens of ", auth->num_principals(),
+                                     " principals (--auth_tokens_file)")
+                      : std::string("none (no --auth_tokens_file: every call is allowed)");
+  s->service_ =
+      std::make_unique<NowcasterService>(o, *device, &s->models_, &s->metrics_, std::move(*auth));
 
   // Process-wide gRPC switches; both must precede the builder.
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(o.address, grpc::InsecureServerCredentials(), &s->port_);
+  builder.AddListeningPort(o.address, *credentials, &s->port_);
   builder.RegisterService(s->service_.get());
   builder.SetMaxReceiveMessageSize(static_cast<int>(o.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(o.max_message_bytes));
@@ -57,10 +91,12 @@ absl::StatusOr<std::unique_ptr<NowcasterServer>> NowcasterServer::BuildAndStart(
   grpc::HealthCheckServiceInterface* health = s->server_->GetHealthCheckService();
   health->SetServingStatus("", true);
   health->SetServingStatus(kServiceName, true);
+  health->SetServingStatus(kLivenessService, true);
 
   if (o.metrics_port != 0) {
-    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> http = MetricsHttpServer::Start(
-        o.metrics_host, o.metrics_port == kAnyPort ? 0 : o.metrics_port, s->metrics_.registry());
+    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> http =
+        MetricsHttpServer::Start(o.metrics_host, o.metrics_port == kAnyPort ? 0 : o.metrics_port,
+                                 s->metrics_.registry(), std::move(*metrics_auth));
     if (!http.ok()) {
       s->Shutdown();
       return http.status();
@@ -75,10 +111,15 @@ absl::StatusOr<std::unique_ptr<NowcasterServer>> NowcasterServer::BuildAndStart(
   }
   const std::string host = o.address.substr(0, o.address.rfind(':'));
   LogInfo(absl::StrCat("nino_nowcaster listening on ", host, ":", s->port_,
-                       " (grpc.health.v1, reflection, nino.v1.Nowcaster)"));
-  LogInfo(s->metrics_port_ != 0 ? absl::StrCat("metrics on http://", o.metrics_host, ":",
-                                               s->metrics_port_, "/metrics")
-                                : std::string("metrics off (--metrics_port=0)"));
+                       " (grpc.health.v1, reflection, nino.v1.Nowcaster), ", TransportName(o)));
+  LogInfo(absl::StrCat("authentication: ", auth_line));
+  if (!exposure_warning->empty()) LogError(*exposure_warning);
+  LogInfo(
+      s->metrics_port_ != 0
+          ? absl::StrCat("metrics on http://", o.metrics_host, ":", s->metrics_port_, "/metrics",
+                         o.metrics_token_file.empty() ? " (open)"
+                                                      : " (bearer token of --metrics_token_file)")
+          : std::string("metrics off (--metrics_port=0)"));
   LogInfo(absl::StrCat("models: ", absl::StrJoin(model_lines, ", ")));
   LogInfo(absl::StrCat("device ", device->str(), ", ", o.workers, " workers, LibTorch threads ",
                        at::get_num_threads(), ", queue length ", o.queue_length, ", memory budget ",
@@ -87,7 +128,10 @@ absl::StatusOr<std::unique_ptr<NowcasterServer>> NowcasterServer::BuildAndStart(
 }
 
 void NowcasterServer::SetNotServing() {
-  if (server_ != nullptr) server_->GetHealthCheckService()->SetServingStatus(false);
+  if (server_ == nullptr) return;
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  health->SetServingStatus("", false);
+  health->SetServingStatus(kServiceName, false);
 }
 
 void NowcasterServer::Shutdown() {
@@ -95,7 +139,7 @@ void NowcasterServer::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
   if (server_ != nullptr) {
-    LogInfo("shutting down: health NOT_SERVING");
+    LogInfo("shutting down: readiness NOT_SERVING (liveness stays SERVING)");
     SetNotServing();
     if (options_.lame_duck_ms > 0) {
       std::this_thread::sleep_for(std::chrono::milliseconds(options_.lame_duck_ms));

@@ -26,16 +26,21 @@
 
 namespace nino::nowcaster {
 
-// The service name the health service reports besides the overall "" entry.
+// Health services (grpc.health.v1). Readiness: "" (the whole server) and kServiceName turn
+// NOT_SERVING when the server starts draining. Liveness: kLivenessService stays SERVING until
+// the gRPC server stops (a draining server is alive; a liveness probe must not kill it).
 inline constexpr char kServiceName[] = "nino.v1.Nowcaster";
+inline constexpr char kLivenessService[] = "liveness";
 
 // Thread-safe.
 class NowcasterServer {
  public:
-  // Validates the options, loads the models, starts gRPC (health SERVING) and, if a metrics port
-  // is set, /metrics; logs the address, metrics port, models, device and threads.
-  // INVALID_ARGUMENT for bad options; the loader's errors for models; UNAVAILABLE if a port
-  // cannot be bound.
+  // Validates the options (CheckExposure included: a non-loopback address needs TLS and tokens
+  // or allow_insecure), reads the TLS, tokens and metrics-token files, loads the models, starts
+  // gRPC (health SERVING) and, if a metrics port is set, /metrics; logs the address, transport,
+  // authentication, metrics port, models, device and threads (never a token).
+  // INVALID_ARGUMENT for bad options or unreadable/malformed security files; the loader's
+  // errors for models; UNAVAILABLE if a port cannot be bound.
   static absl::StatusOr<std::unique_ptr<NowcasterServer>> BuildAndStart(NowcasterOptions options);
 
   ~NowcasterServer();  // Shutdown()
@@ -49,7 +54,8 @@ class NowcasterServer {
   // Predict requests waiting for a worker.
   int queue_depth() const { return service_->queue_depth(); }
 
-  // Health NOT_SERVING for "" and kServiceName; calls are still served.
+  // Readiness ("" and kServiceName) NOT_SERVING; liveness stays SERVING; calls are still
+  // served.
   void SetNotServing();
 
   // Graceful stop: NOT_SERVING, serves on for options.lame_duck_ms, stops accepting calls,

@@ -129,11 +129,13 @@ bool Expired(std::chrono::system_clock::time_point deadline) {
 }  // namespace
 
 NowcasterService::NowcasterService(const NowcasterOptions& options, torch::Device device,
-                                   const ModelStore* models, NowcasterMetrics* metrics)
+                                   const ModelStore* models, NowcasterMetrics* metrics,
+                                   Authenticator auth)
     : options_(options),
       device_(device),
       models_(models),
       metrics_(metrics),
+      auth_(std::move(auth)),
       budget_(options.memory_budget_bytes),
       queue_(options.workers, options.queue_length,
              [metrics](int depth) { metrics->SetQueueDepth(depth); }),
@@ -164,6 +166,17 @@ grpc::Status NowcasterService::Reply(absl::string_view method, const absl::Statu
   return ToGrpcStatus(status);
 }
 
+absl::StatusOr<std::shared_ptr<Job>> NowcasterService::FindJob(const grpc::ServerContext& context,
+                                                               absl::string_view job_id,
+                                                               absl::string_view token) const {
+  absl::StatusOr<Principal> caller = auth_.Authenticate(context);
+  if (!caller.ok()) return caller.status();
+  absl::StatusOr<std::shared_ptr<Job>> job = jobs_.Find(job_id, token);
+  if (!job.ok()) return job.status();
+  NOWCASTER_RETURN_IF_ERROR(auth_.CheckOwner(*caller, (*job)->spec().principal, job_id));
+  return job;
+}
+
 void NowcasterService::UpdateJobGauges() {
   int64_t engine_bytes = 0;
   const std::vector<std::shared_ptr<Job>> jobs = jobs_.List();
@@ -181,12 +194,15 @@ grpc::Status NowcasterService::RegisterJob(grpc::ServerContext* context,
   const absl::Time deadline = context->deadline() == std::chrono::system_clock::time_point::max()
                                   ? absl::InfiniteFuture()
                                   : absl::FromChrono(context->deadline());
-  return Reply("RegisterJob",
-               Guarded("RegisterJob", [&] { return DoRegisterJob(*request, deadline, response); }));
+  absl::StatusOr<Principal> caller = auth_.Authenticate(*context);
+  if (!caller.ok()) return Reply("RegisterJob", caller.status());
+  return Reply("RegisterJob", Guarded("RegisterJob", [&] {
+                 return DoRegisterJob(*request, *caller, deadline, response);
+               }));
 }
 
 absl::Status NowcasterService::DoRegisterJob(const v1::RegisterJobRequest& request,
-                                             absl::Time deadline,
+                                             const Principal& caller, absl::Time deadline,
                                              v1::RegisterJobResponse* response) {
   const std::string model_name =
       request.nino_model().empty() ? models_->default_entry().name : request.nino_model();
@@ -197,6 +213,7 @@ absl::Status NowcasterService::DoRegisterJob(const v1::RegisterJobRequest& reque
   }
   absl::StatusOr<JobSpec> spec = ValidateJobRequest(request, model_name, model->model->config());
   if (!spec.ok()) return spec.status();
+  spec->principal = caller.name;
   if (jobs_.Contains(spec->job_id)) {
     return absl::AlreadyExistsError(absl::StrCat("job ", spec->job_id, " is already registered"));
   }
@@ -314,7 +331,7 @@ absl::Status NowcasterService::DoPutState(grpc::ServerContext* context, PutState
                                   : absl::InvalidArgumentError("PutState stream carried no chunk");
   }
   if (!chunk.parse_status().ok()) return chunk.parse_status();
-  absl::StatusOr<std::shared_ptr<Job>> found = jobs_.Find(chunk.job_id(), chunk.job_token());
+  absl::StatusOr<std::shared_ptr<Job>> found = FindJob(*context, chunk.job_id(), chunk.job_token());
   if (!found.ok()) return found.status();
   Job& job = **found;
   const JobSpec& spec = job.spec();
@@ -373,7 +390,8 @@ grpc::Status NowcasterService::Predict(grpc::ServerContext* context,
 absl::Status NowcasterService::DoPredict(grpc::ServerContext* context,
                                          const v1::PredictRequest& request,
                                          grpc::ServerWriter<v1::PredictionChunk>* writer) {
-  absl::StatusOr<std::shared_ptr<Job>> found = jobs_.Find(request.job_id(), request.job_token());
+  absl::StatusOr<std::shared_ptr<Job>> found =
+      FindJob(*context, request.job_id(), request.job_token());
   if (!found.ok()) return found.status();
   std::shared_ptr<Job> job = std::move(*found);
   const JobSpec& spec = job->spec();
@@ -472,9 +490,11 @@ absl::Status NowcasterService::DoPredict(grpc::ServerContext* context,
 
 // --- CloseJob, GetJob, ListJobs ------------------------------------------------------------
 
-grpc::Status NowcasterService::CloseJob(grpc::ServerContext* /*context*/, const v1::JobRef* request,
+grpc::Status NowcasterService::CloseJob(grpc::ServerContext* context, const v1::JobRef* request,
                                         v1::CloseJobResponse* /*response*/) {
   return Reply("CloseJob", Guarded("CloseJob", [&] {
+                 auto owned = FindJob(*context, request->job_id(), request->job_token());
+                 if (!owned.ok()) return owned.status();
                  absl::Status status = jobs_.Remove(request->job_id(), request->job_token());
                  if (status.ok()) {
                    UpdateJobGauges();
@@ -484,20 +504,23 @@ grpc::Status NowcasterService::CloseJob(grpc::ServerContext* /*context*/, const 
                }));
 }
 
-grpc::Status NowcasterService::GetJob(grpc::ServerContext* /*context*/, const v1::JobRef* request,
+grpc::Status NowcasterService::GetJob(grpc::ServerContext* context, const v1::JobRef* request,
                                       v1::JobStatus* response) {
   return Reply("GetJob", Guarded("GetJob", [&] {
                  absl::StatusOr<std::shared_ptr<Job>> job =
-                     jobs_.Find(request->job_id(), request->job_token());
+                     FindJob(*context, request->job_id(), request->job_token());
                  if (!job.ok()) return job.status();
                  *response = (*job)->Status();
                  return absl::OkStatus();
                }));
 }
 
-grpc::Status NowcasterService::ListJobs(grpc::ServerContext* /*context*/,
+grpc::Status NowcasterService::ListJobs(grpc::ServerContext* context,
                                         const v1::ListJobsRequest* /*request*/,
                                         v1::ListJobsResponse* response) {
+  if (absl::Status s = auth_.AuthorizeAdmin(*context, "ListJobs"); !s.ok()) {
+    return Reply("ListJobs", s);
+  }
   return Reply("ListJobs", Guarded("ListJobs", [&] {
                  for (const auto& job : jobs_.List()) *response->add_jobs() = job->Status();
                  return absl::OkStatus();

@@ -13,21 +13,23 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "nino/v1/nowcaster.grpc.pb.h"
-#include "proto/chunk_codec.h"
+#include "nowcaster/auth.h"
 #include "nowcaster/job_registry.h"
 #include "nowcaster/memory_budget.h"
 #include "nowcaster/metrics.h"
 #include "nowcaster/model_store.h"
 #include "nowcaster/options.h"
 #include "nowcaster/work_queue.h"
+#include "proto/chunk_codec.h"
 
 namespace nino::nowcaster {
 
 class NowcasterService final : public v1::Nowcaster::Service {
  public:
-  // `models` and `metrics` must outlive the service; `options` is copied.
+  // `models` and `metrics` must outlive the service; `options` is copied. `auth` checks every
+  // call's bearer token (auth.h; default: authentication off).
   NowcasterService(const NowcasterOptions& options, torch::Device device, const ModelStore* models,
-                   NowcasterMetrics* metrics);
+                   NowcasterMetrics* metrics, Authenticator auth = Authenticator());
   ~NowcasterService() override;
 
   // Validates the job, reserves its snapshot memory, queues the build of its graph and
@@ -41,8 +43,7 @@ class NowcasterService final : public v1::Nowcaster::Service {
   // Registered in place of the generated PutState handler (same wire format): chunks are read
   // with the zero-copy codec of proto/chunk_codec.h, so each chunk's data is checksummed and
   // copied once, from gRPC's receive buffers into the snapshot, and checked finite on the way.
-  using PutStateStream =
-      grpc::ServerReaderWriter<v1::PutStateResponse, wire::ReceivedStateChunk>;
+  using PutStateStream = grpc::ServerReaderWriter<v1::PutStateResponse, wire::ReceivedStateChunk>;
   grpc::Status PutStateZeroCopy(grpc::ServerContext* context, PutStateStream* stream);
   // Runs the nowcast on a worker (bounded queue, deadline honoured), streams the prediction and
   // then drops the snapshots it used.
@@ -64,8 +65,13 @@ class NowcasterService final : public v1::Nowcaster::Service {
   size_t num_jobs() const { return jobs_.size(); }
 
  private:
-  absl::Status DoRegisterJob(const v1::RegisterJobRequest& request, absl::Time deadline,
-                             v1::RegisterJobResponse* response);
+  absl::Status DoRegisterJob(const v1::RegisterJobRequest& request, const Principal& caller,
+                             absl::Time deadline, v1::RegisterJobResponse* response);
+  // The open job `job_id` if `token` is its job token and the call's bearer token belongs to
+  // the principal that registered it (auth.h codes first, then NOT_FOUND / PERMISSION_DENIED).
+  absl::StatusOr<std::shared_ptr<Job>> FindJob(const grpc::ServerContext& context,
+                                               absl::string_view job_id,
+                                               absl::string_view token) const;
   absl::Status DoPutState(grpc::ServerContext* context, PutStateStream* stream,
                           v1::PutStateResponse* response);
   absl::Status DoPredict(grpc::ServerContext* context, const v1::PredictRequest& request,
@@ -77,6 +83,7 @@ class NowcasterService final : public v1::Nowcaster::Service {
   const torch::Device device_;
   const ModelStore* const models_;
   NowcasterMetrics* const metrics_;
+  const Authenticator auth_;
   MemoryBudget budget_;
   JobRegistry jobs_;
   WorkQueue queue_;

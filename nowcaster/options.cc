@@ -26,6 +26,16 @@ absl::Status ValidateOptions(const NowcasterOptions& o) {
   if (o.metrics_port != 0 && o.metrics_host.empty()) {
     return bad("metrics_host", "''", "a host to bind /metrics to");
   }
+  if (o.tls_cert_file.empty() != o.tls_key_file.empty()) {
+    return bad("tls_cert/tls_key", o.tls_cert_file.empty() ? "''" : o.tls_cert_file,
+               "both a certificate and its key, or neither");
+  }
+  if (!o.tls_client_ca_file.empty() && o.tls_cert_file.empty()) {
+    return bad("tls_client_ca", o.tls_client_ca_file, "TLS as well (--tls_cert, --tls_key)");
+  }
+  if (!o.metrics_token_file.empty() && o.metrics_port == 0) {
+    return bad("metrics_token_file", o.metrics_token_file, "a metrics port (--metrics_port)");
+  }
   if (o.device != "cpu" && o.device != "cuda" && !absl::StartsWith(o.device, "cuda:")) {
     return bad("device", o.device, "cpu, cuda or cuda:N");
   }

@@ -33,7 +33,21 @@ struct NowcasterOptions {
   // Prometheus text exposition on http://metrics_host:metrics_port/metrics. 0 = off; kAnyPort
   // = a free port.
   int metrics_port = 0;
-  std::string metrics_host = "0.0.0.0";
+  std::string metrics_host = "0.0.0.0";  // bind /metrics to a separate (internal) interface
+  // When set, /metrics answers 401 unless the request carries "Authorization: Bearer <token>"
+  // with the token on the first line of this file.
+  std::string metrics_token_file;
+
+  // TLS for the gRPC endpoint (tls.h): PEM certificate chain and private key, both or neither.
+  // tls_client_ca_file (needs TLS): clients must present a certificate this CA verifies.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;
+  // Bearer tokens, one principal per line (auth.h); empty = every call allowed (no auth).
+  std::string auth_tokens_file;
+  // A non-loopback address without TLS or without auth_tokens_file is refused unless this is
+  // set (exposure.h); then a warning is logged.
+  bool allow_insecure = false;
 
   // NiNo checkpoints served. Empty: nino_no_posw.pt found by io::LocateCheckpoint (cache,
   // download if allow_download, ../shared), served as "nino_no_posw". The first model is the
