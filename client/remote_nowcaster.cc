@@ -26,10 +26,6 @@ absl::Status FromGrpc(const grpc::Status& s, absl::string_view what) {
                       absl::StrCat(what, ": ", s.error_message()));
 }
 
-void SetDeadline(grpc::ClientContext* ctx, absl::Time deadline) {
-  ctx->set_deadline(absl::ToChronoTime(deadline));
-}
-
 // The server no longer has what the call needs (it restarted, the job was closed, a snapshot is
 // missing): register afresh and resend the context.
 // The replica cannot serve the job now (gone, or out of memory): try the next one.
@@ -72,6 +68,21 @@ uint64_t ReplicaScore(const std::string& job_id, const std::string& address) {
   return h;
 }
 
+std::vector<ReplicaAddress> ReplicaOrder(const std::string& job_id,
+                                         std::vector<ReplicaAddress> replicas) {
+  std::vector<std::pair<uint64_t, ReplicaAddress>> scored;
+  for (ReplicaAddress& r : replicas) {
+    const uint64_t score = ReplicaScore(job_id, r.address);
+    scored.push_back({score, std::move(r)});
+  }
+  std::sort(scored.begin(), scored.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first > b.first : a.second.address < b.second.address;
+  });
+  std::vector<ReplicaAddress> out;
+  for (auto& [score, r] : scored) out.push_back(std::move(r));
+  return out;
+}
+
 std::vector<std::string> ReplicaOrder(const std::string& job_id, const std::string& addresses) {
   std::vector<std::pair<uint64_t, std::string>> scored;
   for (absl::string_view a : absl::StrSplit(addresses, ',', absl::SkipWhitespace())) {
@@ -97,13 +108,47 @@ RemoteNowcaster::RemoteNowcaster(RemoteNowcasterOptions options)
         }
         return n;
       }()),
-      replicas_(ReplicaOrder(options_.job_id, options_.address)) {
+      security_(ChannelSecurity::Load(options_.credentials)),
+      has_host_names_(HasHostNames(options_.address)) {
+  if (!security_.ok()) Log(security_.status().ToString());
   {
     absl::MutexLock lock(&rpc_mu_);
     current_job_id_ = options_.job_id;
-    ConnectLocked();
+    ResolveLocked();
   }
   worker_ = std::thread([this] { UploadLoop(); });
+}
+
+void RemoteNowcaster::ResolveLocked() {
+  const HostResolver resolve = options_.resolver ? options_.resolver : ResolveHostSystem;
+  std::vector<ReplicaAddress> fresh =
+      ReplicaOrder(options_.job_id, ExpandReplicas(options_.address, resolve));
+  next_resolve_ = absl::Now() + options_.re_resolve_interval;
+  if (!replicas_.empty() && fresh == replicas_) return;
+  const bool first = replicas_.empty();
+  const std::string current = first ? std::string() : replicas_[replica_].address;
+  replicas_ = std::move(fresh);
+  if (!first) Log(absl::StrCat(options_.address, " now names ", replicas_.size(), " replicas"));
+  for (size_t i = 0; i < replicas_.size(); ++i) {
+    if (!first && replicas_[i].address == current) {
+      replica_ = i;  // the job stays on its replica, which is still listed
+      return;
+    }
+  }
+  replica_ = 0;
+  token_.clear();  // the job's replica is gone: register on the first of the new order
+  held_steps_.clear();
+  ConnectLocked();
+}
+
+void RemoteNowcaster::MaybeResolveLocked(bool force) {
+  if (!has_host_names_) return;
+  if (force || (token_.empty() && absl::Now() >= next_resolve_)) ResolveLocked();
+}
+
+void RemoteNowcaster::Prepare(grpc::ClientContext* ctx, absl::Time deadline) const {
+  ctx->set_deadline(absl::ToChronoTime(deadline));
+  if (security_.ok()) security_->Decorate(ctx);
 }
 
 void RemoteNowcaster::ConnectLocked() {
@@ -113,20 +158,28 @@ void RemoteNowcaster::ConnectLocked() {
   args.SetInt(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, wire::kHttp2MaxFrameBytes);
   args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, wire::kHttp2LookaheadBytes);
   const std::string address = AddressLocked();
-  channel_ = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  const std::string host_name = replicas_.empty() ? std::string() : replicas_[replica_].host_name;
+  channel_ =
+      grpc::CreateCustomChannel(address,
+                                security_.ok() ? security_->ChannelCredentials(host_name, &args)
+                                               : grpc::InsecureChannelCredentials(),
+                                args);
   stub_ = v1::Nowcaster::NewStub(channel_);
 }
 
 bool RemoteNowcaster::FailOverLocked(const absl::Status& why, int tries) {
-  if (replicas_.size() <= 1 || tries >= static_cast<int>(replicas_.size())) return false;
-  const std::string from = replicas_[replica_];
+  if (replicas_.size() <= 1 || tries >= static_cast<int>(replicas_.size())) {
+    MaybeResolveLocked(/*force=*/true);  // every replica failed: names may resolve to others now
+    return false;
+  }
+  const std::string from = replicas_[replica_].address;
   replica_ = (replica_ + 1) % replicas_.size();
   token_.clear();
   held_steps_.clear();
   ConnectLocked();
   ++stats_.failovers;
   Log(absl::StrCat("job ", current_job_id_, " moves from replica ", from, " to ",
-                   replicas_[replica_], " (", why.ToString(), ")"));
+                   replicas_[replica_].address, " (", why.ToString(), ")"));
   return true;
 }
 
@@ -136,7 +189,7 @@ std::string RemoteNowcaster::replica() const {
 }
 
 const std::string& RemoteNowcaster::AddressLocked() const {
-  return replicas_.empty() ? options_.address : replicas_[replica_];
+  return replicas_.empty() ? options_.address : replicas_[replica_].address;
 }
 
 RemoteNowcaster::~RemoteNowcaster() {
@@ -148,7 +201,7 @@ RemoteNowcaster::~RemoteNowcaster() {
   absl::MutexLock lock(&rpc_mu_);
   if (!token_.empty()) {
     grpc::ClientContext ctx;
-    SetDeadline(&ctx, absl::Now() + absl::Seconds(2));
+    Prepare(&ctx, absl::Now() + absl::Seconds(2));
     v1::JobRef ref;
     ref.set_job_id(current_job_id_);
     ref.set_job_token(token_);
@@ -260,7 +313,9 @@ void RemoteNowcaster::UploadLoop() {
 }
 
 absl::Status RemoteNowcaster::EnsureRegisteredLocked(absl::Time deadline) {
+  if (!security_.ok()) return security_.status();
   if (!token_.empty()) return absl::OkStatus();
+  MaybeResolveLocked(/*force=*/false);
   absl::Status s = RegisterOnceLocked(deadline);
   for (int tries = 1; !s.ok() && FailsOver(s) && absl::Now() < deadline && FailOverLocked(s, tries);
        ++tries) {
@@ -293,7 +348,7 @@ absl::Status RemoteNowcaster::RegisterOnceLocked(absl::Time deadline) {
   tuning->set_bf16_edge_state(options_.tuning.bf16_edge_state);
   tuning->set_chunk_bytes(options_.tuning.chunk_bytes);
   grpc::ClientContext ctx;
-  SetDeadline(&ctx, std::min(deadline, absl::Now() + options_.rpc_timeout));
+  Prepare(&ctx, std::min(deadline, absl::Now() + options_.rpc_timeout));
   v1::RegisterJobResponse resp;
   absl::Status s = FromGrpc(stub_->RegisterJob(&ctx, req, &resp),
                             absl::StrCat("RegisterJob ", current_job_id_, " at ", AddressLocked()));
@@ -335,7 +390,7 @@ absl::Status RemoteNowcaster::UploadLocked(int64_t step, const torch::Tensor& va
   auto spans = wire::PlanChunks(static_cast<int64_t>(payload.size()), max_chunk_bytes_);
   if (!spans.ok()) return spans.status();
   grpc::ClientContext ctx;
-  SetDeadline(&ctx, deadline);
+  Prepare(&ctx, deadline);
   v1::PutStateResponse resp;
   // The generated stub, one chunk message at a time: measured as fast as or faster than the
   // zero-copy frames of proto/chunk_codec.h (docs/BENCHMARKS.md, section 5).
@@ -372,7 +427,7 @@ absl::StatusOr<torch::Tensor> RemoteNowcaster::PredictLocked(int64_t step, int k
   req.set_step(step);
   req.set_k(k);
   grpc::ClientContext ctx;
-  SetDeadline(&ctx, deadline);
+  Prepare(&ctx, deadline);
   std::unique_ptr<grpc::ClientReaderInterface<v1::PredictionChunk>> reader =
       stub_->Predict(&ctx, req);
   torch::Tensor out = torch::empty({num_params_}, torch::kFloat32);
@@ -440,7 +495,7 @@ absl::StatusOr<torch::Tensor> RemoteNowcaster::NowcastLocked(const torch::Tensor
                    "); registering afresh and resending ", options_.ctx, " snapshots"));
   if (!token_.empty()) {  // close the old job (best effort) so its memory is freed
     grpc::ClientContext ctx;
-    SetDeadline(&ctx, std::min(deadline, absl::Now() + absl::Seconds(2)));
+    Prepare(&ctx, std::min(deadline, absl::Now() + absl::Seconds(2)));
     v1::JobRef ref;
     ref.set_job_id(current_job_id_);
     ref.set_job_token(token_);

@@ -8,6 +8,14 @@
 //    the job to the next replica: the client registers there and resends the context it holds.
 //    Predictions are fenced by job id, step and k, so an answer for anything else is refused.
 //
+//  * DNS names: an entry of `address` whose host is a name (e.g. a Kubernetes headless Service)
+//    stands for every address it resolves to (remote_nowcaster_resolve.h); IP literals are kept.
+//    The names are resolved again when every replica failed, and, at most every
+//    `re_resolve_interval`, before the job registers (a registered job stays where it is).
+//  * Security: `credentials` (remote_nowcaster_credentials.h) select TLS / mutual TLS and the
+//    bearer token sent with every call. Files that cannot be read make every call fail with
+//    their INVALID_ARGUMENT (check them first with ChannelSecurity::Load).
+//
 //  * The job is registered lazily (first upload or nowcast); a failure is logged and counted
 //    and registration is tried again at the next use. Training never stops for the nowcaster.
 //  * StateRecorded() copies a snapshot and returns at once; a worker thread streams it to the
@@ -39,6 +47,8 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "client/remote_nowcaster_credentials.h"
+#include "client/remote_nowcaster_resolve.h"
 #include "common/nino/neural_graph.h"
 #include "common/nino/nino_optimizer.h"
 #include "common/nino/nowcast_engine.h"
@@ -47,8 +57,11 @@
 namespace nino::client {
 
 struct RemoteNowcasterOptions {
-  std::string address;  // host:port of nino_nowcaster
-  std::string job_id;   // unique among the server's open jobs (see MakeJobId)
+  std::string address;  // host:port of nino_nowcaster, or a comma-separated list (see above)
+  NowcasterCredentials credentials;  // TLS and bearer token (default: plaintext, no token)
+  HostResolver resolver;             // name -> addresses; empty: ResolveHostSystem (getaddrinfo)
+  absl::Duration re_resolve_interval = absl::Seconds(30);
+  std::string job_id;  // unique among the server's open jobs (see MakeJobId)
   std::vector<std::pair<std::string, std::vector<int64_t>>> params;  // named_parameters order
   GraphSpec graph;
   std::string nino_model = "nino_no_posw";
@@ -70,6 +83,9 @@ std::string MakeJobId(const std::string& task, uint64_t seed);
 // `job_id` tries them: descending ReplicaScore, ties by address (rendezvous hashing; the Python
 // client's nino._client.replica_order is the same function).
 std::vector<std::string> ReplicaOrder(const std::string& job_id, const std::string& addresses);
+// The same order for replicas already expanded (by ReplicaScore of each address).
+std::vector<ReplicaAddress> ReplicaOrder(const std::string& job_id,
+                                         std::vector<ReplicaAddress> replicas);
 // fmix64(FNV-1a-64) of the bytes of "<job_id>|<address>".
 uint64_t ReplicaScore(const std::string& job_id, const std::string& address);
 
@@ -122,6 +138,13 @@ class RemoteNowcaster : public Nowcaster {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(rpc_mu_);
   void Log(const std::string& line) const;
   const std::string& AddressLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(rpc_mu_);
+  // Deadline and bearer token of a call.
+  void Prepare(grpc::ClientContext* ctx, absl::Time deadline) const;
+  // Expands options_.address into replicas_ (in the job's order) and starts at the first.
+  void ResolveLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(rpc_mu_);
+  // ResolveLocked when the address has names and (`force` or the interval passed) and the job
+  // is not registered.
+  void MaybeResolveLocked(bool force) ABSL_EXCLUSIVE_LOCKS_REQUIRED(rpc_mu_);
   // Connects to replicas_[replica_].
   void ConnectLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(rpc_mu_);
   // Moves the job to the next replica (forgetting its registration there); false when there is
@@ -131,9 +154,12 @@ class RemoteNowcaster : public Nowcaster {
 
   const RemoteNowcasterOptions options_;
   const int64_t num_params_;
-  const std::vector<std::string> replicas_;  // in the job's rendezvous order
+  const absl::StatusOr<ChannelSecurity> security_;
+  const bool has_host_names_;  // options_.address names hosts: re-resolve them
 
   mutable absl::Mutex rpc_mu_;
+  std::vector<ReplicaAddress> replicas_ ABSL_GUARDED_BY(rpc_mu_);  // in the job's order
+  absl::Time next_resolve_ ABSL_GUARDED_BY(rpc_mu_) = absl::InfinitePast();
   size_t replica_ ABSL_GUARDED_BY(rpc_mu_) = 0;
   std::shared_ptr<grpc::Channel> channel_ ABSL_GUARDED_BY(rpc_mu_);
   std::unique_ptr<v1::Nowcaster::StubInterface> stub_ ABSL_GUARDED_BY(rpc_mu_);
