@@ -40,8 +40,10 @@ MAX_UPLOAD_CHUNK_BYTES = (4 << 20) - (64 << 10)
 _HTTP2_MAX_FRAME_BYTES = 4 << 20
 _HTTP2_LOOKAHEAD_BYTES = 16 << 20
 
-# Registration answers that say the job itself is wrong (not that the server is away).
-REFUSAL_CODES = frozenset({"INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "UNIMPLEMENTED"})
+# Registration answers that say the job itself is wrong (not that the server is away), or that
+# its credentials are (no bearer token, or one the server does not accept).
+REFUSAL_CODES = frozenset({"INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "UNIMPLEMENTED",
+                           "UNAUTHENTICATED", "PERMISSION_DENIED"})
 # The server no longer has what the call needs: register afresh and resend the context.
 _RESEND_CODES = frozenset({"FAILED_PRECONDITION", "NOT_FOUND", "PERMISSION_DENIED"})
 # The replica cannot take the job now (gone, or out of memory): registration tries the next one.
@@ -206,17 +208,79 @@ class PredictionAssembler:
         return self.out
 
 
+def _read_file(what, path, kind=None):
+    """The bytes of `path` (a TLS or token file); ValueError naming `what` and the path (never
+    the contents) when it cannot be read, is empty or is not PEM of `kind`."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read((1 << 20) + 1)
+    except OSError as e:
+        raise ValueError("%s=%s: cannot read the file (%s)" % (what, path, e.strerror)) from None
+    if not data.strip():
+        raise ValueError("%s=%s: empty" % (what, path))
+    if kind is not None and (b"-----BEGIN " not in data or kind.encode() not in data):
+        raise ValueError("%s=%s: not a PEM file holding a %s" % (what, path, kind))
+    return data
+
+
+class ChannelSecurity:
+    """TLS and the bearer token of a client, files read once (C++ ChannelSecurity).
+
+    tls_ca_file: PEM CA bundle that verifies the server; given, the channel uses TLS.
+    tls_cert_file / tls_key_file: client certificate and key (mutual TLS), both or neither.
+    tls_server_name: the name the server certificate must carry instead of the address's host.
+    auth_token_file: its first line is sent as "authorization: Bearer <token>" on every call.
+    """
+
+    def __init__(self, tls_ca_file=None, tls_cert_file=None, tls_key_file=None,
+                 tls_server_name=None, auth_token_file=None):
+        if bool(tls_cert_file) != bool(tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file: both or neither")
+        if (tls_cert_file or tls_server_name) and not tls_ca_file:
+            raise ValueError("tls_cert_file / tls_server_name need tls_ca_file (the CA that "
+                             "verifies the server)")
+        self.tls = bool(tls_ca_file)
+        self._ca = _read_file("tls_ca_file", tls_ca_file, "CERTIFICATE") if self.tls else None
+        self._cert = self._key = None
+        if tls_cert_file:
+            self._cert = _read_file("tls_cert_file", tls_cert_file, "CERTIFICATE")
+            self._key = _read_file("tls_key_file", tls_key_file, "PRIVATE KEY")
+        self._server_name = tls_server_name
+        self.metadata = ()
+        if auth_token_file:
+            line = _read_file("auth_token_file", auth_token_file).decode("utf-8", "replace")
+            token = line.splitlines()[0].strip() if line.strip() else ""
+            if not token or any(c.isspace() for c in token):
+                raise ValueError("auth_token_file=%s: the first line must hold one token" %
+                                 auth_token_file)
+            self.metadata = (("authorization", "Bearer " + token),)
+
+    def channel(self, grpc, address, options):
+        """A channel to `address` with these credentials."""
+        if not self.tls:
+            return grpc.insecure_channel(address, options=options)
+        creds = grpc.ssl_channel_credentials(root_certificates=self._ca,
+                                             private_key=self._key,
+                                             certificate_chain=self._cert)
+        if self._server_name:
+            options = list(options) + [("grpc.ssl_target_name_override", self._server_name)]
+        return grpc.secure_channel(address, creds, options=options)
+
+
 class RemoteNowcaster:
     """One job on a nino_nowcaster. Thread-safe; `close()` ends it.
 
     params: [(name, shape tuple, ParamInfo dtype value)] in named_parameters order.
     timeout: seconds for a whole nowcast (uploads included); rpc_timeout: registration and each
-    background upload.
+    background upload. security: a ChannelSecurity (TLS, bearer token); None: plaintext.
     """
 
     def __init__(self, address, job_id, params, nino_model, period, ctx, max_train_steps,
-                 k_decay, lpe_seed, timeout, rpc_timeout=30.0):
+                 k_decay, lpe_seed, timeout, rpc_timeout=30.0, security=None):
         import grpc
+
+        self._security = security or ChannelSecurity()
+        self._md = self._security.metadata
 
         self._pb2, self._pb2_grpc = load_stubs()
         self._grpc = grpc
@@ -378,7 +442,7 @@ class RemoteNowcaster:
     def _connect_locked(self):
         """A channel to self.address (the current replica); the previous one is closed."""
         old = self._channel
-        self._channel = self._grpc.insecure_channel(self.address, options=[
+        self._channel = self._security.channel(self._grpc, self.address, [
             ("grpc.max_receive_message_length", 16 << 20),
             ("grpc.max_send_message_length", 16 << 20),
             ("grpc.http2.max_frame_size", _HTTP2_MAX_FRAME_BYTES),
@@ -462,7 +526,7 @@ class RemoteNowcaster:
         req.graph.kind = "auto"  # the server infers generic / gpt2 / llama from the names
         try:
             resp = self._stub.RegisterJob(
-                req, timeout=min(self._remaining(deadline), self._rpc_timeout))
+                req, timeout=min(self._remaining(deadline), self._rpc_timeout), metadata=self._md)
             if resp.num_params != self._num_params:
                 raise NowcastFailure("INTERNAL", "RegisterJob: the server counts %d parameters, "
                                      "the client %d" % (resp.num_params, self._num_params))
@@ -509,7 +573,8 @@ class RemoteNowcaster:
                            crc32c=_crc32c.crc32c(data))
 
         try:
-            resp = self._stub.PutState(chunks(), timeout=self._remaining(deadline))
+            resp = self._stub.PutState(chunks(), timeout=self._remaining(deadline),
+                                       metadata=self._md)
         except self._grpc.RpcError as e:
             err = _from_grpc(e, "PutState step %d" % step)
             if err.code in ("NOT_FOUND", "PERMISSION_DENIED"):
@@ -528,7 +593,7 @@ class RemoteNowcaster:
         assembler = PredictionAssembler(self._num_params, self._pred_buf)
         t_start = time.monotonic()
         t_first = None
-        call = self._stub.Predict(req, timeout=self._remaining(deadline))
+        call = self._stub.Predict(req, timeout=self._remaining(deadline), metadata=self._md)
         try:
             for chunk in call:
                 if t_first is None:
@@ -559,7 +624,7 @@ class RemoteNowcaster:
         if self._token:
             try:
                 self._stub.CloseJob(self._pb2.JobRef(job_id=self._job_id, job_token=self._token),
-                                    timeout=self._remaining(deadline))
+                                    timeout=self._remaining(deadline), metadata=self._md)
             except self._grpc.RpcError:
                 pass  # best effort: the server may be gone
         self._token = ""

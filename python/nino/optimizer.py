@@ -153,6 +153,12 @@ class NowcastOptimizer(torch.optim.Optimizer):
       on_error: "raise" (a job the server refuses raises NowcasterRefused at construction) or
         "fallback" (then only the base optimizer runs, with a warning).
       job_id: the job's name on the server (default: host, pid, time); [A-Za-z0-9._:/-].
+      tls_ca_file: PEM CA bundle that verifies the nowcaster's certificate; given, the
+        connection uses TLS (grpc.ssl_channel_credentials). tls_cert_file / tls_key_file: a
+        client certificate and key for a nowcaster with --tls_client_ca (mutual TLS).
+        tls_server_name: the name the certificate must carry, if not the address's host.
+      auth_token_file: a file whose first line is this job's bearer token (a nowcaster with
+        --auth_tokens_file); sent as "authorization: Bearer <token>" with every call.
 
     With torch.distributed initialised every rank constructs it alike; rank 0 talks to the
     nowcaster and the prediction is broadcast, so every rank applies it or every rank falls back.
@@ -160,7 +166,8 @@ class NowcastOptimizer(torch.optim.Optimizer):
 
     def __init__(self, optimizer, model, nowcaster, period=1000, ctx=5, max_train_steps=10000,
                  k_decay=2.0, nino_model="nino_no_posw", seed=0, timeout=60.0, on_error="raise",
-                 job_id=None):
+                 job_id=None, tls_ca_file=None, tls_cert_file=None, tls_key_file=None,
+                 tls_server_name=None, auth_token_file=None):
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError("optimizer must be a torch.optim.Optimizer, got %s" %
                             type(optimizer).__name__)
@@ -186,6 +193,9 @@ class NowcastOptimizer(torch.optim.Optimizer):
             raise ValueError("timeout must be a number of seconds > 0, got %r" % (timeout,))
         if on_error not in ("raise", "fallback"):
             raise ValueError("on_error must be 'raise' or 'fallback', got %r" % (on_error,))
+        # Read (and checked) on every rank: a bad file fails everywhere alike, at once.
+        security = _client.ChannelSecurity(tls_ca_file, tls_cert_file, tls_key_file,
+                                           tls_server_name, auth_token_file)
         if job_id is None:
             job_id = _default_job_id()
         elif not isinstance(job_id, str) or not _JOB_ID_RE.match(job_id):
@@ -239,7 +249,7 @@ class NowcastOptimizer(torch.optim.Optimizer):
                 [(n, tuple(p.shape) if p.dim() > 0 else (1,), _dtype_enum(pb2, p.dtype))
                  for n, p in named],
                 nino_model, period, ctx, max_train_steps, float(k_decay), seed, float(timeout),
-                rpc_timeout=min(30.0, float(timeout)))
+                rpc_timeout=min(30.0, float(timeout)), security=security)
             self._finalizer = weakref.finalize(self, self._client.close)
             try:  # eagerly, so that a job the server refuses is reported here
                 self._client.register(timeout=min(10.0, float(timeout)))
