@@ -117,10 +117,12 @@ def check_nowcaster(docs, where, nflags, secret_names):
         check(pr is not None and "grpc" in pr, "%s: %s is a native grpc probe" % (where, probe))
         if pr and "grpc" in pr:
             check(pr["grpc"]["port"] == grpc_port, "%s: %s port %s != --address port %d" % (where, probe, pr["grpc"]["port"], grpc_port))
-            # The daemon serves exactly "" and "nino.v1.Nowcaster" (nowcaster_server.cc).
-            check(pr["grpc"].get("service", "") in ("", "nino.v1.Nowcaster"),
+            # The daemon serves exactly "", "nino.v1.Nowcaster" and "liveness" (nowcaster_server.h).
+            check(pr["grpc"].get("service", "") in ("", "nino.v1.Nowcaster", "liveness"),
                   "%s: %s asks for a health service the daemon does not serve" % (where, probe))
     check(c["readinessProbe"]["grpc"].get("service") == "nino.v1.Nowcaster", "%s: readiness checks nino.v1.Nowcaster" % where)
+    # Liveness must not fail while the daemon drains (readiness services go NOT_SERVING then).
+    check(c["livenessProbe"]["grpc"].get("service") == "liveness", "%s: liveness checks 'liveness'" % where)
     # Resources vs flags.
     lim = c["resources"]["limits"]
     threads = int(kc.flag_value(args, "threads") or 0)
@@ -134,8 +136,17 @@ def check_nowcaster(docs, where, nflags, secret_names):
     mounted = {v["secret"]["secretName"] for v in kc.pod_spec(dep)["volumes"] if "secret" in v}
     if secret_names is not None:
         check(mounted == secret_names, "%s: mounted Secrets %s != generated %s" % (where, sorted(mounted), sorted(secret_names)))
-    check(not any(kc.flag_name(a) and kc.flag_name(a).startswith(("tls", "auth")) for a in args),
-          "%s: no TLS/auth flags until the binary has them" % where)
+    # On all interfaces the daemon needs TLS and tokens, or --allow_insecure (exposure.h); the
+    # security files it is given live in the mounted Secrets.
+    has = lambda flag: kc.flag_value(args, flag) is not None
+    secure = has("tls_cert") and has("tls_key") and has("auth_tokens_file")
+    check(secure or "--allow_insecure" in args or "--allow_insecure=true" in args,
+          "%s: --address on all interfaces needs --tls_cert, --tls_key and --auth_tokens_file, or --allow_insecure" % where)
+    mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
+    for flag, volume in (("tls_cert", "tls"), ("tls_key", "tls"), ("tls_client_ca", "tls"), ("auth_tokens_file", "tokens")):
+        if has(flag):
+            check(kc.flag_value(args, flag).startswith(mounts.get(volume, "?") + "/"),
+                  "%s: --%s=%s is not under the %s Secret's mount %s" % (where, flag, kc.flag_value(args, flag), volume, mounts.get(volume)))
     # Services, PDB, HPA select these pods and reach its ports.
     labels = dep["spec"]["template"]["metadata"]["labels"]
     check(selects(dep["spec"]["selector"]["matchLabels"], labels), "%s: Deployment selector" % where)
