@@ -7,8 +7,13 @@
 // built (a 1 GB layer's graph would not fit this machine): the bench holds the builder and closes
 // the job before releasing it.
 //
+// --transports=plaintext,tls,mtls also streams with the protobuf stub over TLS and over mutual
+// TLS with a bearer token, each against its own in-process server (certificates made with the
+// openssl tool in a temporary folder), beside the plaintext rows of the same run.
+//
 //   bazel build //tools:bench_stream
 //   ./bazel-bin/tools/bench_stream --mb 100 --repeat 8
+//   ./bazel-bin/tools/bench_stream --mb 100 --repeat 5 --transports=plaintext,tls,mtls
 #include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
@@ -20,7 +25,11 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
@@ -29,10 +38,12 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "common/runtime/allocator.h"
 #include "nino/v1/nowcaster.grpc.pb.h"
 #include "nowcaster/nowcaster_server.h"
+#include "nowcaster/test_certs.h"
 #include "proto/chunk_codec.h"
 #include "proto/wire.h"
 
@@ -43,6 +54,9 @@ ABSL_FLAG(std::string, only, "",
 ABSL_FLAG(bool, tuned_http2, true,
           "client side: the trainer's HTTP/2 frame and window settings (false: gRPC defaults)");
 ABSL_FLAG(int64_t, chunk_bytes, 1 << 20, "PutState chunk payload (the server caps it)");
+ABSL_FLAG(std::string, transports, "plaintext",
+          "plaintext, tls (server certificate), mtls (client certificate + bearer token): "
+          "the protobuf-stub PutState of a running job over each, in this run");
 ABSL_FLAG(
     std::string, nino_ckpt, "../shared/reference/checkpoints/nino_mlp.pt",
     "NiNo checkpoint the in-process server loads (nino_mlp: no positional encoding to build)");
@@ -112,6 +126,112 @@ double TcpCopySeconds(const std::string& payload, std::vector<char>& sink) {
   receiver.join();
   close(lfd);
   return s;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// What a secured PutState measurement needs from main().
+struct SecureRun {
+  nino::nowcaster::NowcasterOptions options;  // the plaintext server's, builder hook excluded
+  nino::v1::RegisterJobRequest reg;
+  absl::string_view payload;
+  std::vector<nino::wire::ChunkSpan> spans;
+  int64_t bytes = 0;
+  int repeat = 1;
+  bool tuned_http2 = true;
+};
+
+// The protobuf-stub PutState of a running job (after 6 uploads that fill its buffers) over TLS
+// ("tls") or mutual TLS with a bearer token ("mtls"), against a server of its own; MB/s.
+Result SecurePutState(const std::string& transport, const SecureRun& run) {
+  char dir_template[] = "/tmp/bench_stream_tls_XXXXXX";
+  const char* dir = mkdtemp(dir_template);
+  auto certs = dir ? nino::nowcaster::MakeTestCerts(dir) : absl::InternalError("mkdtemp failed");
+  const std::string token = "bench-token-0123456789abcdef";
+  if (!certs.ok() ||
+      !nino::nowcaster::WriteTestFile(std::string(dir) + "/tokens", token + " bench\n")) {
+    std::fprintf(stderr, "certificates: %s\n", certs.status().ToString().c_str());
+    std::exit(1);
+  }
+  nino::nowcaster::NowcasterOptions so = run.options;
+  so.tls_cert_file = certs->server_cert;
+  so.tls_key_file = certs->server_key;
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = ReadFile(certs->ca_cert);
+  const bool mutual = transport == "mtls";
+  if (mutual) {
+    so.tls_client_ca_file = certs->ca_cert;
+    so.auth_tokens_file = std::string(dir) + "/tokens";
+    ssl.pem_cert_chain = ReadFile(certs->client_cert);
+    ssl.pem_private_key = ReadFile(certs->client_key);
+  }
+  auto hold_builder = std::make_shared<absl::Notification>();
+  so.before_graph_build_for_testing = [hold_builder] { hold_builder->WaitForNotification(); };
+  auto server = nino::nowcaster::NowcasterServer::BuildAndStart(so);
+  if (!server.ok()) {
+    std::fprintf(stderr, "%s nowcaster: %s\n", transport.c_str(),
+                 server.status().ToString().c_str());
+    std::exit(1);
+  }
+  grpc::ChannelArguments args;
+  args.SetMaxSendMessageSize(16 << 20);
+  if (run.tuned_http2) {
+    args.SetInt(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, nino::wire::kHttp2MaxFrameBytes);
+    args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, nino::wire::kHttp2LookaheadBytes);
+  }
+  auto stub = nino::v1::Nowcaster::NewStub(grpc::CreateCustomChannel(
+      absl::StrCat("127.0.0.1:", (*server)->port()), grpc::SslCredentials(ssl), args));
+  auto prepare = [&](grpc::ClientContext* ctx) {
+    if (mutual) ctx->AddMetadata("authorization", "Bearer " + token);
+  };
+  nino::v1::RegisterJobResponse reg_resp;
+  {
+    grpc::ClientContext ctx;
+    prepare(&ctx);
+    grpc::Status s = stub->RegisterJob(&ctx, run.reg, &reg_resp);
+    if (!s.ok()) {
+      std::fprintf(stderr, "%s RegisterJob: %s\n", transport.c_str(), s.error_message().c_str());
+      std::exit(1);
+    }
+  }
+  const std::string job = run.reg.job_id();
+  std::vector<double> mbps;
+  for (int r = 0; r < 6 + run.repeat; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    grpc::ClientContext ctx;
+    prepare(&ctx);
+    nino::v1::PutStateResponse resp;
+    auto writer = stub->PutState(&ctx, &resp);
+    for (const auto& span : run.spans) {
+      if (!writer->Write(nino::wire::MakeStateChunk(job, reg_resp.job_token(), 200 * (r + 1),
+                                                    run.payload, span))) {
+        break;
+      }
+    }
+    writer->WritesDone();
+    const grpc::Status s = writer->Finish();
+    if (!s.ok() || resp.bytes_received() != run.bytes) {
+      std::fprintf(stderr, "%s PutState: %s\n", transport.c_str(), s.error_message().c_str());
+      std::exit(1);
+    }
+    if (r >= 6) mbps.push_back(run.bytes / 1e6 / Seconds(t0));
+  }
+  {
+    grpc::ClientContext ctx;
+    prepare(&ctx);
+    nino::v1::JobRef ref;
+    ref.set_job_id(job);
+    ref.set_job_token(reg_resp.job_token());
+    nino::v1::CloseJobResponse closed;
+    (void)stub->CloseJob(&ctx, ref, &closed);
+  }
+  hold_builder->Notify();
+  (*server)->Shutdown();
+  std::filesystem::remove_all(dir);
+  return Summarise(mbps);
 }
 
 }  // namespace
@@ -273,5 +393,30 @@ int main(int argc, char** argv) {
   }
   hold_builder->Notify();  // the closed job's build is skipped
   (*server)->Shutdown();
+  SecureRun secure;
+  secure.options = so;
+  secure.options.before_graph_build_for_testing = nullptr;
+  secure.reg = reg;
+  secure.payload = payload;
+  secure.spans = *spans;
+  secure.bytes = bytes;
+  secure.repeat = repeat;
+  secure.tuned_http2 = absl::GetFlag(FLAGS_tuned_http2);
+  for (absl::string_view t :
+       absl::StrSplit(absl::GetFlag(FLAGS_transports), ',', absl::SkipWhitespace())) {
+    if (t == "plaintext") continue;  // the rows above
+    if (t != "tls" && t != "mtls") {
+      std::fprintf(stderr, "--transports: unknown '%s' (plaintext, tls, mtls)\n",
+                   std::string(t).c_str());
+      return 2;
+    }
+    const Result r = SecurePutState(std::string(t), secure);
+    row(t == "tls" ? "PutState, protobuf stub, running job, TLS:"
+                   : "PutState, protobuf stub, running job, mTLS + token:",
+        r);
+    if (p.median > 0)
+      std::printf("  %s / plaintext protobuf (medians): %.2f\n", std::string(t).c_str(),
+                  r.median / p.median);
+  }
   return 0;
 }
