@@ -42,6 +42,7 @@ absl::Status ValidateRemote(const NowcastOptimizerOptions& o) {
   if (o.nowcast_timeout <= absl::ZeroDuration() || o.rpc_timeout <= absl::ZeroDuration()) {
     return Bad("nowcast_timeout and rpc_timeout must be > 0");
   }
+  if (absl::Status c = ChannelSecurity::Load(o.credentials).status(); !c.ok()) return c;
   NowcastEngineOptions probe;  // the server checks again; a bad value is the caller's error now
   if (absl::Status t = ApplyTuning(o.tuning, NiNoConfig{}, &probe); !t.ok())
     return Bad(std::string(t.message()));
@@ -61,6 +62,7 @@ RemoteNowcasterOptions RemoteOptionsOf(const NowcastOptimizerOptions& o,
                                        const NamedParams& params) {
   RemoteNowcasterOptions ro;
   ro.address = o.nowcaster;
+  ro.credentials = o.credentials;
   ro.job_id = o.job_id.empty() ? MakeJobId(o.job_name, o.lpe_seed) : o.job_id;
   for (const auto& [name, p] : params) ro.params.push_back({name, p.sizes().vec()});
   ro.graph = o.graph;

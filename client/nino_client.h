@@ -73,6 +73,9 @@ struct NowcastOptimizerOptions {
   absl::Duration nowcast_timeout = absl::Seconds(60);  // one NiNo step, uploads included
   absl::Duration rpc_timeout = absl::Seconds(30);      // registration, background uploads
   bool quiet = false;                                  // no log lines (failures are still counted)
+  // TLS / mutual TLS and the bearer token file (remote_nowcaster_credentials.h); Create()
+  // reads the files and fails with INVALID_ARGUMENT for a bad one. Default: plaintext.
+  NowcasterCredentials credentials;
 };
 
 class NowcastOptimizer {

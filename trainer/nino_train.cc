@@ -34,6 +34,17 @@ ABSL_FLAG(
     "host:port of a nino_nowcaster, or several comma-separated replicas (rendezvous placement, "
     "failover): NiNo steps run there instead of in-process (rank 0 "
     "streams the snapshots; a failed or late nowcast becomes an ordinary optimizer step)");
+ABSL_FLAG(std::string, nowcaster_tls_ca, "",
+          "--nowcaster over TLS: PEM CA bundle that verifies the nowcaster's certificate");
+ABSL_FLAG(std::string, nowcaster_tls_cert, "",
+          "--nowcaster mutual TLS: PEM client certificate chain (with --nowcaster_tls_key)");
+ABSL_FLAG(std::string, nowcaster_tls_key, "", "--nowcaster mutual TLS: PEM client key");
+ABSL_FLAG(std::string, nowcaster_tls_server_name, "",
+          "--nowcaster TLS: name the server certificate must carry (default: the address's "
+          "host, or the DNS name an address was resolved from)");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "--nowcaster: file whose first line is the bearer token sent with every call (a "
+          "nowcaster with --auth_tokens_file)");
 ABSL_FLAG(int64_t, nowcaster_timeout_ms, 60000,
           "--nowcaster: deadline of one NiNo step, uploads + Predict (1..100000)");
 ABSL_FLAG(std::string, nino_model, "nino_no_posw",
@@ -83,6 +94,11 @@ int main(int argc, char** argv) {
   o.nino_ckpt = absl::GetFlag(FLAGS_nino_ckpt);
   o.nowcaster = absl::GetFlag(FLAGS_nowcaster);
   o.nowcaster_timeout_ms = absl::GetFlag(FLAGS_nowcaster_timeout_ms);
+  o.nowcaster_tls_ca = absl::GetFlag(FLAGS_nowcaster_tls_ca);
+  o.nowcaster_tls_cert = absl::GetFlag(FLAGS_nowcaster_tls_cert);
+  o.nowcaster_tls_key = absl::GetFlag(FLAGS_nowcaster_tls_key);
+  o.nowcaster_tls_server_name = absl::GetFlag(FLAGS_nowcaster_tls_server_name);
+  o.auth_token_file = absl::GetFlag(FLAGS_auth_token_file);
   o.nino_model = absl::GetFlag(FLAGS_nino_model);
   o.period = absl::GetFlag(FLAGS_period);
   o.ctx = absl::GetFlag(FLAGS_ctx);

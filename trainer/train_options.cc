@@ -25,6 +25,12 @@ absl::Status ValidateTrainOptions(const TrainOptions& o) {
   if (o.record_every < 0)
     return bad(absl::StrCat("--record_every must be >= 0, got ", o.record_every));
   // Other ranks wait for rank 0's nowcast inside a collective, which times out after 120 s.
+  if (o.nowcaster.empty() && !(o.nowcaster_tls_ca + o.nowcaster_tls_cert + o.nowcaster_tls_key +
+                               o.nowcaster_tls_server_name + o.auth_token_file)
+                                  .empty()) {
+    return absl::InvalidArgumentError(
+        "--nowcaster_tls_* and --auth_token_file need --nowcaster (they secure its connection)");
+  }
   if (!o.nowcaster.empty() && (o.nowcaster_timeout_ms <= 0 || o.nowcaster_timeout_ms > 100000)) {
     return bad(
         absl::StrCat("--nowcaster_timeout_ms must be in 1..100000, got ", o.nowcaster_timeout_ms));

@@ -22,6 +22,10 @@ struct TrainOptions {
   std::string nowcaster;  // host:port of nino_nowcaster: NiNo steps run there (rank 0 asks)
   int64_t nowcaster_timeout_ms = 60000;     // bound on one remote NiNo step (uploads + Predict)
   std::string nino_model = "nino_no_posw";  // the checkpoint the nowcaster runs for this job
+  // --nowcaster security (client/remote_nowcaster_credentials.h): PEM files for TLS / mutual
+  // TLS, the certificate name to expect, and a file holding the bearer token.
+  std::string nowcaster_tls_ca, nowcaster_tls_cert, nowcaster_tls_key, nowcaster_tls_server_name;
+  std::string auth_token_file;
   int64_t period = 1000;
   int64_t ctx = 5;
   double k_decay = 2.0;

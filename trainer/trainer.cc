@@ -86,6 +86,8 @@ client::NowcastOptimizerOptions ClientOptionsFor(const TrainOptions& o, const Ta
   c.nowcaster = o.nowcaster;
   c.credentials = {o.nowcaster_tls_ca, o.nowcaster_tls_cert, o.nowcaster_tls_key,
                    o.nowcaster_tls_server_name, o.auth_token_file};
+  c.credentials = {o.nowcaster_tls_ca, o.nowcaster_tls_cert, o.nowcaster_tls_key,
+                   o.nowcaster_tls_server_name, o.auth_token_file};
   c.job_name = o.task;
   c.nino_model = o.nino_model;
   c.graph = info.graph;
