@@ -15,6 +15,7 @@
 #include "client/nino_client.h"
 #include "common/env/write_file_atomically.h"
 #include "common/io/checkpoint_locator.h"
+#include "common/nino/model_catalog.h"
 #include "common/nino/nino_optimizer.h"
 #include "common/nino/nowcast_engine.h"
 #include "trainer/dist/distributed.h"
@@ -86,8 +87,6 @@ client::NowcastOptimizerOptions ClientOptionsFor(const TrainOptions& o, const Ta
   c.nowcaster = o.nowcaster;
   c.credentials = {o.nowcaster_tls_ca, o.nowcaster_tls_cert, o.nowcaster_tls_key,
                    o.nowcaster_tls_server_name, o.auth_token_file};
-  c.credentials = {o.nowcaster_tls_ca, o.nowcaster_tls_cert, o.nowcaster_tls_key,
-                   o.nowcaster_tls_server_name, o.auth_token_file};
   c.job_name = o.task;
   c.nino_model = o.nino_model;
   c.graph = info.graph;
@@ -130,8 +129,7 @@ torch::Tensor FlatParamsOf(const std::vector<torch::Tensor>& params) {
 // One worker's run: set up, resume, loop, finish. Each method does one of these.
 class TrainingRun {
  public:
-  TrainingRun(const TrainOptions& o, DistEnv env, Env* io)
-      : o_(o), env_(std::move(env)), io_(io) {}
+  TrainingRun(const TrainOptions& o, DistEnv env, Env* io) : o_(o), env_(std::move(env)), io_(io) {}
 
   absl::Status Setup();
   absl::Status SetUpNino(std::shared_ptr<const NiNoModel> model);
@@ -183,7 +181,9 @@ absl::Status TrainingRun::Setup() {
   // Everything that can be wrong with the inputs is checked before the process group forms.
   std::shared_ptr<const NiNoModel> nino_model;
   if (use_nino && !remote) {
-    auto m = NiNoModel::Load(o_.nino_ckpt);
+    absl::StatusOr<ResolvedModel> resolved = ResolveModel(o_.nino_ckpt, /*allow_download=*/true);
+    if (!resolved.ok()) return resolved.status();
+    absl::StatusOr<NiNoModel> m = LoadModel(*resolved);
     if (!m.ok()) return m.status();
     nino_model = std::make_shared<const NiNoModel>(std::move(*m));
   }

@@ -41,7 +41,9 @@ class FaultInjectionEnvTest : public ::testing::Test {
     auto f = env_.NewWritableFile(P(name));
     ASSERT_TRUE(f.ok()) << f.status();
     ASSERT_TRUE((*f)->Append(bytes).ok());
-    if (sync) ASSERT_TRUE((*f)->Sync().ok());
+    if (sync) {
+      ASSERT_TRUE((*f)->Sync().ok());
+    }
     ASSERT_TRUE((*f)->Close().ok());
   }
   FaultInjectionEnv env_;

@@ -399,8 +399,8 @@ absl::StatusOr<LocatedCheckpoint> LocateCheckpoint(const LocatorOptions& options
               " or pass --nino_ckpt PATH."));
         } else if (absl::Status published = WriteFileAtomically(env, cache_path, *bytes);
                    !published.ok()) {
-          notes.push_back(absl::StrCat("download: cannot publish ", cache_path, ": ",
-                                       published.message()));
+          notes.push_back(
+              absl::StrCat("download: cannot publish ", cache_path, ": ", published.message()));
         } else {
           result.path = cache_path;
           result.source = "download";

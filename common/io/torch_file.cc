@@ -707,7 +707,8 @@ class PickleWriter {
 absl::Status WriteZip(const PickleWriter& pw, WritableFile& file) {
   absl::Status io_status;
   auto sink = [&file, &io_status](const void* buf, size_t n) -> size_t {
-    if (io_status.ok()) io_status = file.Append(absl::string_view(static_cast<const char*>(buf), n));
+    if (io_status.ok())
+      io_status = file.Append(absl::string_view(static_cast<const char*>(buf), n));
     return n;
   };
   try {
@@ -775,9 +776,8 @@ absl::Status SaveTorchFile(Env* env, const std::string& path, const PickleValue&
   } catch (const std::exception& e) {  // c10::Error derives from std::exception
     return absl::InvalidArgumentError(absl::StrCat(path, ": cannot save: ", e.what()));
   }
-  absl::Status st = WriteFileAtomically(env, path, [&pw](WritableFile& file) {
-    return WriteZip(pw, file);
-  });
+  absl::Status st =
+      WriteFileAtomically(env, path, [&pw](WritableFile& file) { return WriteZip(pw, file); });
   return st.ok() ? st : Annotate(st, path, "cannot save: ");
 }
 

@@ -94,9 +94,8 @@ absl::StatusOr<std::string> RunBible(const std::string& program) {
         absl::StrCat("waiting for ", shown, " failed: ", std::strerror(errno)));
   }
   if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
-    return absl::NotFoundError(absl::StrCat("the program `", program,
-                                            "` was not found (shell: ", Excerpt(err_text), "); ",
-                                            kPackageHint));
+    return absl::NotFoundError(absl::StrCat("the program `", program, "` was not found (shell: ",
+                                            Excerpt(err_text), "); ", kPackageHint));
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -121,12 +120,13 @@ absl::Status WriteAtomically(const std::string& path, const std::string& text) {
     std::error_code ec;
     std::filesystem::create_directories(target.parent_path(), ec);
     if (ec) {
-      return absl::InternalError(absl::StrCat("cannot create the folder of the KJV cache ", path,
-                                              ": ", ec.message()));
+      return absl::InternalError(
+          absl::StrCat("cannot create the folder of the KJV cache ", path, ": ", ec.message()));
     }
   }
   if (absl::Status s = WriteFileAtomically(Env::Default(), path, text); !s.ok()) {
-    return absl::InternalError(absl::StrCat("cannot write the KJV cache ", path, ": ", s.message()));
+    return absl::InternalError(
+        absl::StrCat("cannot write the KJV cache ", path, ": ", s.message()));
   }
   return absl::OkStatus();
 }
@@ -148,8 +148,8 @@ absl::StatusOr<std::string> LoadKjvText(const std::string& cache_path,
   if (::stat(cache_path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
     std::string text;
     if (!ReadWholeFile(cache_path, &text)) {
-      return absl::InternalError(absl::StrCat("cannot read the KJV cache ", cache_path, ": ",
-                                              std::strerror(errno)));
+      return absl::InternalError(
+          absl::StrCat("cannot read the KJV cache ", cache_path, ": ", std::strerror(errno)));
     }
     if (text.size() >= kMinKjvBytes) return text;
     // A short cache (e.g. written by hand or by an older tool) is rebuilt, never trusted.
