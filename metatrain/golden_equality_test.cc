@@ -4,9 +4,12 @@
 // Skips without the shared folder; trainable_nino_test covers the same on synthetic models.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -43,15 +46,22 @@ TEST(GoldenEquality, TrainableNiNoEqualsTheEngineOnEveryGoldenCase) {
   const auto manifests = golden::FindManifests(golden);
   ASSERT_EQ(manifests.size(), 18u);
   int gnn_cases = 0, wnn_cases = 0;
+  std::map<std::string, std::pair<NiNoModel, std::shared_ptr<TrainableNiNo>>> models;
   for (const auto& path : manifests) {
     std::ifstream in(path);
     const nlohmann::json m = nlohmann::json::parse(in);
     const auto& f = m.at("files");
-    auto model = NiNoModel::Load(ckpts + "/" + m.at("checkpoint").get<std::string>());
-    ASSERT_TRUE(model.ok()) << model.status();
-    auto trainable = TrainableNiNo::FromModel(*model);
-    ASSERT_TRUE(trainable.ok());
-    (*trainable)->eval();
+    const std::string ckpt = m.at("checkpoint").get<std::string>();
+    if (!models.count(ckpt)) {
+      auto loaded = NiNoModel::Load(ckpts + "/" + ckpt);
+      ASSERT_TRUE(loaded.ok()) << loaded.status();
+      auto t = TrainableNiNo::FromModel(*loaded);
+      ASSERT_TRUE(t.ok());
+      (*t)->eval();
+      models.emplace(ckpt, std::make_pair(*loaded, *t));
+    }
+    const NiNoModel* model = &models.at(ckpt).first;
+    const std::shared_ptr<TrainableNiNo>* trainable = &models.at(ckpt).second;
     const int k = m.at("k").get<int>();
     const torch::Tensor x = ReadRaw(golden, f.at("edge_attr_scaled"));
     const torch::Tensor et = ReadRaw(golden, f.at("edge_type"));
@@ -64,7 +74,16 @@ TEST(GoldenEquality, TrainableNiNoEqualsTheEngineOnEveryGoldenCase) {
     const torch::Tensor ours = (*trainable)->Forward(x, et, ei, pos, pos_w).select(2, k - 1);
     const torch::Tensor official = ReadRaw(golden, f.at("pred_edges"));
     const std::string name = m.at("case").get<std::string>();
-    EXPECT_LE((ours - engine).abs().max().item<double>(), 1e-6) << name;
+    // 1e-6 absolute up to |value| 1, relative beyond: both are float32 computations whose
+    // matrix products are blocked differently (all 40 horizons vs the selected row), and the
+    // GPT-2 cases reach |Y| ~ 30 in scaled space, where one float32 ulp is ~2e-6.
+    const torch::Tensor tol = 1e-6 * torch::clamp_min(engine.abs(), 1.0);
+    const double worst = ((ours - engine).abs() / tol).max().item<double>();
+    EXPECT_LE(worst, 1.0) << name << ": max |diff| " << (ours - engine).abs().max().item<double>()
+                          << ", max |Y| " << engine.abs().max().item<double>();
+    std::printf("%s: max |ours - engine| %.3g (max |Y| %.3g), max |ours - official| %.3g\n",
+                name.c_str(), (ours - engine).abs().max().item<double>(),
+                engine.abs().max().item<double>(), (ours - official).abs().max().item<double>());
     EXPECT_LE((ours - official).abs().max().item<double>(), 1e-5) << name;
     (model->is_gnn() ? gnn_cases : wnn_cases)++;
   }

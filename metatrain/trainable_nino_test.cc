@@ -121,7 +121,9 @@ void ExpectGradientsMatchFiniteDifferences(bool gnn) {
   m.zero_grad();
   objective().backward();
   int checked = 0;
-  for (auto& [name, p] : m.named_parameters()) {
+  for (auto& item : m.named_parameters()) {
+    const std::string& name = item.key();
+    torch::Tensor& p = item.value();
     if (!p.grad().defined()) {
       // Only the last message-passing layer is unused (it cannot reach the output).
       EXPECT_NE(name.find("gnn__convs__2"), std::string::npos) << name;

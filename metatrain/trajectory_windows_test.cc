@@ -73,7 +73,7 @@ TEST(TrajectoryWindows, FullSlicesHaveFortyHorizonsMinusTheShift) {
   const auto windows = (*data)->Windows(slice);
   ASSERT_EQ(windows.size(), 4u);
   for (int64_t shift = 0; shift < 4; ++shift) {
-    const torch::Tensor per_k = windows[shift].y_mask.sum({0, 1});
+    const torch::Tensor per_k = windows[shift].y_mask.sum(std::vector<int64_t>{0, 1});
     EXPECT_EQ((per_k > 0).sum().item<int64_t>(), 40 - shift) << shift;
   }
 }
