@@ -42,6 +42,7 @@ ABSL_FLAG(int64_t, log_every, 50, "steps between progress lines");
 ABSL_FLAG(int64_t, val_every, 0, "steps between validations (0: at the end)");
 ABSL_FLAG(int64_t, val_slices, 8, "validation slices per held-out trajectory (x4 windows)");
 ABSL_FLAG(double, max_seconds, 0, "stop (resumably) after this many seconds; 0: no limit");
+ABSL_FLAG(int64_t, stop_at, 0, "stop (resumably) at this step; 0: run to --steps");
 ABSL_FLAG(int, threads, 1, "intra-op threads (at::set_num_threads)");
 ABSL_FLAG(std::string, device, "cpu", "cpu, or cuda[:i] in CUDA builds");
 ABSL_FLAG(std::vector<std::string>, eval_ckpts, {},
@@ -131,6 +132,7 @@ int main(int argc, char** argv) {
   o.val_every = absl::GetFlag(FLAGS_val_every);
   o.val_slices = absl::GetFlag(FLAGS_val_slices);
   o.max_seconds = absl::GetFlag(FLAGS_max_seconds);
+  o.stop_at = absl::GetFlag(FLAGS_stop_at);
   o.device = device;
   std::fprintf(stderr, "%zu training datasets, %zu held out\n", o.train_dirs.size(),
                o.val_dirs.size());

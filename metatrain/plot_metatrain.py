@@ -71,6 +71,7 @@ def main(argv):
     with open(script, "w") as f:
         f.write("set terminal pngcairo size 1100,650 font ',11'\n")
         f.write(f"set output '{out}'\n")
+        f.write("set termoption noenhanced\n")
         f.write("set title 'NiNo meta-training (masked L1, scaled space)'\n")
         f.write("set xlabel 'step'\nset ylabel 'L1'\nset grid\nset key top right\n")
         f.write("plot " + ", \\\n  ".join(plots) + "\n")

@@ -17,9 +17,9 @@ namespace {
 
 constexpr int64_t kRows = 1200;  // (5 + 10 + 4) * 50 = 950 rows needed at least
 
-std::string WriteDataset(const std::string& name, uint64_t seed) {
+std::string WriteDataset(const std::string& name, uint64_t seed, int64_t rows = kRows) {
   const std::string dir = ::testing::TempDir() + "/" + name;
-  testing::WriteTestTrajectory(dir, seed, kRows);
+  testing::WriteTestTrajectory(dir, seed, rows);
   return dir;
 }
 
@@ -66,7 +66,7 @@ TEST(TrajectoryWindows, WindowsAreTheOfficialRecipe) {
 }
 
 TEST(TrajectoryWindows, FullSlicesHaveFortyHorizonsMinusTheShift) {
-  const std::string dir = WriteDataset("tw_full", 2);
+  const std::string dir = WriteDataset("tw_full", 2, 44 * 50 + 1);  // 45 states from row 0
   auto data = TrajectoryWindows::Open({dir}, WindowOptions{});
   ASSERT_TRUE(data.ok());
   SliceRef slice;  // start 0: 45 states available
