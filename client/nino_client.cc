@@ -1,6 +1,8 @@
 #include "client/nino_client.h"
 
+#include <cmath>
 #include <cstdio>
+#include <limits>
 #include <set>
 
 #include "absl/status/status.h"
@@ -34,6 +36,11 @@ absl::Status ValidateSchedule(const NowcastOptimizerOptions& o) {
   if (o.max_train_steps <= 0)
     return Bad(absl::StrCat("max_train_steps must be > 0, got ", o.max_train_steps));
   if (!(o.k_decay > 0)) return Bad(absl::StrCat("k_decay must be > 0, got ", o.k_decay));
+  if (o.step_search.size() > 8) return Bad("step_search: at most 8 scales");
+  for (double s : o.step_search) {
+    if (!std::isfinite(s) || s < 0) return Bad(absl::StrCat("step_search: bad scale ", s));
+  }
+  if (!o.step_search.empty() && !o.probe_loss) return Bad("step_search needs probe_loss");
   return absl::OkStatus();
 }
 
@@ -147,9 +154,49 @@ absl::Status NowcastOptimizer::Restore(int64_t step_idx, std::vector<torch::Tens
   return opt_->Restore(step_idx, std::move(history));
 }
 
+absl::StatusOr<double> NowcastOptimizer::SearchStepScale(const torch::Tensor& before) {
+  torch::NoGradGuard no_grad;
+  const torch::Tensor delta = opt_->FlatParams() - before;
+  int best = 0;
+  double best_loss = std::numeric_limits<double>::infinity();
+  std::vector<double> losses;
+  for (size_t i = 0; i < options_.step_search.size(); ++i) {
+    const double s = options_.step_search[i];
+    if (absl::Status st = opt_->SetFlatParams(before + s * delta); !st.ok()) return st;
+    const double loss = options_.probe_loss();
+    losses.push_back(loss);
+    if (loss < best_loss) best_loss = loss, best = static_cast<int>(i);  // NaN never wins
+  }
+  if (collectives_ && collectives_->world_size() > 1) {
+    torch::Tensor choice = torch::full(
+        {1}, static_cast<double>(best),
+        torch::TensorOptions().dtype(torch::kDouble).device(params_.front().second.device()));
+    if (absl::Status st = collectives_->Broadcast(choice, 0); !st.ok()) return st;
+    best = static_cast<int>(choice.item<double>());
+  }
+  const double scale = options_.step_search.at(best);
+  if (absl::Status st = opt_->SetFlatParams(before + scale * delta); !st.ok()) return st;
+  std::string line = absl::StrCat("step search: scale ", scale, " (probe losses");
+  for (size_t i = 0; i < losses.size(); ++i)
+    absl::StrAppend(&line, " ", options_.step_search[i], ":", losses[i]);
+  Log(line + ")");
+  return scale;
+}
+
 NinoStepOutcome NowcastOptimizer::step() {
   if (remote_ && !opt_->need_grads()) remote_->SetNinoStep(opt_->step_idx());
+  torch::Tensor before;
+  if (!options_.step_search.empty() && !opt_->need_grads()) before = opt_->FlatParams();
   NinoStepOutcome out = opt_->step();
+  if (out.nino_step && out.applied && before.defined()) {
+    absl::StatusOr<double> scale = SearchStepScale(before);
+    if (scale.ok()) {
+      stats_.last_step_scale = *scale;
+    } else {
+      Log(absl::StrCat("step search failed, the prediction stays applied: ",
+                       scale.status().ToString()));
+    }
+  }
   if (remote_ && out.state_recorded && !out.nino_step)
     remote_->StateRecorded(out.step_idx, opt_->history().back());
   if (out.nino_step) {

@@ -34,6 +34,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -59,9 +60,9 @@ struct NowcastOptimizerOptions {
   // "host:port" of a nino_nowcaster, or several comma-separated replicas (the job is placed by
   // rendezvous hashing and fails over, see remote_nowcaster.h). Create() only; rank 0 uses it.
   std::string nowcaster;
-  std::string job_id;                       // empty: MakeJobId(job_name, lpe_seed)
-  std::string job_name = "job";             // prefix of the generated job id
-  std::string nino_model = "nino_no_posw";  // a NiNo checkpoint the server serves
+  std::string job_id;            // empty: MakeJobId(job_name, lpe_seed)
+  std::string job_name = "job";  // prefix of the generated job id
+  std::string nino_model;        // a model the server serves; empty: its default
   // How neurons become a graph; kAuto: inferred by the server from the parameter names.
   GraphSpec graph = {GraphSpec::Kind::kAuto, 0, 0};
   int64_t period = 1000;            // steps between NiNo steps
@@ -76,6 +77,15 @@ struct NowcastOptimizerOptions {
   // TLS / mutual TLS and the bearer token file (remote_nowcaster_credentials.h); Create()
   // reads the files and fails with INVALID_ARGUMENT for a bad one. Default: plaintext.
   NowcasterCredentials credentials;
+
+  // A step-size search along the nowcast (empty: off, the official behaviour: the prediction is
+  // applied as it is). After a prediction is applied, the parameters become
+  // before + s * (prediction - before) for the s in `step_search` with the lowest probe_loss()
+  // (ties: the first listed); s = 0 keeps the parameters as they were. Every rank evaluates
+  // probe_loss and rank 0's choice is broadcast, so all ranks apply the same s: give every rank
+  // the same fixed held-out batch. Values must be finite and >= 0, at most 8 of them.
+  std::vector<double> step_search;
+  std::function<double()> probe_loss;  // required with step_search; called without gradients
 };
 
 class NowcastOptimizer {
@@ -120,6 +130,7 @@ class NowcastOptimizer {
     int64_t nino_steps = 0;         // NiNo steps taken (applied or not)
     int64_t applied = 0;            // predictions applied
     int64_t fallbacks = 0;          // NiNo steps that became ordinary optimizer steps
+    double last_step_scale = 1;     // step_search: the scale chosen at the last applied step
     RemoteNowcaster::Stats remote;  // rank 0 with a remote nowcaster; zeros elsewhere
   };
   Stats stats() const;
@@ -137,6 +148,9 @@ class NowcastOptimizer {
                    std::shared_ptr<RemoteNowcaster> remote,
                    std::unique_ptr<Collectives> collectives);
   void Log(const std::string& line) const;
+  // step_search: moves the parameters from their applied prediction to the best scale along
+  // (prediction - before); returns the scale, or an error (then the prediction stays applied).
+  absl::StatusOr<double> SearchStepScale(const torch::Tensor& before);
 
   const NowcastOptimizerOptions options_;
   NamedParams params_;

@@ -252,5 +252,76 @@ TEST(DataParallelNowcaster, ARejectionOnRankZeroReachesEveryRank) {
   RunTwoRanks(FakeNowcaster::Mode::kError, false);
 }
 
+// Step search: the prediction is before + 1; a probe loss with its minimum at before + 0.5
+// picks the scale 0.5, a loss that only grows along the step picks 0 (parameters unchanged).
+TEST(NowcastOptimizer, StepSearchPicksTheScaleWithTheLowestProbeLoss) {
+  for (double want : {0.5, 0.0, 1.0}) {
+    Model m;
+    NowcastOptimizerOptions o = Schedule();
+    o.step_search = {1, 0.5, 0.25, 0};
+    torch::Tensor target;  // set just before the NiNo step
+    o.probe_loss = [&] {
+      return (torch::cat({m.fc->weight.flatten(), m.fc->bias}) - target)
+          .pow(2)
+          .sum()
+          .item<double>();
+    };
+    auto opt = NowcastOptimizer::CreateWithNowcaster(&m.sgd, NamedParameters(*m.fc), o,
+                                                     std::make_shared<FakeNowcaster>());
+    ASSERT_TRUE(opt.ok()) << opt.status();
+    RunSteps(**opt, m, 9);
+    const torch::Tensor before = (*opt)->FlatParams();
+    target = before + want;
+    NinoStepOutcome out = (*opt)->step();
+    ASSERT_TRUE(out.applied) << out.status;
+    EXPECT_TRUE(torch::allclose((*opt)->FlatParams(), before + want)) << want;
+    EXPECT_EQ((*opt)->stats().last_step_scale, want);
+  }
+}
+
+TEST(NowcastOptimizer, StepSearchOptionsAreChecked) {
+  Model m;
+  auto fake = std::make_shared<FakeNowcaster>();
+  NowcastOptimizerOptions o = Schedule();
+  o.step_search = {1, 0.5};
+  auto r = NowcastOptimizer::CreateWithNowcaster(&m.sgd, NamedParameters(*m.fc), o, fake);
+  EXPECT_NE(r.status().message().find("probe_loss"), std::string::npos) << r.status();
+  o.probe_loss = [] { return 0.0; };
+  o.step_search = {1, -0.5};
+  r = NowcastOptimizer::CreateWithNowcaster(&m.sgd, NamedParameters(*m.fc), o, fake);
+  EXPECT_NE(r.status().message().find("bad scale"), std::string::npos) << r.status();
+}
+
+// Two ranks whose probe losses disagree: rank 0's choice is applied on both.
+TEST(DataParallelNowcaster, StepSearchFollowsRankZero) {
+  LocalGroup group(2);
+  Model models[2];
+  torch::Tensor finals[2], befores[2];
+  std::thread threads[2];
+  for (int r = 0; r < 2; ++r) {
+    threads[r] = std::thread([&, r] {
+      NowcastOptimizerOptions o = Schedule();
+      o.step_search = {1, 0.25, 0};
+      // Rank 0 prefers the smallest non-zero step, rank 1 the full one.
+      int calls = 0;
+      o.probe_loss = [&calls, r] {
+        const double by_rank0[] = {2.0, 1.0, 3.0}, by_rank1[] = {1.0, 2.0, 3.0};
+        return (r == 0 ? by_rank0 : by_rank1)[calls++ % 3];
+      };
+      auto inner = r == 0 ? std::make_shared<FakeNowcaster>() : nullptr;
+      auto opt = NowcastOptimizer::CreateWithNowcaster(
+          &models[r].sgd, NamedParameters(*models[r].fc), o, inner, group.member(r));
+      ASSERT_TRUE(opt.ok()) << opt.status();
+      RunSteps(**opt, models[r], 9);
+      befores[r] = (*opt)->FlatParams();
+      (*opt)->step();
+      finals[r] = (*opt)->FlatParams();
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_TRUE(torch::equal(finals[0], finals[1]));
+  EXPECT_TRUE(torch::allclose(finals[0], befores[0] + 0.25));
+}
+
 }  // namespace
 }  // namespace nino::client

@@ -4,10 +4,12 @@
 # nowcaster (rank 0 streams the parameter snapshots to it and the prediction is broadcast).
 #
 #   bash deploy/local_demo.sh [--workers N] [--steps N] [--seed N] [--eval_every N]
-#                             [--period N] [--nino_ckpt PATH] [--out_dir DIR] [-- nino_train flags]
+#                             [--period N] [--nino_model NAME|PATH] [--out_dir DIR]
+#                             [-- nino_train flags]
 #
-# --nino_ckpt is handed to the nowcaster; without it the nowcaster finds nino_no_posw.pt like
-# nino_step_demo does (per-user cache, download, ../shared/reference/checkpoints).
+# --nino_model (alias --nino_ckpt) is handed to the nowcaster: an official name (nino_no_posw,
+# nino_mlp, nino_mlp_h32: per-user cache, download, ../shared) or a checkpoint file. Without it
+# the nowcaster serves the project's own model, built into the binary: no network, no ../shared.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +21,7 @@ PERIOD=1000
 NINO_CKPT=""
 OUT_DIR=""
 EXTRA=()
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --workers) WORKERS="$2"; shift 2 ;;
@@ -32,8 +34,8 @@ while [[ $# -gt 0 ]]; do
     --eval_every=*) EVAL_EVERY="${1#*=}"; shift ;;
     --period) PERIOD="$2"; shift 2 ;;
     --period=*) PERIOD="${1#*=}"; shift ;;
-    --nino_ckpt) NINO_CKPT="$2"; shift 2 ;;
-    --nino_ckpt=*) NINO_CKPT="${1#*=}"; shift ;;
+    --nino_ckpt|--nino_model) NINO_CKPT="$2"; shift 2 ;;
+    --nino_ckpt=*|--nino_model=*) NINO_CKPT="${1#*=}"; shift ;;
     --out_dir) OUT_DIR="$2"; shift 2 ;;
     --out_dir=*) OUT_DIR="${1#*=}"; shift ;;
     --) shift; EXTRA=("$@"); break ;;
@@ -42,7 +44,10 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 if ! [[ "$WORKERS" =~ ^[1-9][0-9]*$ ]]; then echo "--workers must be a positive integer" >&2; exit 2; fi
-if [[ -n "$NINO_CKPT" && ! -f "$NINO_CKPT" ]]; then echo "--nino_ckpt: no file $NINO_CKPT" >&2; exit 2; fi
+case "$NINO_CKPT" in
+  ""|default|nino_no_posw|nino_mlp|nino_mlp_h32) ;;
+  *) [[ -f "$NINO_CKPT" ]] || { echo "--nino_model: no file $NINO_CKPT" >&2; exit 2; } ;;
+esac
 
 bash tools/setup.sh
 bazel build //nowcaster:nino_nowcaster //trainer:nino_train
@@ -82,7 +87,7 @@ free_port() {
 
 # 1. The nowcaster: port 0 = a free port, which it prints once it is serving.
 NOWCASTER_ARGS=(--address=127.0.0.1:0 --metrics_port=0 --lame_duck_ms=0)
-[[ -n "$NINO_CKPT" ]] && NOWCASTER_ARGS+=("--nino_model=nino_no_posw=$NINO_CKPT")
+[[ -n "$NINO_CKPT" ]] && NOWCASTER_ARGS+=("--nino_model=$NINO_CKPT")
 echo "starting nino_nowcaster (log: $NOWCASTER_LOG)"
 "$NOWCASTER_BIN" "${NOWCASTER_ARGS[@]}" >"$NOWCASTER_LOG" 2>&1 &
 NOWCASTER_PID=$!

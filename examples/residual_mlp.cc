@@ -28,7 +28,7 @@
 #include "trainer/data/fashion_mnist.h"
 
 ABSL_FLAG(std::string, nowcaster, "", "host:port of a nino_nowcaster (empty: plain Adam)");
-ABSL_FLAG(std::string, nino_model, "nino_no_posw", "the NiNo checkpoint the nowcaster runs");
+ABSL_FLAG(std::string, nino_model, "", "the NiNo model the nowcaster runs (empty: its default)");
 ABSL_FLAG(int64_t, steps, 3000, "training steps");
 ABSL_FLAG(int64_t, period, 1000, "steps between NiNo steps");
 ABSL_FLAG(int64_t, batch, 128, "global batch size");

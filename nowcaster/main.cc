@@ -1,7 +1,7 @@
 // nino_nowcaster: the NiNo nowcasting daemon (nino.v1.Nowcaster over gRPC).
 //
 //   nino_nowcaster [--address=0.0.0.0:50051] [--metrics_port=9090] [--device=cpu]
-//                  [--nino_model=nino_no_posw=/path/nino_no_posw.pt,nino_mlp=/path/nino_mlp.pt]
+//                  [--nino_model=default,nino_no_posw,mine=/path/mine.pt]
 //                  [--memory_budget_bytes=N] [--queue_length=N] [--workers=N] [--threads=N]
 //                  [--tls_cert=PEM --tls_key=PEM [--tls_client_ca=PEM]] [--auth_tokens_file=F]
 //                  [--metrics_token_file=F] [--allow_insecure] ...
@@ -51,10 +51,12 @@ ABSL_FLAG(bool, allow_insecure, false,
           "warning; e.g. when a service mesh provides mutual TLS)");
 ABSL_FLAG(std::string, device, kDefaults.device, "cpu, cuda or cuda:N (CUDA builds only)");
 ABSL_FLAG(std::vector<std::string>, nino_model, {},
-          "models served, name=path[,name=path...] (a bare path is served under its file "
-          "stem); default: nino_no_posw.pt from the cache, a download or ../shared");
+          "models served, name=model[,name=model...] or bare models; a model is 'default' (the "
+          "project's own, built in), an official name (nino_no_posw, nino_mlp, nino_mlp_h32: "
+          "cache, a download, ../shared) or a file (served under its stem); the first one is "
+          "the default for jobs; none given: the built-in model alone");
 ABSL_FLAG(bool, allow_download, kDefaults.allow_download,
-          "download the default checkpoint if it is not cached");
+          "download an official checkpoint named in --nino_model if it is not cached");
 ABSL_FLAG(int64_t, memory_budget_bytes, kDefaults.memory_budget_bytes,
           "memory of all jobs; a job reserves its snapshots ((ctx + 1) * 4 * num_params "
           "bytes), NiNo graph and working memory, estimated at RegisterJob");

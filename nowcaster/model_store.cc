@@ -4,7 +4,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "common/io/checkpoint_locator.h"
+#include "common/nino/default_model.h"
+#include "common/nino/model_catalog.h"
 
 namespace nino::nowcaster {
 
@@ -35,23 +36,19 @@ absl::StatusOr<torch::Device> ParseDevice(const std::string& name) {
 
 absl::StatusOr<ModelStore> ModelStore::Load(const std::vector<ModelSpec>& specs,
                                             const torch::Device& device, bool allow_download) {
-  std::vector<Entry> wanted;
-  if (specs.empty()) {
-    io::LocatorOptions lo;
-    lo.name = "nino_no_posw.pt";
-    lo.allow_download = allow_download;
-    absl::StatusOr<io::LocatedCheckpoint> located = io::LocateCheckpoint(lo);
-    if (!located.ok()) {
-      return absl::Status(located.status().code(),
-                          absl::StrCat("default model nino_no_posw: ", located.status().message()));
-    }
-    wanted.push_back({"nino_no_posw", located->path, located->source, nullptr});
-  } else {
-    for (const ModelSpec& s : specs) wanted.push_back({s.name, s.path, "flag", nullptr});
-  }
+  std::vector<ModelSpec> wanted = specs;
+  if (wanted.empty()) wanted.push_back({kDefaultModelName, "default"});
   ModelStore store;
-  for (Entry& e : wanted) {
-    absl::StatusOr<NiNoModel> model = NiNoModel::Load(e.path);
+  for (const ModelSpec& spec : wanted) {
+    absl::StatusOr<ResolvedModel> resolved = ResolveModel(spec.path, allow_download);
+    if (!resolved.ok()) {
+      return absl::Status(resolved.status().code(),
+                          absl::StrCat("model ", spec.name, ": ", resolved.status().message()));
+    }
+    // A bare "default" names the built-in model by its own name.
+    const bool bare = spec.name == spec.path;
+    Entry e{bare ? resolved->name : spec.name, resolved->path, resolved->source, nullptr};
+    absl::StatusOr<NiNoModel> model = LoadModel(*resolved);
     if (!model.ok()) {
       return absl::Status(model.status().code(),
                           absl::StrCat("model ", e.name, ": ", model.status().message()));

@@ -24,13 +24,15 @@ class ModelStore {
  public:
   struct Entry {
     std::string name;
-    std::string path;
-    std::string source;  // "flag" or the locator's source ("cache", "download", "shared", ...)
+    std::string path;    // empty for the built-in model
+    std::string source;  // "embedded", "explicit", "cache", "download" or "shared"
     std::shared_ptr<const NiNoModel> model;
   };
 
-  // Loads every spec onto `device`; with no specs, nino_no_posw.pt found by
-  // io::LocateCheckpoint (downloading it only if allow_download). Errors name the model.
+  // Loads every spec onto `device`. A spec's path is anything common/nino/model_catalog.h
+  // resolves: a file, "default" (the built-in model), or an official name (found in the cache,
+  // downloaded only if allow_download, or in ../shared). No specs: the built-in model alone,
+  // served as kDefaultModelName. Errors name the model.
   static absl::StatusOr<ModelStore> Load(const std::vector<ModelSpec>& specs,
                                          const torch::Device& device, bool allow_download);
 

@@ -18,7 +18,7 @@ OUT=${OUT:-runs/bench}
 STEPS=${STEPS:-10000}
 EVAL_EVERY=${EVAL_EVERY:-50}
 PARALLEL=${PARALLEL:-1}
-BIN=./bazel-bin/trainer/nino_train
+BIN=${BIN:-./bazel-bin/trainer/nino_train}
 [ -x "$BIN" ] || bazel build //trainer:nino_train
 mkdir -p "$OUT"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u)"

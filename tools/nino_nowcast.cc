@@ -16,15 +16,17 @@
 #include "common/runtime/threads.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "common/io/checkpoint_locator.h"
 #include "common/runtime/allocator.h"
 #include "common/nino/tuning_flags.h"
 #include "tools/offline_nowcast.h"
 
 ABSL_FLAG(std::vector<std::string>, states, {}, "the 5 parameter checkpoints, oldest first (comma-separated)");
 ABSL_FLAG(std::string, out, "", "output checkpoint (the newest input with the predicted parameters)");
-ABSL_FLAG(std::string, nino_ckpt, "", "NiNo checkpoint (default: find nino_no_posw.pt: cache, download, ../shared)");
-ABSL_FLAG(bool, allow_download, true, "download the official checkpoint if not cached");
+ABSL_FLAG(std::string, nino_model, "default",
+          "NiNo model: default (the project's own, built in), an official name (nino_no_posw, "
+          "nino_mlp, nino_mlp_h32: cache, download, ../shared) or a checkpoint file");
+ABSL_FLAG(std::string, nino_ckpt, "", "deprecated alias of --nino_model (a file or a name)");
+ABSL_FLAG(bool, allow_download, true, "download an official checkpoint if not cached");
 ABSL_FLAG(std::string, graph, "auto", "auto (from the parameter names), generic, gpt2 or llama");
 ABSL_FLAG(int64_t, num_heads, 0, "attention heads (GPT-2, Llama)");
 ABSL_FLAG(int64_t, num_kv_heads, 0, "Llama key/value heads (0 = num_heads)");
@@ -47,18 +49,12 @@ int main(int argc, char** argv) {
   const int threads = nino::runtime::ThreadsOrAllCores(absl::GetFlag(FLAGS_threads));
   at::set_num_threads(threads);
 
-  nino::io::LocatorOptions lo;
-  lo.explicit_path = absl::GetFlag(FLAGS_nino_ckpt);
-  lo.allow_download = absl::GetFlag(FLAGS_allow_download);
-  auto located = nino::io::LocateCheckpoint(lo);
-  if (!located.ok()) {
-    std::fprintf(stderr, "error: %s\n", std::string(located.status().message()).c_str());
-    return 1;
-  }
   nino::tools::OfflineNowcastOptions o;
   o.states = absl::GetFlag(FLAGS_states);
   o.out = absl::GetFlag(FLAGS_out);
-  o.nino_ckpt = located->path;
+  o.nino_model = absl::GetFlag(FLAGS_nino_ckpt).empty() ? absl::GetFlag(FLAGS_nino_model)
+                                                        : absl::GetFlag(FLAGS_nino_ckpt);
+  o.allow_download = absl::GetFlag(FLAGS_allow_download);
   o.graph = absl::GetFlag(FLAGS_graph);
   o.num_heads = absl::GetFlag(FLAGS_num_heads);
   o.num_kv_heads = absl::GetFlag(FLAGS_num_kv_heads);

@@ -1,13 +1,12 @@
-// nino_step_demo [--nino_ckpt PATH] [--threads N] [--k K] [--seed S]
+// nino_step_demo [--nino_model default|NAME|PATH] [--threads N] [--k K] [--seed S]
 //
 // Builds the FM-16 network (3 conv layers + linear, FashionMNIST), makes 5 parameter states
 // (a short synthetic trajectory from its initialisation), applies one NiNo step and prints the
-// graph size, k and the time taken. The NiNo checkpoint is found the way users find it: the
-// flag, else the per-user cache, else a verified download, else ../shared (offline).
-#include <torch/torch.h>
-
+// graph size, k and the time taken. The NiNo model is found the way every binary finds it
+// (common/nino/model_catalog.h): the built-in default, an official name or a file.
 #include <sys/resource.h>
 #include <time.h>
+#include <torch/torch.h>
 
 #include <algorithm>
 #include <chrono>
@@ -16,12 +15,13 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "common/runtime/threads.h"
-#include "common/io/checkpoint_locator.h"
+#include "common/nino/model_catalog.h"
 #include "common/nino/nowcast_engine.h"
 #include "common/runtime/allocator.h"
+#include "common/runtime/threads.h"
 
-ABSL_FLAG(std::string, nino_ckpt, "", "NiNo checkpoint (default: find nino_no_posw.pt)");
+ABSL_FLAG(std::string, nino_model, "default",
+          "NiNo model: default (built in), nino_no_posw, nino_mlp, nino_mlp_h32 or a file");
 ABSL_FLAG(int, threads, 0, "intra-op threads (0 = all cores)");
 ABSL_FLAG(int, k, 40, "horizon in units of 200 steps, 1..40");
 ABSL_FLAG(int, seed, 0, "seed of the network and the trajectory");
@@ -35,11 +35,12 @@ namespace {
 struct Fm16Impl : torch::nn::Module {
   Fm16Impl() {
     fc = register_module(
-        "fc", torch::nn::Sequential(
-                  torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 16, 3).stride(2)), torch::nn::ReLU(),
-                  torch::nn::Conv2d(torch::nn::Conv2dOptions(16, 32, 3).padding(1)), torch::nn::ReLU(),
-                  torch::nn::Conv2d(torch::nn::Conv2dOptions(32, 32, 3).padding(1)), torch::nn::ReLU(),
-                  torch::nn::AdaptiveAvgPool2d(1), torch::nn::Flatten(), torch::nn::Linear(32, 10)));
+        "fc",
+        torch::nn::Sequential(
+            torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 16, 3).stride(2)), torch::nn::ReLU(),
+            torch::nn::Conv2d(torch::nn::Conv2dOptions(16, 32, 3).padding(1)), torch::nn::ReLU(),
+            torch::nn::Conv2d(torch::nn::Conv2dOptions(32, 32, 3).padding(1)), torch::nn::ReLU(),
+            torch::nn::AdaptiveAvgPool2d(1), torch::nn::Flatten(), torch::nn::Linear(32, 10)));
   }
   torch::nn::Sequential fc{nullptr};
 };
@@ -59,17 +60,15 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  nino::io::LocatorOptions lo;
-  lo.explicit_path = absl::GetFlag(FLAGS_nino_ckpt);
-  lo.allow_download = absl::GetFlag(FLAGS_allow_download);
-  auto located = nino::io::LocateCheckpoint(lo);
+  auto located =
+      nino::ResolveModel(absl::GetFlag(FLAGS_nino_model), absl::GetFlag(FLAGS_allow_download));
   if (!located.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(located.status().message()).c_str());
     return 1;
   }
-  std::printf("NiNo checkpoint: %s (%s)\n", located->path.c_str(), located->source.c_str());
-  for (const auto& n : located->notes) std::printf("  note: %s\n", n.c_str());
-  auto model = nino::NiNoModel::Load(located->path);
+  std::printf("NiNo model: %s (%s%s%s)\n", located->name.c_str(), located->source.c_str(),
+              located->path.empty() ? "" : " ", located->path.c_str());
+  auto model = nino::LoadModel(*located);
   if (!model.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(model.status().message()).c_str());
     return 1;
@@ -100,12 +99,13 @@ int main(int argc, char** argv) {
   }
   torch::Tensor drift = torch::randn_like(theta);
   std::vector<torch::Tensor> states{theta};
-  for (int s = 1; s < 5; ++s) states.push_back(states.back() + sigma * (0.05 * drift + 0.02 * torch::randn_like(theta)));
+  for (int s = 1; s < 5; ++s)
+    states.push_back(states.back() + sigma * (0.05 * drift + 0.02 * torch::randn_like(theta)));
   torch::Tensor stacked = torch::stack(states);
 
   auto t0 = std::chrono::steady_clock::now();
-  auto engine = nino::NowcastEngine::Create(std::make_shared<const nino::NiNoModel>(std::move(*model)),
-                                            *table, nino::GraphSpec{});
+  auto engine = nino::NowcastEngine::Create(
+      std::make_shared<const nino::NiNoModel>(std::move(*model)), *table, nino::GraphSpec{});
   if (!engine.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(engine.status().message()).c_str());
     return 1;
@@ -141,9 +141,10 @@ int main(int argc, char** argv) {
   std::printf("FM-16: %lld parameters, graph %lld nodes, %lld edges, %lld feature slots\n",
               static_cast<long long>(g.num_params), static_cast<long long>(g.num_nodes),
               static_cast<long long>(g.num_edges()), static_cast<long long>(g.feat_size));
-  std::printf("NiNo step: k=%d, graph+LPE %.3f s, nowcast first %.3f s, median %.3f s wall / %.3f s "
-              "CPU of %zu, threads %d, peak RSS %.2f GiB\n",
-              k, build_s, first_s, median_s, median_cpu_s, times.size(), threads, ru.ru_maxrss / 1048576.0);
+  std::printf(
+      "NiNo step: k=%d, graph+LPE %.3f s, nowcast first %.3f s, median %.3f s wall / %.3f s "
+      "CPU of %zu, threads %d, peak RSS %.2f GiB\n",
+      k, build_s, first_s, median_s, median_cpu_s, times.size(), threads, ru.ru_maxrss / 1048576.0);
   std::printf("parameter change |pred - current|: mean %.4g, max %.4g\n",
               (*pred - states.back()).abs().mean().item<double>(),
               (*pred - states.back()).abs().max().item<double>());

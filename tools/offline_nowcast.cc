@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/io/torch_file.h"
+#include "common/nino/model_catalog.h"
 #include "common/nino/nino_model.h"
 #include "common/nino/nowcast_engine.h"
 #include "common/nino/schedule.h"
@@ -70,7 +71,9 @@ absl::StatusOr<OfflineNowcastResult> RunOfflineNowcast(const OfflineNowcastOptio
     return absl::InvalidArgumentError("give the horizon k, or the training step of the newest state for the schedule");
   }
   if (o.period <= 0 || o.max_train_steps <= 0) return absl::InvalidArgumentError("period and max_train_steps must be > 0");
-  auto loaded = NiNoModel::Load(o.nino_ckpt);
+  absl::StatusOr<ResolvedModel> resolved = ResolveModel(o.nino_model, o.allow_download);
+  if (!resolved.ok()) return resolved.status();
+  absl::StatusOr<NiNoModel> loaded = LoadModel(*resolved);
   if (!loaded.ok()) return loaded.status();
   auto model = std::make_shared<const NiNoModel>(std::move(*loaded));
   const int64_t ctx = model->config().ctx;

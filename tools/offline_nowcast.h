@@ -24,7 +24,8 @@ namespace nino::tools {
 
 struct OfflineNowcastOptions {
   std::vector<std::string> states;  // ctx (5) files, oldest first, period/ctx steps apart
-  std::string nino_ckpt;            // NiNo checkpoint file
+  std::string nino_model;           // a name or a file, see common/nino/model_catalog.h
+  bool allow_download = false;      // for an official name not cached yet
   std::string out;                  // where the nowcast checkpoint goes (not one of the inputs)
   std::string graph = "auto";       // auto, generic, gpt2 or llama
   int64_t num_heads = 0;            // attention models

@@ -2,7 +2,8 @@
 // RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, LOCAL_RANK in the environment (torchrun
 // --no-python, srun and Kubernetes do this), or without them for a single process.
 //
-//   nino_train --task fm16 --nino_ckpt ~/.cache/nino/nino_no_posw.pt --out_dir runs/fm16-nino
+//   nino_train --task fm16 --nino_ckpt default --out_dir runs/fm16-nino  # our built-in model
+//   nino_train --task fm16 --nino_ckpt nino_no_posw --out_dir runs/fm16-official
 //   nino_train --task fm16 --out_dir runs/fm16-adam                   # plain Adam
 //   nino_train --task fm16 --nowcaster 127.0.0.1:50051 --out_dir runs/fm16-remote  # NiNo steps
 //                                                      # on a nino_nowcaster daemon
@@ -12,6 +13,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/nino/tuning_flags.h"
@@ -28,7 +30,9 @@ ABSL_FLAG(std::string, optimizer, "adamw",
           "adamw (weight decay 0 = Adam, the official setting) or sgd");
 ABSL_FLAG(int64_t, batch, 0, "global batch size over all workers (0: the task's default)");
 ABSL_FLAG(std::string, nino_ckpt, "",
-          "NiNo checkpoint for NiNo steps; empty or 'none': plain Adam");
+          "NiNo steps in-process with this model: 'default' (the project's own, built in), an "
+          "official name (nino_no_posw, nino_mlp, nino_mlp_h32: cache, download, ../shared) or "
+          "a checkpoint file; empty or 'none': plain Adam");
 ABSL_FLAG(
     std::string, nowcaster, "",
     "host:port of a nino_nowcaster, or several comma-separated replicas (rendezvous placement, "
@@ -47,11 +51,15 @@ ABSL_FLAG(std::string, auth_token_file, "",
           "nowcaster with --auth_tokens_file)");
 ABSL_FLAG(int64_t, nowcaster_timeout_ms, 60000,
           "--nowcaster: deadline of one NiNo step, uploads + Predict (1..100000)");
-ABSL_FLAG(std::string, nino_model, "nino_no_posw",
-          "--nowcaster: name of the NiNo checkpoint the server runs");
+ABSL_FLAG(std::string, nino_model, "",
+          "--nowcaster: name of the NiNo model the server runs (empty: the server's default, "
+          "the built-in model unless it was started with other --nino_model)");
 ABSL_FLAG(int64_t, period, 1000, "steps between NiNo steps");
 ABSL_FLAG(int64_t, ctx, 5, "parameter states per NiNo step (period/ctx steps apart)");
 ABSL_FLAG(double, k_decay, 2.0, "exponent p of the horizon schedule");
+ABSL_FLAG(std::vector<std::string>, nino_step_search, {},
+          "scales tried along each nowcast on a held-out probe batch, e.g. 1,0.5,0.25,0 (the "
+          "lowest probe loss wins; 0 = keep the parameters); empty: apply as predicted");
 ABSL_FLAG(int64_t, eval_every, 50, "evaluate every N steps (0: only at the end)");
 ABSL_FLAG(int64_t, log_every, 100, "progress line every N steps");
 ABSL_FLAG(std::string, out_dir, "",
@@ -103,6 +111,14 @@ int main(int argc, char** argv) {
   o.period = absl::GetFlag(FLAGS_period);
   o.ctx = absl::GetFlag(FLAGS_ctx);
   o.k_decay = absl::GetFlag(FLAGS_k_decay);
+  for (const std::string& s : absl::GetFlag(FLAGS_nino_step_search)) {
+    double v = 0;
+    if (!absl::SimpleAtod(s, &v)) {
+      std::fprintf(stderr, "error: --nino_step_search: '%s' is not a number\n", s.c_str());
+      return 2;
+    }
+    o.nino_step_search.push_back(v);
+  }
   o.eval_every = absl::GetFlag(FLAGS_eval_every);
   o.log_every = absl::GetFlag(FLAGS_log_every);
   o.out_dir = absl::GetFlag(FLAGS_out_dir);

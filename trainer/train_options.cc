@@ -1,5 +1,7 @@
 #include "trainer/train_options.h"
 
+#include <cmath>
+
 #include "absl/strings/str_cat.h"
 
 namespace nino::trainer {
@@ -14,6 +16,11 @@ absl::Status ValidateTrainOptions(const TrainOptions& o) {
                             o.period));
   }
   if (o.k_decay <= 0) return bad("--k_decay must be > 0");
+  if (o.nino_step_search.size() > 8) return bad("--nino_step_search: at most 8 scales");
+  for (double s : o.nino_step_search) {
+    if (!(s >= 0) || !std::isfinite(s))
+      return bad("--nino_step_search: scales must be finite and >= 0");
+  }
   if (o.eval_every < 0 || o.log_every < 0 || o.checkpoint_every < 0) {
     return bad("--eval_every, --log_every and --checkpoint_every must be >= 0");
   }

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "common/nino/nowcast_engine.h"
@@ -18,10 +19,10 @@ struct TrainOptions {
   double lr = 0;                    // 0: the task's default
   std::string optimizer = "adamw";  // adamw (weight decay 0 = Adam) or sgd (plain, no momentum)
   int64_t batch = 0;                // global batch; 0: the task's default
-  std::string nino_ckpt;            // empty or "none": plain Adam
+  std::string nino_ckpt;  // in-process model (model_catalog.h); empty or "none": plain Adam
   std::string nowcaster;  // host:port of nino_nowcaster: NiNo steps run there (rank 0 asks)
-  int64_t nowcaster_timeout_ms = 60000;     // bound on one remote NiNo step (uploads + Predict)
-  std::string nino_model = "nino_no_posw";  // the checkpoint the nowcaster runs for this job
+  int64_t nowcaster_timeout_ms = 60000;  // bound on one remote NiNo step (uploads + Predict)
+  std::string nino_model;  // the model the nowcaster runs for this job (empty: its default)
   // --nowcaster security (client/remote_nowcaster_credentials.h): PEM files for TLS / mutual
   // TLS, the certificate name to expect, and a file holding the bearer token.
   std::string nowcaster_tls_ca, nowcaster_tls_cert, nowcaster_tls_key, nowcaster_tls_server_name;
@@ -29,6 +30,9 @@ struct TrainOptions {
   int64_t period = 1000;
   int64_t ctx = 5;
   double k_decay = 2.0;
+  // Step-size search along each nowcast on the task's probe batch (client/nino_client.h);
+  // empty: the prediction is applied as it is (official).
+  std::vector<double> nino_step_search;
   NowcastTuning nino_tuning;  // edge sampling, subgraph mode, bf16 edge state, chunks
   int64_t eval_every = 50;    // 0: evaluate only at the end
   int64_t log_every = 100;

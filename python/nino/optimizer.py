@@ -146,7 +146,7 @@ class NowcastOptimizer(torch.optim.Optimizer):
       ctx: snapshots per NiNo step, period // ctx calls apart (5).
       max_train_steps: length of the run; sets the horizon schedule (as the C++ trainer).
       k_decay: exponent p of the schedule (2.0).
-      nino_model: a model name the server serves ("nino_no_posw").
+      nino_model: a model name the server serves ("": the server's default model).
       seed: the Laplacian positional-encoding sign seed (RegisterJob lpe_seed): the same seed
         gives the same predictions as an in-process C++ run or nino_nowcast --lpe_seed.
       timeout: seconds a NiNo step may take (uploads included) before it falls back.
@@ -165,7 +165,7 @@ class NowcastOptimizer(torch.optim.Optimizer):
     """
 
     def __init__(self, optimizer, model, nowcaster, period=1000, ctx=5, max_train_steps=10000,
-                 k_decay=2.0, nino_model="nino_no_posw", seed=0, timeout=60.0, on_error="raise",
+                 k_decay=2.0, nino_model="", seed=0, timeout=60.0, on_error="raise",
                  job_id=None, tls_ca_file=None, tls_cert_file=None, tls_key_file=None,
                  tls_server_name=None, auth_token_file=None):
         if not isinstance(optimizer, torch.optim.Optimizer):
@@ -184,8 +184,9 @@ class NowcastOptimizer(torch.optim.Optimizer):
         _check_int("max_train_steps", max_train_steps, 1)
         if isinstance(k_decay, bool) or not isinstance(k_decay, (int, float)) or not k_decay > 0:
             raise ValueError("k_decay must be a number > 0, got %r" % (k_decay,))
-        if not isinstance(nino_model, str) or not nino_model:
-            raise ValueError("nino_model must be a non-empty model name, got %r" % (nino_model,))
+        if not isinstance(nino_model, str):
+            raise ValueError("nino_model must be a model name (\"\": the server's default), got %r"
+                             % (nino_model,))
         _check_int("seed", seed, 0)
         if seed >= 1 << 64:
             raise ValueError("seed must fit in 64 bits, got %d" % seed)

@@ -186,7 +186,7 @@ class ArgumentTest(unittest.TestCase):
         self.value_error("on_error must be 'raise' or 'fallback'", on_error="ignore")
         self.value_error("job_id must be", job_id="bad id with spaces")
         self.value_error("seed must be >= 0", seed=-1)
-        self.value_error("nino_model must be a non-empty", nino_model="")
+        self.value_error("nino_model must be a model name", nino_model=3)
         for address in ("localhost", "host:port", "host:0", "host:70000", ":50051", "", " , ,"):
             self.value_error("nowcaster must be 'host:port'", address=address)
         self.value_error("replica 'host' of 'a:1,host' is not 'host:port'", address="a:1,host")
