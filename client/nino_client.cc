@@ -128,6 +128,7 @@ NowcastOptimizer::NowcastOptimizer(torch::optim::Optimizer* base, NamedParams pa
                                    std::shared_ptr<RemoteNowcaster> remote,
                                    std::unique_ptr<Collectives> collectives)
     : options_(std::move(options)),
+      base_(base),
       params_(std::move(params)),
       collectives_(std::move(collectives)),
       remote_(std::move(remote)) {
@@ -188,6 +189,7 @@ NinoStepOutcome NowcastOptimizer::step() {
   torch::Tensor before;
   if (!options_.step_search.empty() && !opt_->need_grads()) before = opt_->FlatParams();
   NinoStepOutcome out = opt_->step();
+  if (out.nino_step && out.applied && options_.reset_base_state) base_->state().clear();
   if (out.nino_step && out.applied && before.defined()) {
     absl::StatusOr<double> scale = SearchStepScale(before);
     if (scale.ok()) {

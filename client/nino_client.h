@@ -86,6 +86,9 @@ struct NowcastOptimizerOptions {
   // the same fixed held-out batch. Values must be finite and >= 0, at most 8 of them.
   std::vector<double> step_search;
   std::function<double()> probe_loss;  // required with step_search; called without gradients
+  // After an applied prediction, clear the base optimizer's state (Adam: both moments and the
+  // step count, so it restarts with bias correction). Off: the state is kept (official).
+  bool reset_base_state = false;
 };
 
 class NowcastOptimizer {
@@ -153,6 +156,7 @@ class NowcastOptimizer {
   absl::StatusOr<double> SearchStepScale(const torch::Tensor& before);
 
   const NowcastOptimizerOptions options_;
+  torch::optim::Optimizer* base_;
   NamedParams params_;
   int64_t num_params_ = 0;
   std::unique_ptr<Collectives> collectives_;

@@ -323,5 +323,24 @@ TEST(DataParallelNowcaster, StepSearchFollowsRankZero) {
   EXPECT_TRUE(torch::allclose(finals[0], befores[0] + 0.25));
 }
 
+TEST(NowcastOptimizer, ResetBaseStateClearsTheOptimizerStateAfterAnAppliedStep) {
+  for (bool reset : {false, true}) {
+    torch::nn::Linear fc(torch::nn::LinearOptions(3, 2));
+    torch::optim::Adam adam(fc->parameters(), torch::optim::AdamOptions(0.01));
+    NowcastOptimizerOptions o = Schedule();
+    o.reset_base_state = reset;
+    auto opt = NowcastOptimizer::CreateWithNowcaster(&adam, NamedParameters(*fc), o,
+                                                     std::make_shared<FakeNowcaster>());
+    ASSERT_TRUE(opt.ok()) << opt.status();
+    for (int i = 0; i < 10; ++i) {
+      adam.zero_grad();
+      if ((*opt)->need_grads()) fc->forward(torch::ones({4, 3})).sum().backward();
+      NinoStepOutcome out = (*opt)->step();
+      if (i == 9) ASSERT_TRUE(out.applied);
+    }
+    EXPECT_EQ(adam.state().empty(), reset) << reset;
+  }
+}
+
 }  // namespace
 }  // namespace nino::client

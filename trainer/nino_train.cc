@@ -57,6 +57,9 @@ ABSL_FLAG(std::string, nino_model, "",
 ABSL_FLAG(int64_t, period, 1000, "steps between NiNo steps");
 ABSL_FLAG(int64_t, ctx, 5, "parameter states per NiNo step (period/ctx steps apart)");
 ABSL_FLAG(double, k_decay, 2.0, "exponent p of the horizon schedule");
+ABSL_FLAG(bool, nino_reset_adam, false,
+          "clear the optimizer's state (Adam moments and step count) after each applied NiNo "
+          "step; default: keep it (official)");
 ABSL_FLAG(std::vector<std::string>, nino_step_search, {},
           "scales tried along each nowcast on a held-out probe batch, e.g. 1,0.5,0.25,0 (the "
           "lowest probe loss wins; 0 = keep the parameters); empty: apply as predicted");
@@ -111,6 +114,7 @@ int main(int argc, char** argv) {
   o.period = absl::GetFlag(FLAGS_period);
   o.ctx = absl::GetFlag(FLAGS_ctx);
   o.k_decay = absl::GetFlag(FLAGS_k_decay);
+  o.nino_reset_adam = absl::GetFlag(FLAGS_nino_reset_adam);
   for (const std::string& s : absl::GetFlag(FLAGS_nino_step_search)) {
     double v = 0;
     if (!absl::SimpleAtod(s, &v)) {
