@@ -73,7 +73,7 @@ int main(int argc, char** argv) {
   std::printf("wrote %s: %lld parameters nowcast with k=%d (%s graph, %lld edges, NiNo %s); mean |change| %.4g\n",
               o.out.c_str(), static_cast<long long>(r->num_params), r->k,
               nino::GraphKindName(r->graph.kind).c_str(), static_cast<long long>(r->num_edges),
-              located->path.c_str(), r->mean_abs_change);
+              o.nino_model.c_str(), r->mean_abs_change);
   if (!r->kept.empty()) std::printf("kept unchanged: %s\n", absl::StrJoin(r->kept, ", ").c_str());
   return 0;
 }
