@@ -1,8 +1,8 @@
 // nino_nowcast: the offline NiNo step. Five checkpoints of one model in (oldest first, period/ctx
 // training steps apart), the nowcast checkpoint out; see tools/offline_nowcast.h.
 //
-//   nino_nowcast --states s600.pt,s800.pt,s1000.pt,s1200.pt,s1400.pt --step 1400 --out s1400_nino.pt
-//   nino_nowcast --states ... --k 40 --graph gpt2 --num_heads 4 --out nowcast.pt
+//   nino_nowcast --states s600.pt,s800.pt,s1000.pt,s1200.pt,s1400.pt --step 1400 --out
+//   s1400_nino.pt nino_nowcast --states ... --k 40 --graph gpt2 --num_heads 4 --out nowcast.pt
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -13,15 +13,17 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "common/runtime/threads.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "common/runtime/allocator.h"
 #include "common/nino/tuning_flags.h"
+#include "common/runtime/allocator.h"
+#include "common/runtime/threads.h"
 #include "tools/offline_nowcast.h"
 
-ABSL_FLAG(std::vector<std::string>, states, {}, "the 5 parameter checkpoints, oldest first (comma-separated)");
-ABSL_FLAG(std::string, out, "", "output checkpoint (the newest input with the predicted parameters)");
+ABSL_FLAG(std::vector<std::string>, states, {},
+          "the 5 parameter checkpoints, oldest first (comma-separated)");
+ABSL_FLAG(std::string, out, "",
+          "output checkpoint (the newest input with the predicted parameters)");
 ABSL_FLAG(std::string, nino_model, "default",
           "NiNo model: default (the project's own, built in), an official name (nino_no_posw, "
           "nino_mlp, nino_mlp_h32: cache, download, ../shared) or a checkpoint file");
@@ -70,10 +72,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: %s\n", r.status().ToString().c_str());
     return 1;
   }
-  std::printf("wrote %s: %lld parameters nowcast with k=%d (%s graph, %lld edges, NiNo %s); mean |change| %.4g\n",
-              o.out.c_str(), static_cast<long long>(r->num_params), r->k,
-              nino::GraphKindName(r->graph.kind).c_str(), static_cast<long long>(r->num_edges),
-              o.nino_model.c_str(), r->mean_abs_change);
+  std::printf(
+      "wrote %s: %lld parameters nowcast with k=%d (%s graph, %lld edges, NiNo %s); mean |change| "
+      "%.4g\n",
+      o.out.c_str(), static_cast<long long>(r->num_params), r->k,
+      nino::GraphKindName(r->graph.kind).c_str(), static_cast<long long>(r->num_edges),
+      o.nino_model.c_str(), r->mean_abs_change);
   if (!r->kept.empty()) std::printf("kept unchanged: %s\n", absl::StrJoin(r->kept, ", ").c_str());
   return 0;
 }

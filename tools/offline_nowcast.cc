@@ -26,7 +26,9 @@ struct StateFile {
   std::string path;
   PickleValue top;
   int model_index = -1;  // the state dict: top["model"] (index into top's items), or -1: top
-  PickleValue& dict() { return model_index < 0 ? top : top.mutable_dict_items()[model_index].second; }
+  PickleValue& dict() {
+    return model_index < 0 ? top : top.mutable_dict_items()[model_index].second;
+  }
   const PickleValue& dict() const {
     return model_index < 0 ? top : top.dict_items()[model_index].second;
   }
@@ -39,19 +41,21 @@ absl::StatusOr<StateFile> ReadState(const std::string& path) {
   if (!top.ok()) return top.status();
   f.top = std::move(*top);
   if (!f.top.is_dict()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": expected a state dict or a dict with \"model\", got ", f.top.kind_name()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": expected a state dict or a dict with \"model\", got ", f.top.kind_name()));
   }
   const auto& items = f.top.dict_items();
   for (size_t i = 0; i < items.size(); ++i) {
-    if (items[i].first.is_string() && items[i].first.as_string() == "model" && items[i].second.is_dict()) {
+    if (items[i].first.is_string() && items[i].first.as_string() == "model" &&
+        items[i].second.is_dict()) {
       f.model_index = static_cast<int>(i);
     }
   }
   for (const auto& [k, v] : f.dict().dict_items()) {
     if (!k.is_string() || !v.is_tensor()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path, ": the state dict holds a non-tensor entry ", k.DebugString(1), " (", v.kind_name(), ")"));
+      return absl::InvalidArgumentError(absl::StrCat(path,
+                                                     ": the state dict holds a non-tensor entry ",
+                                                     k.DebugString(1), " (", v.kind_name(), ")"));
     }
   }
   return f;
@@ -66,11 +70,14 @@ bool IsBuffer(const std::string& name, const torch::Tensor& t) {
 
 absl::StatusOr<OfflineNowcastResult> RunOfflineNowcast(const OfflineNowcastOptions& o) {
   if (o.out.empty()) return absl::InvalidArgumentError("no output path (--out)");
-  if (o.k < 0 || o.k > 40) return absl::InvalidArgumentError(absl::StrCat("k must be in 1..40 (0: schedule), got ", o.k));
+  if (o.k < 0 || o.k > 40)
+    return absl::InvalidArgumentError(absl::StrCat("k must be in 1..40 (0: schedule), got ", o.k));
   if (o.k == 0 && o.step <= 0) {
-    return absl::InvalidArgumentError("give the horizon k, or the training step of the newest state for the schedule");
+    return absl::InvalidArgumentError(
+        "give the horizon k, or the training step of the newest state for the schedule");
   }
-  if (o.period <= 0 || o.max_train_steps <= 0) return absl::InvalidArgumentError("period and max_train_steps must be > 0");
+  if (o.period <= 0 || o.max_train_steps <= 0)
+    return absl::InvalidArgumentError("period and max_train_steps must be > 0");
   absl::StatusOr<ResolvedModel> resolved = ResolveModel(o.nino_model, o.allow_download);
   if (!resolved.ok()) return resolved.status();
   absl::StatusOr<NiNoModel> loaded = LoadModel(*resolved);
@@ -78,14 +85,15 @@ absl::StatusOr<OfflineNowcastResult> RunOfflineNowcast(const OfflineNowcastOptio
   auto model = std::make_shared<const NiNoModel>(std::move(*loaded));
   const int64_t ctx = model->config().ctx;
   if (static_cast<int64_t>(o.states.size()) != ctx) {
-    return absl::InvalidArgumentError(absl::StrCat("this NiNo takes ", ctx, " states (oldest first), got ",
-                                                   o.states.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("this NiNo takes ", ctx, " states (oldest first), got ", o.states.size()));
   }
   std::error_code ec;
   const auto out_abs = std::filesystem::weakly_canonical(o.out, ec);
   for (const auto& s : o.states) {
     if (!ec && std::filesystem::weakly_canonical(s, ec) == out_abs) {
-      return absl::InvalidArgumentError(absl::StrCat("the output ", o.out, " would overwrite the input ", s));
+      return absl::InvalidArgumentError(
+          absl::StrCat("the output ", o.out, " would overwrite the input ", s));
     }
   }
 
@@ -109,7 +117,8 @@ absl::StatusOr<OfflineNowcastResult> RunOfflineNowcast(const OfflineNowcastOptio
     shapes.push_back({k.as_string(), t.sizes().vec()});
     last_params[k.as_string()] = t;
   }
-  if (shapes.empty()) return absl::InvalidArgumentError(absl::StrCat(last.path, ": no floating-point parameters"));
+  if (shapes.empty())
+    return absl::InvalidArgumentError(absl::StrCat(last.path, ": no floating-point parameters"));
 
   auto spec = ParseGraphKind(o.graph, o.num_heads, o.num_kv_heads);
   if (!spec.ok()) return spec.status();
@@ -156,23 +165,26 @@ absl::StatusOr<OfflineNowcastResult> RunOfflineNowcast(const OfflineNowcastOptio
     std::vector<torch::Tensor> flat;
     for (const auto& [n, s] : shapes) {
       const PickleValue* v = f.dict().Find(n);
-      if (!v) return absl::InvalidArgumentError(absl::StrCat(f.path, ": missing parameter '", n, "'"));
+      if (!v)
+        return absl::InvalidArgumentError(absl::StrCat(f.path, ": missing parameter '", n, "'"));
       const torch::Tensor& t = v->as_tensor();
       if (t.sizes().vec() != s) {
-        return absl::InvalidArgumentError(absl::StrCat(f.path, ": parameter '", n, "' has shape ",
-                                                       c10::str(t.sizes()), ", the newest state has ",
-                                                       c10::str(torch::IntArrayRef(s))));
+        return absl::InvalidArgumentError(
+            absl::StrCat(f.path, ": parameter '", n, "' has shape ", c10::str(t.sizes()),
+                         ", the newest state has ", c10::str(torch::IntArrayRef(s))));
       }
       torch::Tensor x = t.to(torch::kFloat32).reshape({-1});
       if (!torch::isfinite(x).all().item<bool>()) {
-        return absl::InvalidArgumentError(absl::StrCat(f.path, ": parameter '", n, "' holds NaN or Inf"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(f.path, ": parameter '", n, "' holds NaN or Inf"));
       }
       flat.push_back(x);
     }
     for (const auto& [k, v] : f.dict().dict_items()) {
       const std::string& n = k.as_string();
       if (!last_params.count(n) && !IsBuffer(n, v.as_tensor())) {
-        return absl::InvalidArgumentError(absl::StrCat(f.path, ": parameter '", n, "' is not in the newest state"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(f.path, ": parameter '", n, "' is not in the newest state"));
       }
     }
     rows.push_back(torch::cat(flat));
@@ -180,7 +192,8 @@ absl::StatusOr<OfflineNowcastResult> RunOfflineNowcast(const OfflineNowcastOptio
   const torch::Tensor states = torch::stack(rows);
 
   result.k = o.k > 0 ? o.k
-                     : HorizonAt(HorizonSchedule(o.max_train_steps, o.period, o.k_decay, model->config().seq_len),
+                     : HorizonAt(HorizonSchedule(o.max_train_steps, o.period, o.k_decay,
+                                                 model->config().seq_len),
                                  o.step - 1, o.period);
   NowcastEngineOptions eo;
   eo.lpe.sign_seed = o.lpe_seed;
@@ -198,7 +211,8 @@ absl::StatusOr<OfflineNowcastResult> RunOfflineNowcast(const OfflineNowcastOptio
   std::map<std::string, torch::Tensor> predicted;
   for (const auto& p : *table) {
     const torch::Tensor& like = last_params.at(p.name);
-    predicted[p.name] = pred->narrow(0, p.offset, p.numel).reshape(like.sizes()).to(like.dtype()).contiguous();
+    predicted[p.name] =
+        pred->narrow(0, p.offset, p.numel).reshape(like.sizes()).to(like.dtype()).contiguous();
   }
   if (!tied_lm_head.empty()) predicted[tied_lm_head] = predicted.at(wte_name);
   StateFile out = std::move(files.back());

@@ -35,15 +35,15 @@ struct OfflineNowcastOptions {
   int64_t period = 1000;
   int64_t max_train_steps = 10000;
   double k_decay = 2.0;
-  uint64_t lpe_seed = 0;            // positional-encoding sign seed
-  NowcastTuning tuning;             // edge sampling, subgraph mode, bf16 edge state, chunks
+  uint64_t lpe_seed = 0;  // positional-encoding sign seed
+  NowcastTuning tuning;   // edge sampling, subgraph mode, bf16 edge state, chunks
 };
 
 struct OfflineNowcastResult {
   int k = 0;
-  GraphSpec graph;                  // as resolved (never kAuto)
+  GraphSpec graph;  // as resolved (never kAuto)
   int64_t num_params = 0, num_edges = 0;
-  std::vector<std::string> kept;    // entries copied unchanged (buffers), plus a tied lm_head
+  std::vector<std::string> kept;  // entries copied unchanged (buffers), plus a tied lm_head
   double mean_abs_change = 0;
 };
 

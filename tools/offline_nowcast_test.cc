@@ -33,7 +33,8 @@ class OfflineNowcastTest : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
 
   // Writes ctx files {"model": state dict (+ a BatchNorm-style buffer), "completed_steps": s}.
-  std::vector<std::string> WriteStates(const bench::BenchModel& m, const torch::Tensor& states, bool wrap) {
+  std::vector<std::string> WriteStates(const bench::BenchModel& m, const torch::Tensor& states,
+                                       bool wrap) {
     std::vector<std::string> paths;
     for (int s = 0; s < 5; ++s) {
       io::NamedTensors sd;
@@ -47,8 +48,9 @@ class OfflineNowcastTest : public ::testing::Test {
       }
       PickleValue v = io::StateDictValue(sd);
       if (wrap) {
-        v = PickleValue::Dict({{PickleValue::String("model"), v},
-                               {PickleValue::String("completed_steps"), PickleValue::Int(600 + 200 * s)}});
+        v = PickleValue::Dict(
+            {{PickleValue::String("model"), v},
+             {PickleValue::String("completed_steps"), PickleValue::Int(600 + 200 * s)}});
       }
       paths.push_back((dir_ / ("step" + std::to_string(600 + 200 * s) + ".pt")).string());
       EXPECT_TRUE(io::SaveTorchFile(paths.back(), v).ok());
@@ -77,7 +79,8 @@ TEST_F(OfflineNowcastTest, WritesTheEnginesPredictionIntoTheNewestCheckpoint) {
 
   auto model = LoadDefaultModel();
   ASSERT_TRUE(model.ok());
-  auto engine = NowcastEngine::Create(std::make_shared<const NiNoModel>(std::move(*model)), *table, GraphSpec{});
+  auto engine = NowcastEngine::Create(std::make_shared<const NiNoModel>(std::move(*model)), *table,
+                                      GraphSpec{});
   ASSERT_TRUE(engine.ok());
   auto expected = (*engine)->Nowcast(states, 33);
   ASSERT_TRUE(expected.ok());
@@ -153,7 +156,9 @@ TEST_F(OfflineNowcastTest, BadInputsAreRefusedAndWriteNothing) {
     auto sd = io::ToNamedTensors(*v->Find("model"));
     (*sd)[0].second = torch::zeros({16, 1, 2, 2});
     const std::string p = (dir_ / "shape.pt").string();
-    ASSERT_TRUE(io::SaveTorchFile(p, PickleValue::Dict({{PickleValue::String("model"), io::StateDictValue(*sd)}})).ok());
+    ASSERT_TRUE(io::SaveTorchFile(
+                    p, PickleValue::Dict({{PickleValue::String("model"), io::StateDictValue(*sd)}}))
+                    .ok());
     OfflineNowcastOptions bad = o;
     bad.states[1] = p;
     expect_refused(bad, "fc.0.weight");

@@ -69,9 +69,10 @@ class VisionTask : public Task {
       torch::Tensor logits = net_->forward(eval_x_.narrow(0, b, len));
       torch::Tensor y = eval_y_.narrow(0, b, len);
       correct += logits.argmax(1).eq(y).sum().item<double>();
-      loss += torch::nn::functional::cross_entropy(
-                  logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-                  .item<double>();
+      loss +=
+          torch::nn::functional::cross_entropy(
+              logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+              .item<double>();
     }
     return {correct, loss, static_cast<double>(n)};
   }
@@ -200,7 +201,8 @@ absl::StatusOr<std::unique_ptr<Task>> MakeTask(const TaskOptions& o) {
       info.lr = 1e-3;
       info.target = 88.0;
     }
-    const std::string dir = o.fashion_mnist_dir.empty() ? DefaultFashionMnistDir() : o.fashion_mnist_dir;
+    const std::string dir =
+        o.fashion_mnist_dir.empty() ? DefaultFashionMnistDir() : o.fashion_mnist_dir;
     auto train = LoadFashionMnist(dir, /*train=*/true);  // 55,000 trained on + the probe batch
     if (!train.ok()) return train.status();
     auto test = LoadFashionMnist(dir, /*train=*/false);
@@ -221,8 +223,8 @@ absl::StatusOr<std::unique_ptr<Task>> MakeTask(const TaskOptions& o) {
     if (!text.ok()) return text.status();
     return std::unique_ptr<Task>(new LmTask(info, net, SplitText(*text, 0.05), o));
   }
-  return absl::InvalidArgumentError(absl::StrCat("unknown task '", o.name, "' (known: ",
-                                                 absl::StrJoin(TaskNames(), ", "), ")"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown task '", o.name, "' (known: ", absl::StrJoin(TaskNames(), ", "), ")"));
 }
 
 }  // namespace nino::trainer

@@ -23,13 +23,13 @@ namespace nino::trainer {
 
 struct TaskInfo {
   std::string name;
-  std::string metric;           // "acc" (percent, higher is better) or "ppl" (lower is better)
+  std::string metric;  // "acc" (percent, higher is better) or "ppl" (lower is better)
   bool higher_is_better = true;
   double target = 0;
   double lr = 1e-3;
-  double weight_decay = 0;      // decoupled (AdamW); 0 = plain Adam
+  double weight_decay = 0;  // decoupled (AdamW); 0 = plain Adam
   int64_t global_batch = 128;
-  GraphSpec graph;              // how NiNo sees the model
+  GraphSpec graph;  // how NiNo sees the model
 };
 
 struct TaskOptions {
@@ -60,7 +60,9 @@ class Task {
   // NiNo's step search: vision, 1,024 training images (55,000..56,023) that training never
   // sees; LM, 8 fixed windows of the training text.
   virtual double ProbeLoss() = 0;
-  static double EvalLoss(const std::vector<double>& sums) { return sums[2] > 0 ? sums[1] / sums[2] : 0; }
+  static double EvalLoss(const std::vector<double>& sums) {
+    return sums[2] > 0 ? sums[1] / sums[2] : 0;
+  }
   bool Reached(double metric) const {
     return info_.higher_is_better ? metric >= info_.target : metric <= info_.target;
   }

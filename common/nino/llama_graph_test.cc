@@ -45,11 +45,16 @@ NeuralGraph Build(const Cfg& c) {
 
 const std::vector<Cfg>& Configs() {
   static const std::vector<Cfg> cfgs = {
-      {5, 4, 2, 2, 1, 6, false, 71, 407},          {5, 4, 2, 2, 1, 6, true, 66, 382},
-      {15, 12, 2, 6, 2, 24, false, 211, 3231},     {15, 12, 2, 6, 2, 24, true, 196, 3036},
-      {9, 12, 3, 6, 3, 20, false, 277, 4195},      {64, 32, 2, 4, 2, 64, false, 589, 23565},
-      {64, 32, 2, 4, 2, 64, true, 525, 21453},     {7, 8, 1, 4, 4, 5, true, 67, 563},
-      {11, 6, 3, 3, 1, 9, true, 138, 1098},        {4, 8, 1, 8, 1, 16, false, 76, 725},
+      {5, 4, 2, 2, 1, 6, false, 71, 407},
+      {5, 4, 2, 2, 1, 6, true, 66, 382},
+      {15, 12, 2, 6, 2, 24, false, 211, 3231},
+      {15, 12, 2, 6, 2, 24, true, 196, 3036},
+      {9, 12, 3, 6, 3, 20, false, 277, 4195},
+      {64, 32, 2, 4, 2, 64, false, 589, 23565},
+      {64, 32, 2, 4, 2, 64, true, 525, 21453},
+      {7, 8, 1, 4, 4, 5, true, 67, 563},
+      {11, 6, 3, 3, 1, 9, true, 138, 1098},
+      {4, 8, 1, 8, 1, 16, false, 76, 725},
       {10, 16, 1, 2, 2, 48, false},
   };
   return cfgs;
@@ -72,7 +77,8 @@ Expected ClosedForm(const Cfg& c) {
   Expected x;
   x.P = V * d + L * (2 * d * Dq + 2 * d * Dkv + 3 * d * ff + 2 * d) + d + u * V * d;
   x.N = V + L * (3 * d + c.H + Dq + Dkv + ff + 2) + 1 + d + u * V;
-  x.E = V * d + L * (2 * d * Dq + 2 * d * Dkv + Dq + Dkv + 3 * d * ff + 5 * d) + d + u * V * d + x.N;
+  x.E =
+      V * d + L * (2 * d * Dq + 2 * d * Dkv + Dq + Dkv + 3 * d * ff + 5 * d) + d + u * V * d + x.N;
   x.types = {{kEdgeWordEmbedding, V * d},
              {kEdgeQuery, L * d * Dq},
              {kEdgeKey, L * d * Dkv},
@@ -177,8 +183,8 @@ TEST(LlamaGraph, FlatVectorRoundTripsBitForBit) {
     torch::Tensor back = torch::full({P}, std::nanf(""));
     back.index_put_({pi.index_select(0, slots)}, edges.index_select(0, slots));
     EXPECT_TRUE(torch::equal(back, flat));
-    EXPECT_TRUE(torch::equal(edges.masked_select(pi == kSlotTwo),
-                             torch::full({g.num_nodes}, 2.0f)));
+    EXPECT_TRUE(
+        torch::equal(edges.masked_select(pi == kSlotTwo), torch::full({g.num_nodes}, 2.0f)));
   }
 }
 
@@ -288,8 +294,8 @@ TEST(LlamaGraph, MatchesTheOfficialNumberingOnASmallGqaModel) {
   for (int64_t e = 0; e < g->num_edges(); ++e) {
     if (g->param_index[e] == kSlotOne) structural.insert({g->src[e], g->dst[e], g->type[e]});
   }
-  for (auto [s, t] : std::vector<std::pair<int64_t, int64_t>>{{9, 11}, {9, 12}, {10, 13}, {10, 14},
-                                                              {9, 15}, {9, 16}})
+  for (auto [s, t] : std::vector<std::pair<int64_t, int64_t>>{
+           {9, 11}, {9, 12}, {10, 13}, {10, 14}, {9, 15}, {9, 16}})
     EXPECT_EQ(structural.count({s, t, kEdgeHead}), 1u) << s << " -> " << t;
   for (int64_t j = 0; j < 4; ++j) {
     EXPECT_EQ(structural.count({5 + j, 17 + j, kEdgeResidual}), 1u);   // attention
@@ -381,7 +387,8 @@ void ExpectError(const Shapes& s, int64_t heads, int64_t kv,
                  const std::vector<std::string>& fragments) {
   const std::string msg = ErrorOf(s, heads, kv);
   EXPECT_NE(msg, "OK");
-  for (const std::string& f : fragments) EXPECT_NE(msg.find(f), std::string::npos) << f << " in: " << msg;
+  for (const std::string& f : fragments)
+    EXPECT_NE(msg.find(f), std::string::npos) << f << " in: " << msg;
 }
 
 Shapes::iterator Find(Shapes& s, const std::string& name) {
@@ -480,7 +487,7 @@ TEST(LlamaGraph, ParseGraphKindAndDispatch) {
   auto g = BuildGraph(table, *spec);
   ASSERT_TRUE(g.ok()) << g.status();
   EXPECT_EQ(g->num_nodes, 589);
-  EXPECT_FALSE(BuildGraph(table, *mha).ok());  // k_proj is (16, 32): needs 2 kv heads
+  EXPECT_FALSE(BuildGraph(table, *mha).ok());         // k_proj is (16, 32): needs 2 kv heads
   EXPECT_FALSE(BuildGraph(table, GraphSpec{}).ok());  // not a chain
 }
 
@@ -488,14 +495,14 @@ TEST(LlamaGraph, NamedShapesFollowHfOrder) {
   Shapes s = LlamaNamedShapes({64, 32, 1, 4, 2, 64, /*tie_embeddings=*/true});
   std::vector<std::string> names;
   for (const auto& [n, shape] : s) names.push_back(n);
-  EXPECT_EQ(names, (std::vector<std::string>{
-                       "model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight",
-                       "model.layers.0.self_attn.k_proj.weight",
-                       "model.layers.0.self_attn.v_proj.weight",
-                       "model.layers.0.self_attn.o_proj.weight", "model.layers.0.mlp.gate_proj.weight",
-                       "model.layers.0.mlp.up_proj.weight", "model.layers.0.mlp.down_proj.weight",
-                       "model.layers.0.input_layernorm.weight",
-                       "model.layers.0.post_attention_layernorm.weight", "model.norm.weight"}));
+  EXPECT_EQ(names,
+            (std::vector<std::string>{
+                "model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight",
+                "model.layers.0.self_attn.k_proj.weight", "model.layers.0.self_attn.v_proj.weight",
+                "model.layers.0.self_attn.o_proj.weight", "model.layers.0.mlp.gate_proj.weight",
+                "model.layers.0.mlp.up_proj.weight", "model.layers.0.mlp.down_proj.weight",
+                "model.layers.0.input_layernorm.weight",
+                "model.layers.0.post_attention_layernorm.weight", "model.norm.weight"}));
   EXPECT_EQ(s[2].second, (std::vector<int64_t>{16, 32}));
   EXPECT_EQ(s[4].second, (std::vector<int64_t>{32, 32}));
   EXPECT_EQ(LlamaNamedShapes({64, 32, 1, 4, 0, 64}).back(),
