@@ -120,10 +120,11 @@ absl::StatusOr<JobSpec> ValidateJobRequest(const v1::RegisterJobRequest& request
   spec.tuning.edge_sample_seed = request.lpe_seed();
   spec.tuning.subgraph = t.subgraph();
   spec.tuning.bf16_edge_state = t.bf16_edge_state();
+  spec.tuning.bf16_matmul = t.bf16_matmul();
   spec.tuning.chunk_bytes = t.chunk_bytes();
   NowcastEngineOptions checked;  // the engine's own check of the values, named as the field
   if (absl::Status s = ApplyTuning(spec.tuning, model_config, &checked); !s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("tuning.", s.message()));
+    return absl::Status(s.code(), absl::StrCat("tuning.", s.message()));  // ApplyTuning's code
   }
   spec.seq_len = model_config.seq_len;
   spec.k_schedule = HorizonSchedule(spec.max_train_steps, spec.period, spec.k_decay,

@@ -3,9 +3,8 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -22,16 +21,17 @@ std::vector<std::string> FindManifests(const std::string& golden_dir) {
   std::vector<std::string> out;
   std::error_code ec;
   if (!fs::is_directory(golden_dir, ec)) return out;
-  for (auto it = fs::recursive_directory_iterator(golden_dir, ec); !ec && it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
-    if (it->is_regular_file() && it->path().filename() == "manifest.json") out.push_back(it->path().string());
+  for (auto it = fs::recursive_directory_iterator(golden_dir, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->is_regular_file() && it->path().filename() == "manifest.json")
+      out.push_back(it->path().string());
   }
   std::sort(out.begin(), out.end());
   return out;
 }
 
-absl::StatusOr<std::shared_ptr<const NiNoModel>> ModelCache::Get(const std::string& file_name,
-                                                                 const std::string& expected_sha256) {
+absl::StatusOr<std::shared_ptr<const NiNoModel>> ModelCache::Get(
+    const std::string& file_name, const std::string& expected_sha256) {
   auto it = models_.find(file_name);
   if (it != models_.end()) return it->second;
   const std::string path = (fs::path(dir_) / file_name).string();
@@ -39,8 +39,8 @@ absl::StatusOr<std::shared_ptr<const NiNoModel>> ModelCache::Get(const std::stri
     auto sha = io::Sha256File(path);
     if (!sha.ok()) return sha.status();
     if (*sha != expected_sha256) {
-      return absl::FailedPreconditionError(absl::StrCat(path, ": sha256 ", *sha, " differs from the manifest's ",
-                                                        expected_sha256));
+      return absl::FailedPreconditionError(
+          absl::StrCat(path, ": sha256 ", *sha, " differs from the manifest's ", expected_sha256));
     }
   }
   auto m = NiNoModel::Load(path);
@@ -59,9 +59,12 @@ absl::StatusOr<torch::Tensor> ReadRaw(const std::string& root, const json& entry
   const std::string dtype = entry.at("dtype").get<std::string>();
   std::vector<int64_t> shape = entry.at("shape").get<std::vector<int64_t>>();
   torch::ScalarType st;
-  if (dtype == "float32") st = torch::kFloat32;
-  else if (dtype == "int64") st = torch::kInt64;
-  else return absl::InvalidArgumentError(absl::StrCat(path, ": unsupported dtype ", dtype));
+  if (dtype == "float32")
+    st = torch::kFloat32;
+  else if (dtype == "int64")
+    st = torch::kInt64;
+  else
+    return absl::InvalidArgumentError(absl::StrCat(path, ": unsupported dtype ", dtype));
   torch::Tensor t = torch::empty(shape, st);
   const int64_t bytes = t.numel() * static_cast<int64_t>(t.element_size());
   std::ifstream f(path, std::ios::binary);
@@ -86,10 +89,12 @@ double MaxAbsDiff(const torch::Tensor& a, const torch::Tensor& b) {
 std::string Compare(const std::string& what, const torch::Tensor& ours, const torch::Tensor& ref) {
   if (!ours.defined()) return absl::StrCat(what, ": not computed");
   if (ours.sizes() != ref.sizes()) {
-    return absl::StrCat(what, ": shape ", c10::str(ours.sizes()), " vs reference ", c10::str(ref.sizes()));
+    return absl::StrCat(what, ": shape ", c10::str(ours.sizes()), " vs reference ",
+                        c10::str(ref.sizes()));
   }
   const double ref_max = ref.numel() ? ref.abs().max().item<double>() : 0;
-  return absl::StrFormat("%s: max|diff| %.3g (reference max|x| %.3g)", what, MaxAbsDiff(ours, ref), ref_max);
+  return absl::StrFormat("%s: max|diff| %.3g (reference max|x| %.3g)", what, MaxAbsDiff(ours, ref),
+                         ref_max);
 }
 
 // First index where two int tensors differ, or -1.
@@ -102,7 +107,7 @@ int64_t FirstMismatch(const torch::Tensor& a, const torch::Tensor& b) {
 }  // namespace
 
 CaseResult RunCase(const std::string& golden_dir, const std::string& manifest_path,
-                   ModelCache* models, double tolerance) {
+                   ModelCache* models, double tolerance, const ForwardOptions& forward) {
   CaseResult r;
   r.name = manifest_path;
   try {
@@ -115,7 +120,8 @@ CaseResult RunCase(const std::string& golden_dir, const std::string& manifest_pa
     r.name = m.value("case", manifest_path);
     const json& files = m.at("files");
     auto file = [&](const std::string& key) -> absl::StatusOr<torch::Tensor> {
-      if (!files.contains(key)) return absl::NotFoundError(absl::StrCat("manifest has no file '", key, "'"));
+      if (!files.contains(key))
+        return absl::NotFoundError(absl::StrCat("manifest has no file '", key, "'"));
       return ReadRaw(golden_dir, files.at(key));
     };
     auto fail = [&](const std::string& why) {
@@ -126,22 +132,26 @@ CaseResult RunCase(const std::string& golden_dir, const std::string& manifest_pa
 
     // Parameter table and graph, from the manifest alone.
     std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
-    for (const auto& p : m.at("params")) shapes.push_back({p.at("name"), p.at("shape").get<std::vector<int64_t>>()});
+    for (const auto& p : m.at("params"))
+      shapes.push_back({p.at("name"), p.at("shape").get<std::vector<int64_t>>()});
     auto table = MakeParamTable(shapes);
     if (!table.ok()) return fail(std::string(table.status().message()));
     for (size_t i = 0; i < table->size(); ++i) {
       const json& p = m.at("params")[i];
       if (p.contains("offset") && p.at("offset").get<int64_t>() != (*table)[i].offset) {
-        return fail(absl::StrCat("parameter ", (*table)[i].name, " offset differs from the manifest"));
+        return fail(
+            absl::StrCat("parameter ", (*table)[i].name, " offset differs from the manifest"));
       }
     }
     const json gs = m.value("graph_spec", json::object());
     auto spec = ParseGraphKind(gs.value("kind", "generic"), gs.value("num_heads", 0));
     if (!spec.ok()) return fail(std::string(spec.status().message()));
 
-    auto model = models->Get(m.at("checkpoint").get<std::string>(), m.value("checkpoint_sha256", ""));
+    auto model =
+        models->Get(m.at("checkpoint").get<std::string>(), m.value("checkpoint_sha256", ""));
     if (!model.ok()) return fail(absl::StrCat("checkpoint: ", model.status().message()));
     NowcastEngineOptions eo;
+    eo.forward = forward;
     eo.lpe.sign_seed = 0;
     eo.compute_lpe = !files.contains("pos");
     eo.device = models->device();
@@ -154,11 +164,13 @@ CaseResult RunCase(const std::string& golden_dir, const std::string& manifest_pa
     r.graph_equal = true;
     if (m.contains("num_nodes") && m.at("num_nodes").get<int64_t>() != g.num_nodes) {
       r.graph_equal = false;
-      r.details.push_back(absl::StrCat("num_nodes ", g.num_nodes, " vs ", m.at("num_nodes").get<int64_t>()));
+      r.details.push_back(
+          absl::StrCat("num_nodes ", g.num_nodes, " vs ", m.at("num_nodes").get<int64_t>()));
     }
     if (m.contains("num_edges") && m.at("num_edges").get<int64_t>() != g.num_edges()) {
       r.graph_equal = false;
-      r.details.push_back(absl::StrCat("num_edges ", g.num_edges(), " vs ", m.at("num_edges").get<int64_t>()));
+      r.details.push_back(
+          absl::StrCat("num_edges ", g.num_edges(), " vs ", m.at("num_edges").get<int64_t>()));
     }
     const std::vector<std::pair<std::string, torch::Tensor>> ours = {
         {"edge_index", g.EdgeIndexTensor()},
@@ -171,7 +183,8 @@ CaseResult RunCase(const std::string& golden_dir, const std::string& manifest_pa
       if (!ref.ok()) return fail(std::string(ref.status().message()));
       if (ref->sizes() != t.sizes()) {
         r.graph_equal = false;
-        r.details.push_back(absl::StrCat(key, ": shape ", c10::str(t.sizes()), " vs ", c10::str(ref->sizes())));
+        r.details.push_back(
+            absl::StrCat(key, ": shape ", c10::str(t.sizes()), " vs ", c10::str(ref->sizes())));
       } else if (int64_t i = FirstMismatch(t, *ref); i >= 0) {
         r.graph_equal = false;
         r.details.push_back(absl::StrCat(key, ": first difference at flat index ", i, ": ",
@@ -189,7 +202,8 @@ CaseResult RunCase(const std::string& golden_dir, const std::string& manifest_pa
         if (!s.ok()) return fail(std::string(s.message()));
         LaplacianResiduals(g, *pos, &r.lpe_rayleigh, &r.lpe_eigen_residuals);
       } else {
-        r.details.push_back("no pos file: using our own Laplacian encoding (exact parity not expected)");
+        r.details.push_back(
+            "no pos file: using our own Laplacian encoding (exact parity not expected)");
       }
     }
 
@@ -198,7 +212,8 @@ CaseResult RunCase(const std::string& golden_dir, const std::string& manifest_pa
     const int k = m.at("k").get<int>();
     NowcastDetails det;
     // The official wrapper's upd_scale applies here too.
-    if (m.contains("upd_scale")) const_cast<NiNoModel&>(engine.model()).set_upd_scale(m.at("upd_scale").get<double>());
+    if (m.contains("upd_scale"))
+      const_cast<NiNoModel&>(engine.model()).set_upd_scale(m.at("upd_scale").get<double>());
     auto pred = engine.Nowcast(*states, k, &det);
     if (!pred.ok()) return fail(absl::StrCat("nowcast: ", pred.status().message()));
     auto ref_pred = file("pred");
@@ -212,7 +227,8 @@ CaseResult RunCase(const std::string& golden_dir, const std::string& manifest_pa
       auto ref = file(key);
       if (ref.ok()) {
         torch::Tensor cmp = t.cpu();
-        if (t.dim() == 2 && ref->dim() == 2 && t.size(0) > ref->size(0)) cmp = t.narrow(0, 0, ref->size(0));
+        if (t.dim() == 2 && ref->dim() == 2 && t.size(0) > ref->size(0))
+          cmp = t.narrow(0, 0, ref->size(0));
         r.details.push_back(Compare(key, cmp, *ref));
       }
     };

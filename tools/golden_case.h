@@ -16,9 +16,9 @@
 namespace nino::golden {
 
 struct CaseResult {
-  std::string name;        // manifest "case", e.g. cnn/nino_no_posw/k10
+  std::string name;  // manifest "case", e.g. cnn/nino_no_posw/k10
   bool passed = false;
-  std::string summary;     // one line
+  std::string summary;               // one line
   std::vector<std::string> details;  // comparisons of intermediates
   double pred_max_abs = -1;
   bool graph_equal = false;
@@ -46,9 +46,10 @@ class ModelCache {
 };
 
 // Never throws; every problem ends up in the result.
-// Runs one case on the models' device (the prediction is compared on the CPU).
+// Runs one case on the models' device (the prediction is compared on the CPU). `forward` are the
+// forward options (the default is the exact step; others measure an approximation's effect).
 CaseResult RunCase(const std::string& golden_dir, const std::string& manifest_path,
-                   ModelCache* models, double tolerance = 1e-5);
+                   ModelCache* models, double tolerance = 1e-5, const ForwardOptions& forward = {});
 
 }  // namespace nino::golden
 

@@ -23,22 +23,26 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "common/runtime/threads.h"
 #include "common/nino/nino_model.h"
 #include "common/nino/nowcast_engine.h"
 #include "common/nino/tuning_flags.h"
 #include "common/runtime/allocator.h"
+#include "common/runtime/threads.h"
 #include "tools/bench_models.h"
 
-ABSL_FLAG(std::string, model, "fm16", "fm16, fm32, mlp512, lm, gpt2-3-64, gpt2-4-128 or llama-tiny");
-ABSL_FLAG(std::string, nino_ckpt, "../shared/reference/checkpoints/nino_no_posw.pt", "NiNo checkpoint");
+ABSL_FLAG(std::string, model, "fm16",
+          "fm16, fm32, mlp512, lm, gpt2-3-64, gpt2-4-128 or llama-tiny");
+ABSL_FLAG(std::string, nino_ckpt, "../shared/reference/checkpoints/nino_no_posw.pt",
+          "NiNo checkpoint");
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda");
 ABSL_FLAG(int, threads, 0, "LibTorch intra-op threads (0 = all cores)");
 ABSL_FLAG(int, repeat, 3, "timed steps after one warm-up");
 ABSL_FLAG(int, k, 40, "horizon");
-ABSL_FLAG(int64_t, chunk_edges, 0, "edges per chunk of per-edge work (0 = the checkpoint's 1e6; on CPU at most 16384)");
+ABSL_FLAG(int64_t, chunk_edges, 0,
+          "edges per chunk of per-edge work (0 = the checkpoint's 1e6; on CPU at most 16384)");
 ABSL_FLAG(uint64_t, seed, 0, "seed of the model and the trajectory");
-ABSL_FLAG(bool, floor, true, "also measure this machine's float32 GEMM rate and report the arithmetic floor");
+ABSL_FLAG(bool, floor, true,
+          "also measure this machine's float32 GEMM rate and report the arithmetic floor");
 
 namespace {
 
@@ -56,7 +60,8 @@ void Sync(const torch::Device& d) {
 // then the head (h -> h, h -> F); per node the 7 h x h projections of each active layer.
 double GnnFlops(const nino::NiNoConfig& c, int64_t E, int64_t N, int64_t F) {
   const double h = static_cast<double>(c.hid), layers = static_cast<double>(c.layers - 1);
-  const double per_edge = 2.0 * c.ctx * F * h + h + layers * (8 * h * h + 8 * h) + 2 * h * h + h + 2 * h * F;
+  const double per_edge =
+      2.0 * c.ctx * F * h + h + layers * (8 * h * h + 8 * h) + 2 * h * h + h + 2 * h * F;
   const double per_node = 2.0 * c.lpe * h + layers * (14 * h * h + 4 * h);
   return per_edge * static_cast<double>(E) + per_node * static_cast<double>(N);
 }
@@ -90,11 +95,14 @@ int main(int argc, char** argv) {
   at::set_num_threads(threads);
   const std::string dev = absl::GetFlag(FLAGS_device);
   if (dev != "cpu" && dev.rfind("cuda", 0) != 0) {
-    return nino::bench::Fail("--device", absl::InvalidArgumentError("must be cpu or cuda[:N], got '" + dev + "'"));
+    return nino::bench::Fail(
+        "--device", absl::InvalidArgumentError("must be cpu or cuda[:N], got '" + dev + "'"));
   }
 #ifndef NINO_WITH_CUDA
   if (dev != "cpu") {
-    return nino::bench::Fail("--device", absl::FailedPreconditionError("this build has no CUDA (build against a CUDA LibTorch)"));
+    return nino::bench::Fail(
+        "--device",
+        absl::FailedPreconditionError("this build has no CUDA (build against a CUDA LibTorch)"));
   }
 #endif
   const torch::Device device(dev);
@@ -110,14 +118,16 @@ int main(int argc, char** argv) {
   bm->init = torch::Tensor();
   auto loaded = nino::NiNoModel::Load(absl::GetFlag(FLAGS_nino_ckpt));
   if (!loaded.ok()) return nino::bench::Fail("--nino_ckpt", loaded.status());
-  if (absl::GetFlag(FLAGS_chunk_edges) > 0) loaded->set_chunk_size(absl::GetFlag(FLAGS_chunk_edges));
+  if (absl::GetFlag(FLAGS_chunk_edges) > 0)
+    loaded->set_chunk_size(absl::GetFlag(FLAGS_chunk_edges));
   loaded->To(device);
   auto model = std::make_shared<const nino::NiNoModel>(std::move(*loaded));
 
   nino::NowcastEngineOptions eo;
   eo.device = device;
   eo.lpe.sign_seed = seed;
-  if (absl::Status t = nino::ApplyTuning(nino::TuningFromFlags(seed), model->config(), &eo); !t.ok()) {
+  if (absl::Status t = nino::ApplyTuning(nino::TuningFromFlags(seed), model->config(), &eo);
+      !t.ok()) {
     return nino::bench::Fail("tuning flags", t);
   }
   auto t0 = std::chrono::steady_clock::now();
@@ -145,8 +155,12 @@ int main(int argc, char** argv) {
   double peak_gpu = 0;
 #ifdef NINO_WITH_CUDA
   if (device.is_cuda()) {
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
-    peak_gpu = stats.allocated_bytes[static_cast<size_t>(c10::cuda::CUDACachingAllocator::StatType::AGGREGATE)].peak /
+    const auto stats =
+        c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
+    peak_gpu = stats
+                   .allocated_bytes[static_cast<size_t>(
+                       c10::cuda::CUDACachingAllocator::StatType::AGGREGATE)]
+                   .peak /
                double(1 << 30);
   }
 #endif
@@ -159,19 +173,19 @@ int main(int argc, char** argv) {
   const double rss = nino::bench::PeakRssGiB();  // before the GEMM probe's buffers
   const double gemm = absl::GetFlag(FLAGS_floor) ? GemmGflops(device) : 0;
   const double change = (pred - states[4]).abs().mean().item<double>();
-  std::printf("{\"model\":\"%s\",\"device\":\"%s\",\"threads\":%d,\"params\":%lld,\"nodes\":%lld,"
-              "\"edges\":%lld,\"feat\":%lld,\"k\":%d,\"graph_build_s\":%.4f,\"lpe_s\":%.4f,"
-              "\"step_s\":%.4f,\"step_first_s\":%.4f,\"step_cpu_s\":%.4f,\"peak_rss_gib\":%.3f,"
-              "\"peak_gpu_gib\":%.3f,\"gflop\":%.2f,\"gflop_per_s\":%.2f,\"gemm_gflop_per_s\":%.2f,"
-              "\"floor_s\":%.4f,\"mean_abs_change\":%.4g,\"repeat\":%d,\"graphs\":%d,"
-              "\"edge_sample_ratio\":%g,\"bf16_edge_state\":%s,\"chunk_rows\":%lld}\n",
-              bm->name.c_str(), dev.c_str(), threads,
-              static_cast<long long>(nino::TotalParams(*table)), static_cast<long long>(nodes),
-              static_cast<long long>(edges),
-              static_cast<long long>(g.feat_size), k, build_s, (*engine)->lpe_seconds(),
-              w[w.size() / 2], first, c[c.size() / 2], rss, peak_gpu, flops / 1e9,
-              flops / 1e9 / w[w.size() / 2], gemm, gemm > 0 ? flops / 1e9 / gemm : 0.0, change, repeat,
-              (*engine)->num_parts(), tuning.edge_sample_ratio,
-              tuning.bf16_edge_state ? "true" : "false", static_cast<long long>(eo.forward.chunk_rows));
+  std::printf(
+      "{\"model\":\"%s\",\"device\":\"%s\",\"threads\":%d,\"params\":%lld,\"nodes\":%lld,"
+      "\"edges\":%lld,\"feat\":%lld,\"k\":%d,\"graph_build_s\":%.4f,\"lpe_s\":%.4f,"
+      "\"step_s\":%.4f,\"step_first_s\":%.4f,\"step_cpu_s\":%.4f,\"peak_rss_gib\":%.3f,"
+      "\"peak_gpu_gib\":%.3f,\"gflop\":%.2f,\"gflop_per_s\":%.2f,\"gemm_gflop_per_s\":%.2f,"
+      "\"floor_s\":%.4f,\"mean_abs_change\":%.4g,\"repeat\":%d,\"graphs\":%d,"
+      "\"edge_sample_ratio\":%g,\"bf16_edge_state\":%s,\"bf16_matmul\":%s,\"chunk_rows\":%lld}\n",
+      bm->name.c_str(), dev.c_str(), threads, static_cast<long long>(nino::TotalParams(*table)),
+      static_cast<long long>(nodes), static_cast<long long>(edges),
+      static_cast<long long>(g.feat_size), k, build_s, (*engine)->lpe_seconds(), w[w.size() / 2],
+      first, c[c.size() / 2], rss, peak_gpu, flops / 1e9, flops / 1e9 / w[w.size() / 2], gemm,
+      gemm > 0 ? flops / 1e9 / gemm : 0.0, change, repeat, (*engine)->num_parts(),
+      tuning.edge_sample_ratio, tuning.bf16_edge_state ? "true" : "false",
+      tuning.bf16_matmul ? "true" : "false", static_cast<long long>(eo.forward.chunk_rows));
   return std::isfinite(change) ? 0 : 1;
 }

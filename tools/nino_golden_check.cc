@@ -1,4 +1,5 @@
 // nino_golden_check --golden DIR --ckpt_dir DIR [--tolerance 1e-5] [--verbose] [--threads N]
+//                   [--bf16_matmul]
 //
 // Runs every golden case (manifest.json) found under DIR through our NiNo, building each graph
 // from its manifest alone, and prints one line per case and a closing "N passed, N failed".
@@ -18,11 +19,15 @@ ABSL_FLAG(std::string, ckpt_dir, "", "folder holding the NiNo checkpoints named 
 ABSL_FLAG(double, tolerance, 1e-5, "max |diff| allowed on the predicted parameters");
 ABSL_FLAG(bool, verbose, false, "print the comparison of every intermediate for every case");
 ABSL_FLAG(int, threads, 0, "intra-op threads (0 = all cores)");
+ABSL_FLAG(bool, bf16_matmul, false,
+          "run the per-edge products in bfloat16 (measures that option's distance from the "
+          "official outputs; pair with a looser --tolerance)");
 ABSL_FLAG(std::string, device, "cpu", "cpu, or cuda[:N] (the CUDA/CPU check: same golden bar)");
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("Checks our NiNo against golden outputs of the official code.\n"
-                               "usage: nino_golden_check --golden DIR --ckpt_dir DIR");
+  absl::SetProgramUsageMessage(
+      "Checks our NiNo against golden outputs of the official code.\n"
+      "usage: nino_golden_check --golden DIR --ckpt_dir DIR");
   absl::ParseCommandLine(argc, argv);
   const std::string golden = absl::GetFlag(FLAGS_golden);
   const std::string ckpt_dir = absl::GetFlag(FLAGS_ckpt_dir);
@@ -44,13 +49,16 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (dev != "cpu" && !torch::cuda::is_available()) {
-    std::fprintf(stderr, "error: --device %s: no CUDA device visible to this LibTorch\n", dev.c_str());
+    std::fprintf(stderr, "error: --device %s: no CUDA device visible to this LibTorch\n",
+                 dev.c_str());
     return 2;
   }
   nino::golden::ModelCache models(ckpt_dir, torch::Device(dev));
+  nino::ForwardOptions forward;
+  if (absl::GetFlag(FLAGS_bf16_matmul)) forward.matmul_dtype = torch::kBFloat16;
   int passed = 0, failed = 0;
   for (const auto& mpath : manifests) {
-    auto r = nino::golden::RunCase(golden, mpath, &models, absl::GetFlag(FLAGS_tolerance));
+    auto r = nino::golden::RunCase(golden, mpath, &models, absl::GetFlag(FLAGS_tolerance), forward);
     std::printf("%-4s %s: %s\n", r.passed ? "ok" : "FAIL", r.name.c_str(), r.summary.c_str());
     if (!r.passed || absl::GetFlag(FLAGS_verbose)) {
       for (const auto& d : r.details) std::printf("       %s\n", d.c_str());

@@ -99,13 +99,17 @@ int64_t PartChunkBytes(const GraphSize& g, const NiNoConfig& config,
   if (!config.gnn) {  // WNN+: per-row MLP activations
     const int64_t rows =
         std::min(ChunkRows(config, options), std::max<int64_t>(1, g.edges * g.feat_size));
-    return 4 * kF32 * h * rows;
+    // bfloat16 products add the rounded input and the bfloat16 output of a layer.
+    const bool bf16_products = options.forward.matmul_dtype == torch::kBFloat16;
+    return (bf16_products ? 5 : 4) * kF32 * h * rows;
   }
   const int64_t rows = std::min(ChunkRows(config, options), std::max<int64_t>(1, g.edges));
   const bool bf16 = options.forward.edge_state_dtype == torch::kBFloat16;
   // One chunk of messages: edge-encoder output [rows, 2h], gathered node terms, the message;
   // a bfloat16 state adds its float32 copy, edge sampling the gathered rows and node ids.
-  int64_t chunk = kF32 * h * rows * (bf16 ? 6 : 5);
+  // bfloat16 products add the rounded input [rows, h] and the bfloat16 output [rows, 2h].
+  const bool bf16_products = options.forward.matmul_dtype == torch::kBFloat16;
+  int64_t chunk = kF32 * h * rows * ((bf16 ? 6 : 5) + (bf16_products ? 2 : 0));
   const double ratio = options.forward.edge_sample_ratio;
   if (ratio > 0 && ratio < 1) chunk += kF32 * h * rows + 2 * kI64 * rows;
   return chunk;

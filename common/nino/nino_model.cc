@@ -160,6 +160,40 @@ torch::Tensor EmptyLarge(at::IntArrayRef sizes, const torch::TensorOptions& opts
   return t;
 }
 
+// One per-edge linear layer y = x W^T + b of a forward pass. In float32 it is exactly the
+// official layer (F::linear, or addmm_out into a row block: the same kernel, the same values).
+// With a bfloat16 product the input and the weights are rounded to bfloat16, the product and the
+// bias run in bfloat16 (oneDNN's AVX512-BF16 / AMX kernels where the CPU has them), and the
+// result comes back as float32 for the element-wise work that follows.
+class EdgeLinear {
+ public:
+  EdgeLinear(const torch::Tensor& w, const torch::Tensor& b, torch::ScalarType product)
+      : low_(product != torch::kFloat32) {
+    w_ = low_ ? w.to(product) : w;
+    if (b.defined()) b_ = low_ ? b.to(product) : b;
+    w_t_ = w_.t();
+    product_ = product;
+  }
+  // [rows, out] float32.
+  torch::Tensor operator()(const torch::Tensor& x) const {
+    if (!low_) return F::linear(x, w_, b_);
+    return F::linear(x.to(product_), w_, b_).to(torch::kFloat32);
+  }
+  // Writes the result into `out` (float32 rows of a larger tensor, or of the edge state).
+  void Into(torch::Tensor out, const torch::Tensor& x) const {
+    if (low_ || out.scalar_type() != torch::kFloat32) {
+      out.copy_(low_ ? F::linear(x.to(product_), w_, b_) : F::linear(x, w_, b_));
+    } else {
+      at::addmm_out(out, b_, x, w_t_);
+    }
+  }
+
+ private:
+  bool low_;
+  torch::ScalarType product_ = torch::kFloat32;
+  torch::Tensor w_, b_, w_t_;
+};
+
 }  // namespace
 
 int64_t ChunkRowsForBudget(int64_t bytes, int64_t hid, bool gnn) {
@@ -341,6 +375,8 @@ torch::Tensor NiNoModel::Forward(const torch::Tensor& edge_attr, const torch::Te
   TORCH_CHECK(
       options.edge_state_dtype == torch::kFloat32 || options.edge_state_dtype == torch::kBFloat16,
       "edge_state_dtype must be float32 or bfloat16");
+  TORCH_CHECK(options.matmul_dtype == torch::kFloat32 || options.matmul_dtype == torch::kBFloat16,
+              "matmul_dtype must be float32 or bfloat16");
   if (config_.gnn) {
     return ForwardGnn(edge_attr, edge_type, edge_index, pos, pos_w, k, trace, options);
   }
@@ -368,11 +404,19 @@ torch::Tensor NiNoModel::ForwardGnn(const torch::Tensor& x, const torch::Tensor&
   }
   const int64_t chunk = ChunkFor(options, c.chunk_size, x.device());
   const auto opts = x.options().dtype(torch::kFloat32);
-  // The edge state between layers; EdgeRows gives a chunk of it in float32.
+  // The edge state between layers; EdgeRows gives a chunk of it as an input of the per-edge
+  // products: float32 for float32 products, as stored for bfloat16 ones (which round it anyway).
   const bool low_precision_state = options.edge_state_dtype != torch::kFloat32;
+  const torch::ScalarType product = options.matmul_dtype;
+  const bool state_to_f32 = low_precision_state && product == torch::kFloat32;
+  auto AsProductInput = [&](const torch::Tensor& r) {
+    return state_to_f32 ? r.to(torch::kFloat32) : r;
+  };
   auto EdgeRows = [&](const torch::Tensor& e, int64_t b, int64_t end) {
-    torch::Tensor r = Rows(e, b, end);
-    return low_precision_state ? r.to(torch::kFloat32) : r;
+    return AsProductInput(Rows(e, b, end));
+  };
+  auto TraceRows = [&](const torch::Tensor& e) {
+    return Rows(e, 0, std::min(E, trace->max_edge_rows)).to(torch::kFloat32).clone();
   };
 
   // Node init.
@@ -404,7 +448,7 @@ torch::Tensor NiNoModel::ForwardGnn(const torch::Tensor& x, const torch::Tensor&
       er.add_(emb.index_select(0, Rows(et, b, end)));
     }
   }
-  if (trace) trace->e0 = EdgeRows(e, 0, std::min(E, trace->max_edge_rows)).clone();
+  if (trace) trace->e0 = TraceRows(e);
 
   const bool sample = options.edge_sample_ratio > 0 && options.edge_sample_ratio < 1 && E > 0;
   torch::Tensor count;
@@ -417,8 +461,7 @@ torch::Tensor NiNoModel::ForwardGnn(const torch::Tensor& x, const torch::Tensor&
     const torch::Tensor w_pre_s = w_pre.narrow(1, h, h).contiguous();  // source half
     const torch::Tensor node_t = F::linear(hn, w_pre_t, W(cp + "pre_nns.0.0.bias"));
     const torch::Tensor node_s = F::linear(hn, w_pre_s);
-    const torch::Tensor& w_enc = W(cp + "edge_encoder.weight");
-    const torch::Tensor& b_enc = W(cp + "edge_encoder.bias");
+    const EdgeLinear encoder(W(cp + "edge_encoder.weight"), W(cp + "edge_encoder.bias"), product);
     torch::Tensor agg = torch::zeros({N, h}, opts);
     // Edge sampling: this layer's messages come from a random subset of the edges (ascending
     // ids, so chunks read the edge state in order), averaged over the sampled in-edges.
@@ -444,13 +487,13 @@ torch::Tensor NiNoModel::ForwardGnn(const torch::Tensor& x, const torch::Tensor&
         const torch::Tensor ids = Rows(sampled, b, end);
         d_c = dst.index_select(0, ids);
         s_c = src.index_select(0, ids);
-        e_c = e.index_select(0, ids).to(torch::kFloat32);
+        e_c = AsProductInput(e.index_select(0, ids));
       } else {
         d_c = Rows(dst, b, end);
         s_c = Rows(src, b, end);
         e_c = EdgeRows(e, b, end);
       }
-      torch::Tensor ab = F::linear(e_c, w_enc, b_enc);
+      torch::Tensor ab = encoder(e_c);
       // msg = a * (node_t[dst] + node_s[src]) + b, in place in one temporary (same operations
       // in the same order as the out-of-place form).
       torch::Tensor msg = node_t.index_select(0, d_c);
@@ -474,27 +517,18 @@ torch::Tensor NiNoModel::ForwardGnn(const torch::Tensor& x, const torch::Tensor&
     const torch::Tensor node_dst = F::linear(hn, W(up + "lin_t.weight"), W(up + "lin_t.bias"));
     // In place, chunk by chunk: a chunk's new features depend only on its own old features and
     // the node features, so one [E, h] buffer serves every layer.
-    const torch::Tensor& w_e = W(up + "lin_e.weight");
-    const torch::Tensor& b_e = W(up + "lin_e.bias");
-    const torch::Tensor& w_1 = W(up + "lin1.weight");
-    const torch::Tensor& b_1 = W(up + "lin1.bias");
-    const torch::Tensor w_1t = w_1.t();
+    const EdgeLinear lin_e(W(up + "lin_e.weight"), W(up + "lin_e.bias"), product);
+    const EdgeLinear lin_1(W(up + "lin1.weight"), W(up + "lin1.bias"), product);
     for (int64_t b = 0; b < E; b += chunk) {
       const int64_t end = std::min(E, b + chunk);
       // pre = lin_e(e) + node_src[src] + node_dst[dst], summed in place in that order.
-      torch::Tensor pre = F::linear(EdgeRows(e, b, end), w_e, b_e);
+      torch::Tensor pre = lin_e(EdgeRows(e, b, end));
       pre.add_(node_src.index_select(0, Rows(src, b, end)))
           .add_(node_dst.index_select(0, Rows(dst, b, end)));
       torch::silu_(pre);
-      if (low_precision_state) {
-        Rows(e, b, end).copy_(F::linear(pre, w_1, b_1));
-      } else {
-        torch::Tensor er = Rows(e, b, end);  // pre no longer reads it: the product goes straight in
-        at::addmm_out(er, b_1, pre, w_1t);
-      }
+      lin_1.Into(Rows(e, b, end), pre);  // pre no longer reads it: the product goes straight in
     }
-    if (trace)
-      (l == 0 ? trace->e1 : trace->e2) = EdgeRows(e, 0, std::min(E, trace->max_edge_rows)).clone();
+    if (trace) (l == 0 ? trace->e1 : trace->e2) = TraceRows(e);
   }
 
   // Head: only output rows f*T + (k-1), f < F.
@@ -502,11 +536,11 @@ torch::Tensor NiNoModel::ForwardGnn(const torch::Tensor& x, const torch::Tensor&
   const torch::Tensor w_sel = W("edge_out.fc.2.weight").index_select(0, rows);
   const torch::Tensor b_sel = W("edge_out.fc.2.bias").index_select(0, rows);
   const torch::Tensor w_sel_t = w_sel.t();
+  const EdgeLinear out_0(W("edge_out.fc.0.weight"), W("edge_out.fc.0.bias"), product);
   torch::Tensor delta = torch::empty({E, Fs}, opts);
   for (int64_t b = 0; b < E; b += chunk) {
     const int64_t end = std::min(E, b + chunk);
-    torch::Tensor q =
-        F::linear(EdgeRows(e, b, end), W("edge_out.fc.0.weight"), W("edge_out.fc.0.bias"));
+    torch::Tensor q = out_0(EdgeRows(e, b, end));
     torch::silu_(q);
     torch::Tensor dr = Rows(delta, b, end);
     at::addmm_out(dr, b_sel, q, w_sel_t);
@@ -528,6 +562,10 @@ torch::Tensor NiNoModel::ForwardMlp(const torch::Tensor& x, const torch::Tensor&
   const int64_t chunk = ChunkFor(options, c.chunk_size, x.device());
   const torch::Tensor w6 = W("edge_mlp.fc.6.weight").narrow(0, k - 1, 1).contiguous();
   const torch::Tensor b6 = W("edge_mlp.fc.6.bias").narrow(0, k - 1, 1).contiguous();
+  const torch::ScalarType product = options.matmul_dtype;
+  const EdgeLinear fc_0(W("edge_mlp.fc.0.weight"), W("edge_mlp.fc.0.bias"), product);
+  const EdgeLinear fc_2(W("edge_mlp.fc.2.weight"), W("edge_mlp.fc.2.bias"), product);
+  const EdgeLinear fc_4(W("edge_mlp.fc.4.weight"), W("edge_mlp.fc.4.bias"), product);
   torch::Tensor delta = torch::empty({R}, x.options().dtype(torch::kFloat32));
   for (int64_t b = 0; b < R; b += chunk) {
     const int64_t end = std::min(R, b + chunk);
@@ -536,9 +574,9 @@ torch::Tensor NiNoModel::ForwardMlp(const torch::Tensor& x, const torch::Tensor&
         W("layer_embed.weight").index_select(0, Rows(tr, b, end));
     if (trace && b == 0)
       trace->mlp_edge_proj = Rows(z, 0, std::min(end - b, trace->max_edge_rows)).clone();
-    torch::Tensor g = torch::silu(F::linear(z, W("edge_mlp.fc.0.weight"), W("edge_mlp.fc.0.bias")));
-    g = torch::silu(F::linear(g, W("edge_mlp.fc.2.weight"), W("edge_mlp.fc.2.bias")));
-    g = torch::silu(F::linear(g, W("edge_mlp.fc.4.weight"), W("edge_mlp.fc.4.bias")));
+    torch::Tensor g = torch::silu(fc_0(z));
+    g = torch::silu(fc_2(g));
+    g = torch::silu(fc_4(g));
     Rows(delta, b, end).copy_(F::linear(g, w6, b6).view({end - b}));
   }
   torch::Tensor d = delta.view({E, Fs});

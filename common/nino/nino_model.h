@@ -50,6 +50,12 @@ struct ForwardOptions {
   // (half the largest tensor of a step: 256 instead of 512 bytes per edge at hid 128; every
   // chunk is still computed in float32, only the stored state is rounded).
   torch::ScalarType edge_state_dtype = torch::kFloat32;
+  // Precision of the per-edge hid x hid (and hid x 2hid) matrix products, which are most of a
+  // step's arithmetic: float32 (exact, the default), or bfloat16 (inputs and weights rounded to
+  // bfloat16, oneDNN's AVX512-BF16 / AMX kernels where the CPU has them; the element-wise work,
+  // the edge projection, the node products and the head stay float32). An approximation: see
+  // docs/BENCHMARKS.md for its effect on the golden cases and on steps to target.
+  torch::ScalarType matmul_dtype = torch::kFloat32;
   // Rows of per-edge work per chunk; 0 = the checkpoint's chunk_size (capped at 16,384 rows on
   // a CPU). ChunkRowsForBudget() turns a memory budget into rows.
   int64_t chunk_rows = 0;

@@ -27,10 +27,10 @@
 namespace nino {
 
 struct NowcastEngineOptions {
-  LpeOptions lpe;                 // used only by GNN checkpoints
-  bool compute_lpe = true;        // false: the caller supplies it via SetPositionalEncoding
+  LpeOptions lpe;           // used only by GNN checkpoints
+  bool compute_lpe = true;  // false: the caller supplies it via SetPositionalEncoding
   torch::Device device = torch::kCPU;
-  ForwardOptions forward;         // edge sampling, bf16 edge state, chunk rows
+  ForwardOptions forward;  // edge sampling, bf16 edge state, chunk rows
   // Subgraph mode: GPT-2 layouts only ("transformer.h.<i>." / "h.<i>." blocks); parameters
   // before the first block join block 0's graph, those after the last (ln_f) the last one.
   bool subgraph = false;
@@ -41,9 +41,10 @@ struct NowcastEngineOptions {
 struct NowcastTuning {
   double edge_sample_ratio = 0.0;  // 0: all edges (exact); 0 < r < 1: per-layer sample (2.5)
   uint64_t edge_sample_seed = 0;
-  bool subgraph = false;           // one graph per transformer block (GPT-2)
-  bool bf16_edge_state = false;    // store the [E, hid] edge state in bfloat16
-  int64_t chunk_bytes = 0;         // memory for per-edge temporaries; 0: the default chunking
+  bool subgraph = false;         // one graph per transformer block (GPT-2)
+  bool bf16_edge_state = false;  // store the [E, hid] edge state in bfloat16
+  bool bf16_matmul = false;      // per-edge hid x hid products in bfloat16 (approximate)
+  int64_t chunk_bytes = 0;       // memory for per-edge temporaries; 0: the default chunking
 };
 // Sets `options` from `tuning` for a model of hidden size `hid`. INVALID_ARGUMENT naming the
 // field for a ratio outside [0, 1] or negative chunk_bytes.
@@ -53,20 +54,20 @@ absl::Status ApplyTuning(const NowcastTuning& tuning, const NiNoConfig& config,
 // Subgraph mode's split of a GPT-2 parameter table: consecutive groups, one per block, each
 // renamed to a one-block GPT-2 (its block as "h.0.") with offsets from the group's first row.
 struct ParamGroup {
-  int64_t row_begin = 0;          // first row of the group in the flat vector
+  int64_t row_begin = 0;  // first row of the group in the flat vector
   int64_t rows = 0;
   std::vector<ParamSpec> params;  // renamed, offsets relative to row_begin
 };
 // INVALID_ARGUMENT if the layout has no transformer blocks, or its kind is not GPT-2.
 absl::StatusOr<std::vector<ParamGroup>> SplitIntoBlocks(const std::vector<ParamSpec>& params,
-                                                       const GraphSpec& spec);
+                                                        const GraphSpec& spec);
 
 // Intermediates of one nowcast, for parity reports and debugging.
 struct NowcastDetails {
-  ScaledStates scaled;            // [P, C] scaled states and per-tensor (mu, sigma)
-  torch::Tensor edge_attr;        // [E, C*F]
-  torch::Tensor pred_edges;       // [E, F] model output (scaled space, after residual)
-  torch::Tensor pred_scaled_flat; // [P]
+  ScaledStates scaled;             // [P, C] scaled states and per-tensor (mu, sigma)
+  torch::Tensor edge_attr;         // [E, C*F]
+  torch::Tensor pred_edges;        // [E, F] model output (scaled space, after residual)
+  torch::Tensor pred_scaled_flat;  // [P]
   NiNoTrace trace;
 };
 
@@ -110,9 +111,9 @@ class NowcastEngine {
     int64_t row_begin = 0, rows = 0;  // the part's rows of the flat vector
     NeuralGraph graph;
     torch::Tensor edge_index, edge_type, pos, pos_w;  // on the device
-    torch::Tensor gather_index;   // [E*F] rows into [scaled part rows; 0; 1; 2]
-    torch::Tensor scatter_slots;  // slots (flat e*F+f) that hold a parameter
-    torch::Tensor scatter_rows;   // their rows within the part
+    torch::Tensor gather_index;                       // [E*F] rows into [scaled part rows; 0; 1; 2]
+    torch::Tensor scatter_slots;                      // slots (flat e*F+f) that hold a parameter
+    torch::Tensor scatter_rows;                       // their rows within the part
   };
   absl::Status BuildPart(std::vector<ParamSpec> params, const GraphSpec& spec, Part* part);
 
