@@ -2,9 +2,15 @@
 
 Mirrors client/remote_nowcaster.cc (RemoteNowcaster) call for call:
 
-* Replicas: `address` is one "host:port" or a comma-separated list of nowcaster replicas. The
-  job's replica order is fixed by rendezvous hashing of its job id (`replica_order`, identical
-  to C++ ReplicaOrder, so a job id maps to the same replica from either client). A replica that
+* Replicas: `address` is one "host:port" or a comma-separated list of nowcaster replicas. An
+  entry whose host is a DNS name (a Kubernetes headless Service) stands for every address it
+  resolves to (`expand_replicas`, socket.getaddrinfo; C++ ExpandReplicas); IP literals stay as
+  given. The job's replica order is fixed by rendezvous hashing of its job id over the expanded
+  addresses (`order_replicas` / `replica_order`, identical to C++ ReplicaOrder, so a job id maps
+  to the same replica from either client). The names are resolved again when every replica
+  failed, and, at most every `re_resolve_interval` seconds, before the job registers (a
+  registered job stays on its replica while that is listed). With TLS, the server certificate
+  of an expanded address is checked against the name it came from. A replica that
   is unavailable or refuses the job for lack of memory (RESOURCE_EXHAUSTED) at registration sends
   the job to the next one (each replica tried at most once per call, within the deadline); a
   background upload or a NiNo step's PutState/Predict that finds the replica UNAVAILABLE moves
@@ -24,6 +30,7 @@ Mirrors client/remote_nowcaster.cc (RemoteNowcaster) call for call:
 
 import collections
 import logging
+import socket
 import sys
 import threading
 import time
@@ -98,6 +105,93 @@ def replica_order(job_id, addresses):
     # Descending score, then ascending address (as bytes, like std::string's operator<).
     scored.sort(key=lambda sa: (-sa[0], sa[1].encode("utf-8")))
     return [a for _, a in scored]
+
+
+# One replica to connect to: "ip:port", "[ipv6]:port" or an entry kept as given, and the DNS name
+# it was resolved from ("" if given as is), which a TLS server certificate is checked against
+# (C++ ReplicaAddress).
+Replica = collections.namedtuple("Replica", ["address", "host_name"])
+
+
+def order_replicas(job_id, replicas):
+    """`replicas` (Replica tuples, already expanded) in the order job `job_id` tries them: by
+    replica_score of each address, as replica_order (C++ ReplicaOrder over ReplicaAddress)."""
+    return sorted(replicas,
+                  key=lambda r: (-replica_score(job_id, r.address), r.address.encode("utf-8")))
+
+
+def _split_host_port(entry):
+    """"host:port" -> (host, port), "[v6]:port" without the brackets; None without a ":port" or
+    a host (C++ SplitHostPort)."""
+    colon = entry.rfind(":")
+    if colon < 0 or colon + 1 == len(entry):
+        return None
+    host = entry[:colon]
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return (host, entry[colon + 1:]) if host else None
+
+
+def _is_ip_literal(host):
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+            return True
+        except (OSError, ValueError):
+            pass
+    return False
+
+
+def resolve_host_system(host):
+    """The numeric addresses of `host` (getaddrinfo, TCP, IPv4 and IPv6), duplicates removed,
+    sorted (C++ ResolveHostSystem). Raises OSError (socket.gaierror) when it does not resolve."""
+    infos = socket.getaddrinfo(host, None, socket.AF_UNSPEC, socket.SOCK_STREAM)
+    numeric = sorted({info[4][0] for info in infos
+                      if info[0] in (socket.AF_INET, socket.AF_INET6)})
+    if not numeric:
+        raise OSError("%s has no address" % host)
+    return numeric
+
+
+def has_host_names(addresses):
+    """True when an entry of `addresses` has a DNS name as its host (expansion can change)."""
+    for entry in split_replicas(addresses):
+        hp = None if entry.startswith("unix:") else _split_host_port(entry)
+        if hp is not None and not _is_ip_literal(hp[0]):
+            return True
+    return False
+
+
+def expand_replicas(addresses, resolve=None):
+    """The comma-separated `addresses` (empty entries dropped, spaces trimmed) as Replica tuples,
+    every entry whose host is a DNS name replaced by "address:port" for each address
+    `resolve(host)` gives (default resolve_host_system; IPv6 in brackets), in its order. An entry
+    that does not resolve, has no ":port", or is "unix:PATH" is kept as given (gRPC reports its
+    error on use). Duplicates are dropped. The same list as C++ ExpandReplicas (which would also
+    look up a host named "unix": the result is the same unless one exists)."""
+    resolve = resolve or resolve_host_system
+    out = []
+
+    def add(replica):
+        if replica not in out:
+            out.append(replica)
+
+    for entry in split_replicas(addresses):
+        hp = None if entry.startswith("unix:") else _split_host_port(entry)
+        if hp is None or _is_ip_literal(hp[0]):
+            add(Replica(entry, ""))
+            continue
+        host, port = hp
+        try:
+            ips = list(resolve(host))
+        except (OSError, UnicodeError, ValueError):  # gaierror; IDNA cannot encode the name
+            ips = []
+        if not ips:
+            add(Replica(entry, ""))
+            continue
+        for ip in ips:
+            add(Replica(("[%s]:%s" if ":" in ip else "%s:%s") % (ip, port), host))
+    return out
 
 if sys.byteorder != "little":  # the wire format is little-endian float32
     raise ImportError("nino: the nowcaster wire format needs a little-endian machine")
@@ -255,15 +349,18 @@ class ChannelSecurity:
                                  auth_token_file)
             self.metadata = (("authorization", "Bearer " + token),)
 
-    def channel(self, grpc, address, options):
-        """A channel to `address` with these credentials."""
+    def channel(self, grpc, address, options, host_name=""):
+        """A channel to `address` with these credentials. `host_name`: the DNS name the address
+        was resolved from ("" for an address given as is). With TLS, the name checked against the
+        server certificate is tls_server_name, else `host_name`, else the address's own host."""
         if not self.tls:
             return grpc.insecure_channel(address, options=options)
         creds = grpc.ssl_channel_credentials(root_certificates=self._ca,
                                              private_key=self._key,
                                              certificate_chain=self._cert)
-        if self._server_name:
-            options = list(options) + [("grpc.ssl_target_name_override", self._server_name)]
+        name = self._server_name or host_name
+        if name:
+            options = list(options) + [("grpc.ssl_target_name_override", name)]
         return grpc.secure_channel(address, creds, options=options)
 
 
@@ -273,10 +370,13 @@ class RemoteNowcaster:
     params: [(name, shape tuple, ParamInfo dtype value)] in named_parameters order.
     timeout: seconds for a whole nowcast (uploads included); rpc_timeout: registration and each
     background upload. security: a ChannelSecurity (TLS, bearer token); None: plaintext.
+    resolver: host name -> numeric addresses (default resolve_host_system); re_resolve_interval:
+    seconds between resolutions of the names in `address` before a registration.
     """
 
     def __init__(self, address, job_id, params, nino_model, period, ctx, max_train_steps,
-                 k_decay, lpe_seed, timeout, rpc_timeout=30.0, security=None):
+                 k_decay, lpe_seed, timeout, rpc_timeout=30.0, security=None, resolver=None,
+                 re_resolve_interval=30.0):
         import grpc
 
         self._security = security or ChannelSecurity()
@@ -284,10 +384,19 @@ class RemoteNowcaster:
 
         self._pb2, self._pb2_grpc = load_stubs()
         self._grpc = grpc
-        # The job's rendezvous order (fixed by the first job id, as in C++); a single address
-        # that does not parse as a list is used as it is.
-        self.replicas = replica_order(job_id, address) or [address]
-        self._replica = 0  # index in self.replicas of the replica the job is on
+        self._address_spec = address
+        self._resolver = resolver or resolve_host_system
+        self._re_resolve_interval = float(re_resolve_interval)
+        self._has_host_names = has_host_names(address)
+        self._token = ""
+        self._held = set()  # steps of snapshots the server got from us
+        self._channel = None
+        # The job's rendezvous order over the expanded addresses (fixed by the first job id, as
+        # in C++); self._current is the replica the job is on (one attribute: read without lock).
+        self._replica_list = []
+        self._replica = 0  # index in self._replica_list of self._current
+        self._current = None
+        self._next_resolve = 0.0
         self._base_job_id = job_id
         self._params = params
         self._num_params = sum(_numel(shape) for _, shape, _ in params)
@@ -296,8 +405,7 @@ class RemoteNowcaster:
         self._max_train_steps, self._k_decay, self._lpe_seed = max_train_steps, k_decay, lpe_seed
         self._timeout = timeout
         self._rpc_timeout = rpc_timeout
-        self._channel = None
-        self._connect_locked()
+        self._resolve_locked()
 
         self._cv = threading.Condition()  # guards the queue fields
         self._queue = collections.deque()  # (step, flat float32 CPU tensor), at most ctx
@@ -308,9 +416,7 @@ class RemoteNowcaster:
         self._rpc = threading.Lock()  # guards everything below (one RPC sequence at a time)
         self._incarnation = 0
         self._job_id = job_id
-        self._token = ""
         self._max_chunk_bytes = MAX_UPLOAD_CHUNK_BYTES
-        self._held = set()  # steps of snapshots the server got from us
         self.server_k_schedule = None
         self.last_nowcast_seconds = 0.0
         self.last_predict_timing = (0.0, 0.0)
@@ -337,7 +443,12 @@ class RemoteNowcaster:
     @property
     def address(self):
         """The replica the job is on (or will register with next)."""
-        return self.replicas[self._replica]  # no lock: one attribute read
+        return self._current.address  # no lock: one attribute read
+
+    @property
+    def replicas(self):
+        """The replica addresses in the job's rendezvous order (the last resolution)."""
+        return [r.address for r in self._replica_list]  # no lock: one attribute read
 
     def stats(self):
         """Counters; never blocks on an RPC in flight."""
@@ -439,10 +550,44 @@ class RemoteNowcaster:
     def _remaining(self, deadline):
         return max(0.001, deadline - time.monotonic())
 
+    def _resolve_locked(self):
+        """Expands and orders the replicas again (C++ ResolveLocked). The job stays on its
+        replica while that is still listed; otherwise it goes to the first of the new order and
+        registers there afresh."""
+        fresh = order_replicas(self._base_job_id,
+                               expand_replicas(self._address_spec, self._resolver))
+        if not fresh:  # nothing parses as a list: the address as it is
+            fresh = [Replica(self._address_spec, "")]
+        self._next_resolve = time.monotonic() + self._re_resolve_interval
+        if self._replica_list and fresh == self._replica_list:
+            return
+        first = not self._replica_list
+        current = None if first else self._current.address
+        self._replica_list = fresh
+        if not first:
+            log.info("nowcaster client: %s now names %d replicas", self._address_spec,
+                     len(fresh))
+        for i, r in enumerate(fresh):
+            if r.address == current:
+                self._replica, self._current = i, r  # the job stays on its replica
+                return
+        self._replica, self._current = 0, fresh[0]
+        self._token = ""  # the job's replica is gone: register on the first of the new order
+        self._held.clear()
+        self._connect_locked()
+
+    def _maybe_resolve_locked(self, force):
+        """_resolve_locked when the address names hosts and (`force`, or the interval passed and
+        the job is not registered)."""
+        if not self._has_host_names:
+            return
+        if force or (not self._token and time.monotonic() >= self._next_resolve):
+            self._resolve_locked()
+
     def _connect_locked(self):
         """A channel to self.address (the current replica); the previous one is closed."""
         old = self._channel
-        self._channel = self._security.channel(self._grpc, self.address, [
+        self._channel = self._security.channel(self._grpc, self._current.address, [
             ("grpc.max_receive_message_length", 16 << 20),
             ("grpc.max_send_message_length", 16 << 20),
             ("grpc.http2.max_frame_size", _HTTP2_MAX_FRAME_BYTES),
@@ -452,19 +597,22 @@ class RemoteNowcaster:
             ("grpc.initial_reconnect_backoff_ms", 200),
             ("grpc.min_reconnect_backoff_ms", 200),
             ("grpc.max_reconnect_backoff_ms", 5000),
-        ])
+        ], host_name=self._current.host_name)
         self._stub = self._pb2_grpc.NowcasterStub(self._channel)
         if old is not None:
             old.close()
 
     def _fail_over_locked(self, why, tries):
         """Moves the job to the next replica (forgetting its registration there); False when
-        there is only one replica or `tries` replicas were already tried (C++ FailOverLocked)."""
-        n = len(self.replicas)
+        there is only one replica or `tries` replicas were already tried (C++ FailOverLocked);
+        then the names are resolved again (they may name other replicas now)."""
+        n = len(self._replica_list)
         if n <= 1 or tries >= n:
+            self._maybe_resolve_locked(force=True)
             return False
         src = self.address
         self._replica = (self._replica + 1) % n
+        self._current = self._replica_list[self._replica]
         self._token = ""
         self._held.clear()
         self._connect_locked()
@@ -504,6 +652,7 @@ class RemoteNowcaster:
         memory for it sends it to the next one (each tried once, within the deadline)."""
         if self._token:
             return
+        self._maybe_resolve_locked(force=False)
         tries = 1
         while True:
             try:
