@@ -41,7 +41,33 @@ absl::Status ValidateSchedule(const NowcastOptimizerOptions& o) {
     if (!std::isfinite(s) || s < 0) return Bad(absl::StrCat("step_search: bad scale ", s));
   }
   if (!o.step_search.empty() && !o.probe_loss) return Bad("step_search needs probe_loss");
+  if (o.reset_momentum && o.reset_base_state)
+    return Bad("reset_momentum and reset_base_state exclude each other");
   return absl::OkStatus();
+}
+
+absl::Status ValidateBase(const torch::optim::Optimizer* base, const NowcastOptimizerOptions& o) {
+  if (base == nullptr) return Bad("the base optimizer is null");
+  if (o.reset_momentum && dynamic_cast<const torch::optim::Adam*>(base) == nullptr &&
+      dynamic_cast<const torch::optim::AdamW*>(base) == nullptr &&
+      dynamic_cast<const torch::optim::SGD*>(base) == nullptr) {
+    return Bad("reset_momentum needs an Adam, AdamW or SGD base optimizer");
+  }
+  return absl::OkStatus();
+}
+
+// Zeroes the first moment of every parameter state of an Adam, AdamW or SGD optimizer.
+void ZeroFirstMoments(torch::optim::Optimizer* base) {
+  torch::NoGradGuard no_grad;
+  for (auto& [key, state] : base->state()) {
+    if (auto* adam = dynamic_cast<torch::optim::AdamParamState*>(state.get())) {
+      adam->exp_avg().zero_();
+    } else if (auto* adamw = dynamic_cast<torch::optim::AdamWParamState*>(state.get())) {
+      adamw->exp_avg().zero_();
+    } else if (auto* sgd = dynamic_cast<torch::optim::SGDParamState*>(state.get())) {
+      if (sgd->momentum_buffer().defined()) sgd->momentum_buffer().zero_();
+    }
+  }
 }
 
 absl::Status ValidateRemote(const NowcastOptimizerOptions& o) {
@@ -97,7 +123,7 @@ NamedParams NamedParameters(const torch::nn::Module& module) {
 absl::StatusOr<std::unique_ptr<NowcastOptimizer>> NowcastOptimizer::Create(
     torch::optim::Optimizer* base, NamedParams params, NowcastOptimizerOptions options,
     std::unique_ptr<Collectives> collectives) {
-  if (base == nullptr) return Bad("the base optimizer is null");
+  if (absl::Status s = ValidateBase(base, options); !s.ok()) return s;
   if (absl::Status s = ValidateParams(params); !s.ok()) return s;
   if (absl::Status s = ValidateSchedule(options); !s.ok()) return s;
   if (absl::Status s = ValidateRemote(options); !s.ok()) return s;
@@ -112,7 +138,7 @@ absl::StatusOr<std::unique_ptr<NowcastOptimizer>> NowcastOptimizer::Create(
 absl::StatusOr<std::unique_ptr<NowcastOptimizer>> NowcastOptimizer::CreateWithNowcaster(
     torch::optim::Optimizer* base, NamedParams params, NowcastOptimizerOptions options,
     std::shared_ptr<Nowcaster> rank0_nowcaster, std::unique_ptr<Collectives> collectives) {
-  if (base == nullptr) return Bad("the base optimizer is null");
+  if (absl::Status s = ValidateBase(base, options); !s.ok()) return s;
   if (absl::Status s = ValidateParams(params); !s.ok()) return s;
   if (absl::Status s = ValidateSchedule(options); !s.ok()) return s;
   const bool root = collectives == nullptr || collectives->rank() == 0;
@@ -190,6 +216,7 @@ NinoStepOutcome NowcastOptimizer::step() {
   if (!options_.step_search.empty() && !opt_->need_grads()) before = opt_->FlatParams();
   NinoStepOutcome out = opt_->step();
   if (out.nino_step && out.applied && options_.reset_base_state) base_->state().clear();
+  if (out.nino_step && out.applied && options_.reset_momentum) ZeroFirstMoments(base_);
   if (out.nino_step && out.applied && before.defined()) {
     absl::StatusOr<double> scale = SearchStepScale(before);
     if (scale.ok()) {

@@ -89,6 +89,12 @@ struct NowcastOptimizerOptions {
   // After an applied prediction, clear the base optimizer's state (Adam: both moments and the
   // step count, so it restarts with bias correction). Off: the state is kept (official).
   bool reset_base_state = false;
+  // After an applied prediction, zero only the base optimizer's first moment (Adam/AdamW
+  // `exp_avg`, SGD's momentum buffer) and keep its second moment and step count: the pre-jump
+  // direction is dropped, and since Adam's bias correction is ~1 by then, the first updates after
+  // the jump start at (1 - beta1) of their size and grow back over ~1/(1 - beta1) steps (a
+  // short warm-up). Adam, AdamW or SGD only; exclusive with reset_base_state.
+  bool reset_momentum = false;
 };
 
 class NowcastOptimizer {

@@ -344,3 +344,38 @@ TEST(NowcastOptimizer, ResetBaseStateClearsTheOptimizerStateAfterAnAppliedStep) 
 
 }  // namespace
 }  // namespace nino::client
+// reset_momentum zeroes Adam's first moment after an applied step and keeps the second moment
+// and the step count; it needs an Adam, AdamW or SGD base and excludes reset_base_state.
+TEST(NowcastOptimizer, ResetMomentumZeroesOnlyTheFirstMoment) {
+  torch::nn::Linear fc(torch::nn::LinearOptions(3, 2));
+  torch::optim::Adam adam(fc->parameters(), torch::optim::AdamOptions(0.01));
+  NowcastOptimizerOptions o = Schedule();
+  o.reset_momentum = true;
+  auto opt = NowcastOptimizer::CreateWithNowcaster(&adam, NamedParameters(*fc), o,
+                                                   std::make_shared<FakeNowcaster>());
+  ASSERT_TRUE(opt.ok()) << opt.status();
+  for (int i = 0; i < 10; ++i) {
+    adam.zero_grad();
+    if ((*opt)->need_grads()) fc->forward(torch::ones({4, 3})).sum().backward();
+    NinoStepOutcome out = (*opt)->step();
+    if (i == 9) ASSERT_TRUE(out.applied);
+  }
+  ASSERT_FALSE(adam.state().empty());
+  for (auto& [key, state] : adam.state()) {
+    auto& s = static_cast<torch::optim::AdamParamState&>(*state);
+    EXPECT_EQ(s.exp_avg().abs().max().item<float>(), 0.0f);
+    EXPECT_GT(s.exp_avg_sq().abs().max().item<float>(), 0.0f);
+    EXPECT_GT(s.step(), 0);
+  }
+  o.reset_base_state = true;
+  auto both = NowcastOptimizer::CreateWithNowcaster(&adam, NamedParameters(*fc), o,
+                                                    std::make_shared<FakeNowcaster>());
+  EXPECT_NE(both.status().message().find("exclude"), std::string::npos) << both.status();
+  o.reset_base_state = false;
+  torch::optim::RMSprop rms(fc->parameters(), torch::optim::RMSpropOptions(0.01));
+  auto other = NowcastOptimizer::CreateWithNowcaster(&rms, NamedParameters(*fc), o,
+                                                     std::make_shared<FakeNowcaster>());
+  EXPECT_NE(other.status().message().find("Adam, AdamW or SGD"), std::string::npos)
+      << other.status();
+}
+

@@ -60,6 +60,10 @@ ABSL_FLAG(double, k_decay, 2.0, "exponent p of the horizon schedule");
 ABSL_FLAG(bool, nino_reset_adam, false,
           "clear the optimizer's state (Adam moments and step count) after each applied NiNo "
           "step; default: keep it (official)");
+ABSL_FLAG(bool, nino_reset_momentum, false,
+          "zero only the optimizer's first moment (Adam exp_avg / SGD momentum) after each "
+          "applied NiNo step, keeping the second moment and step count: a short warm-up after "
+          "the jump; excludes --nino_reset_adam");
 ABSL_FLAG(std::vector<std::string>, nino_step_search, {},
           "scales tried along each nowcast on a held-out probe batch, e.g. 1,0.5,0.25,0 (the "
           "lowest probe loss wins; 0 = keep the parameters); empty: apply as predicted");
@@ -115,6 +119,7 @@ int main(int argc, char** argv) {
   o.ctx = absl::GetFlag(FLAGS_ctx);
   o.k_decay = absl::GetFlag(FLAGS_k_decay);
   o.nino_reset_adam = absl::GetFlag(FLAGS_nino_reset_adam);
+  o.nino_reset_momentum = absl::GetFlag(FLAGS_nino_reset_momentum);
   for (const std::string& s : absl::GetFlag(FLAGS_nino_step_search)) {
     double v = 0;
     if (!absl::SimpleAtod(s, &v)) {

@@ -33,9 +33,10 @@ struct TrainOptions {
   // Step-size search along each nowcast on the task's probe batch (client/nino_client.h);
   // empty: the prediction is applied as it is (official).
   std::vector<double> nino_step_search;
-  bool nino_reset_adam = false;  // clear the optimizer's state after each applied NiNo step
-  NowcastTuning nino_tuning;     // edge sampling, subgraph mode, bf16 edge state, chunks
-  int64_t eval_every = 50;       // 0: evaluate only at the end
+  bool nino_reset_adam = false;      // clear the optimizer's state after each applied NiNo step
+  bool nino_reset_momentum = false;  // zero only the first moment after each applied NiNo step
+  NowcastTuning nino_tuning;         // edge sampling, subgraph mode, bf16 edge state, chunks
+  int64_t eval_every = 50;           // 0: evaluate only at the end
   int64_t log_every = 100;
   std::string out_dir;              // metrics.jsonl, checkpoint.pt, summary.json
   int64_t checkpoint_every = 1000;  // 0: only at the end

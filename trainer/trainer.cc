@@ -224,6 +224,7 @@ absl::Status TrainingRun::SetUpNino(std::shared_ptr<const NiNoModel> model) {
   client::NowcastOptimizerOptions co = ClientOptionsFor(o_, task_->info());
   co.step_search = o_.nino_step_search;
   co.reset_base_state = o_.nino_reset_adam;
+  co.reset_momentum = o_.nino_reset_momentum;
   if (!co.step_search.empty()) co.probe_loss = [task = task_.get()] { return task->ProbeLoss(); };
   auto collectives = std::make_unique<DistributedCollectives>(dist_.get());
   absl::StatusOr<std::unique_ptr<client::NowcastOptimizer>> nino;
