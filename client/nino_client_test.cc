@@ -342,8 +342,6 @@ TEST(NowcastOptimizer, ResetBaseStateClearsTheOptimizerStateAfterAnAppliedStep) 
   }
 }
 
-}  // namespace
-}  // namespace nino::client
 // reset_momentum zeroes Adam's first moment after an applied step and keeps the second moment
 // and the step count; it needs an Adam, AdamW or SGD base and excludes reset_base_state.
 TEST(NowcastOptimizer, ResetMomentumZeroesOnlyTheFirstMoment) {
@@ -379,3 +377,5 @@ TEST(NowcastOptimizer, ResetMomentumZeroesOnlyTheFirstMoment) {
       << other.status();
 }
 
+}  // namespace
+}  // namespace nino::client
