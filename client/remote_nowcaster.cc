@@ -347,6 +347,7 @@ absl::Status RemoteNowcaster::RegisterOnceLocked(absl::Time deadline) {
   tuning->set_edge_sample_ratio(options_.tuning.edge_sample_ratio);
   tuning->set_subgraph(options_.tuning.subgraph);
   tuning->set_bf16_edge_state(options_.tuning.bf16_edge_state);
+  tuning->set_bf16_matmul(options_.tuning.bf16_matmul);
   tuning->set_chunk_bytes(options_.tuning.chunk_bytes);
   grpc::ClientContext ctx;
   Prepare(&ctx, std::min(deadline, absl::Now() + options_.rpc_timeout));

@@ -99,6 +99,7 @@ absl::Status ApplyTuning(const NowcastTuning& tuning, const NiNoConfig& config,
   options->forward.edge_sample_ratio = tuning.edge_sample_ratio;
   options->forward.edge_sample_seed = tuning.edge_sample_seed;
   options->forward.edge_state_dtype = tuning.bf16_edge_state ? torch::kBFloat16 : torch::kFloat32;
+  options->forward.matmul_dtype = tuning.bf16_matmul ? torch::kBFloat16 : torch::kFloat32;
   options->forward.chunk_rows =
       tuning.chunk_bytes > 0 ? ChunkRowsForBudget(tuning.chunk_bytes, config.hid, config.gnn) : 0;
   options->forward.matmul_dtype = tuning.bf16_matmul ? torch::kBFloat16 : torch::kFloat32;
