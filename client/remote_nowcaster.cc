@@ -341,7 +341,6 @@ absl::Status RemoteNowcaster::RegisterOnceLocked(absl::Time deadline) {
   req.set_ctx(options_.ctx);
   req.set_max_train_steps(options_.max_train_steps);
   req.set_k_decay(options_.k_decay);
-  tuning->set_bf16_matmul(options_.tuning.bf16_matmul);
   req.set_lpe_seed(options_.lpe_seed);
   v1::NowcastTuning* tuning = req.mutable_tuning();
   tuning->set_edge_sample_ratio(options_.tuning.edge_sample_ratio);

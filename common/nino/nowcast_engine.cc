@@ -102,7 +102,6 @@ absl::Status ApplyTuning(const NowcastTuning& tuning, const NiNoConfig& config,
   options->forward.matmul_dtype = tuning.bf16_matmul ? torch::kBFloat16 : torch::kFloat32;
   options->forward.chunk_rows =
       tuning.chunk_bytes > 0 ? ChunkRowsForBudget(tuning.chunk_bytes, config.hid, config.gnn) : 0;
-  options->forward.matmul_dtype = tuning.bf16_matmul ? torch::kBFloat16 : torch::kFloat32;
   options->subgraph = tuning.subgraph;
   return absl::OkStatus();
 }
@@ -162,10 +161,10 @@ absl::StatusOr<std::unique_ptr<NowcastEngine>> NowcastEngine::Create(
   if (options.forward.edge_state_dtype != torch::kFloat32 &&
       options.forward.edge_state_dtype != torch::kBFloat16) {
     return absl::InvalidArgumentError("the edge state is stored as float32 or bfloat16");
+  }
   if (options.forward.matmul_dtype != torch::kFloat32 &&
       options.forward.matmul_dtype != torch::kBFloat16) {
     return absl::InvalidArgumentError("the per-edge products run in float32 or bfloat16");
-  }
   }
   std::unique_ptr<NowcastEngine> e(new NowcastEngine());
   e->model_ = std::move(model);
