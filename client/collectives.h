@@ -20,7 +20,6 @@
 
 #include <torch/types.h>
 
-#include <exception>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -28,6 +27,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "common/status/torch_guard.h"
 #include "torch/csrc/distributed/c10d/Types.hpp"
 
 namespace nino::client {
@@ -60,9 +60,9 @@ class ProcessGroupCollectives final : public Collectives {
       opts.reduceOp = c10d::ReduceOp::MIN;
       pg_->allreduce(v, opts)->wait();
       return v[0].item<double>();
-    } catch (const std::exception& e) {
-      return absl::UnavailableError(
-          absl::StrCat("allreduce(MIN) failed on rank ", rank(), ": ", e.what()));
+    } catch (...) {
+      return StatusFromCurrentException(absl::StrCat("allreduce(MIN) failed on rank ", rank()),
+                                        absl::StatusCode::kUnavailable);
     }
   }
 
@@ -76,9 +76,10 @@ class ProcessGroupCollectives final : public Collectives {
       pg_->broadcast(v, opts)->wait();
       if (!v[0].is_same(tensor)) tensor.copy_(v[0]);
       return absl::OkStatus();
-    } catch (const std::exception& e) {
-      return absl::UnavailableError(
-          absl::StrCat("broadcast from rank ", root, " failed on rank ", rank(), ": ", e.what()));
+    } catch (...) {
+      return StatusFromCurrentException(
+          absl::StrCat("broadcast from rank ", root, " failed on rank ", rank()),
+          absl::StatusCode::kUnavailable);
     }
   }
 

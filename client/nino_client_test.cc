@@ -5,7 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <stdexcept>
+#include <string>
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
@@ -58,6 +60,7 @@ class LocalGroup {
     }
     absl::Status Broadcast(torch::Tensor& t, int root) override {
       t.copy_(g_->Exchange(rank_, t, root));
+      if (g_->broadcast_fault_ && rank_ == g_->fault_rank_) return g_->broadcast_fault_(t);
       return absl::OkStatus();
     }
 
@@ -66,6 +69,11 @@ class LocalGroup {
     int rank_;
   };
   std::unique_ptr<Collectives> member(int rank) { return std::make_unique<Member>(this, rank); }
+  // Every broadcast on `rank` ends with `fault` (which may damage the received tensor, or fail).
+  void InjectBroadcastFault(int rank, std::function<absl::Status(torch::Tensor&)> fault) {
+    fault_rank_ = rank;
+    broadcast_fault_ = std::move(fault);
+  }
 
  private:
   // root < 0: elementwise min over ranks; else root's tensor.
@@ -94,6 +102,8 @@ class LocalGroup {
   int arrived_ = 0;
   int64_t generation_ = 0;
   torch::Tensor result_, done_;
+  int fault_rank_ = -1;
+  std::function<absl::Status(torch::Tensor&)> broadcast_fault_;
 };
 
 struct Model {
@@ -250,6 +260,54 @@ TEST(DataParallelNowcaster, ARejectionOnRankZeroReachesEveryRank) {
   RunTwoRanks(FakeNowcaster::Mode::kNaN, false);
   RunTwoRanks(FakeNowcaster::Mode::kThrow, false);
   RunTwoRanks(FakeNowcaster::Mode::kError, false);
+}
+
+// Failure test 8 of issue 13: rank 0's prediction is good, but on rank 1 only it fails its check
+// (the broadcast delivered a NaN, or the broadcast failed there). No rank applies it: both take
+// the ordinary SGD step and end identical, equal to a plain SGD run.
+void ExpectNoRankAppliesWhenRankOneFails(std::function<absl::Status(torch::Tensor&)> fault,
+                                         const std::string& what) {
+  SCOPED_TRACE(what);
+  LocalGroup group(2);
+  group.InjectBroadcastFault(1, std::move(fault));
+  Model models[2];
+  NinoStepOutcome last[2];
+  std::thread threads[2];
+  for (int r = 0; r < 2; ++r) {
+    threads[r] = std::thread([&, r] {
+      auto inner = r == 0 ? std::make_shared<FakeNowcaster>() : nullptr;
+      auto opt = NowcastOptimizer::CreateWithNowcaster(
+          &models[r].sgd, NamedParameters(*models[r].fc), Schedule(), inner, group.member(r));
+      ASSERT_TRUE(opt.ok()) << opt.status();
+      last[r] = RunSteps(**opt, models[r], 10)[9];
+    });
+  }
+  for (auto& t : threads) t.join();
+  Model reference;  // the NiNo step as an ordinary step (with call 8's gradients, as above)
+  for (int i = 0; i < 10; ++i) {
+    if (i != 9) reference.Backward();
+    reference.sgd.step();
+  }
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_TRUE(last[r].nino_step) << r;
+    EXPECT_FALSE(last[r].applied) << r;
+    EXPECT_FALSE(last[r].status.ok()) << r;
+    EXPECT_TRUE(torch::equal(models[r].fc->weight, reference.fc->weight)) << r;
+    EXPECT_TRUE(torch::equal(models[r].fc->bias, reference.fc->bias)) << r;
+  }
+  EXPECT_NE(last[1].status.message().find("rank 1"), absl::string_view::npos) << last[1].status;
+}
+
+TEST(DataParallelNowcaster, AFailedCheckOnOneRankOnlyMeansNoRankApplies) {
+  ExpectNoRankAppliesWhenRankOneFails(
+      [](torch::Tensor& t) {
+        t[3] = NAN;
+        return absl::OkStatus();
+      },
+      "a NaN arrives on rank 1");
+  ExpectNoRankAppliesWhenRankOneFails(
+      [](torch::Tensor&) { return absl::UnavailableError("connection reset by peer"); },
+      "the broadcast fails on rank 1");
 }
 
 // Step search: the prediction is before + 1; a probe loss with its minimum at before + 0.5

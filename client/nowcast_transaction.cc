@@ -1,10 +1,11 @@
 #include "client/nowcast_transaction.h"
 
-#include <exception>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/status/status_macros.h"
+#include "common/status/torch_guard.h"
 
 namespace nino::client {
 
@@ -19,13 +20,10 @@ bool DataParallelNowcaster::is_root() const {
 absl::StatusOr<torch::Tensor> DataParallelNowcaster::PredictAndValidate(const torch::Tensor& states,
                                                                         int k) {
   if (!inner_) return absl::FailedPreconditionError("rank 0 has no nowcaster");
-  absl::StatusOr<torch::Tensor> r = absl::UnknownError("not run");
-  try {
-    r = inner_->Nowcast(states, k);
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("the nowcaster threw: ", e.what()));
-  }
-  if (!r.ok()) return r.status();
+  absl::StatusOr<torch::Tensor> r = GuardTorch(
+      "the nowcaster threw", [&] { return inner_->Nowcast(states, k); },
+      absl::StatusCode::kInternal);
+  NINO_RETURN_IF_ERROR(r);
   if (!r->defined() || r->numel() != num_params_) {
     return absl::InternalError(absl::StrCat("the prediction has ", r->defined() ? r->numel() : 0,
                                             " values, the model ", num_params_));
@@ -33,10 +31,20 @@ absl::StatusOr<torch::Tensor> DataParallelNowcaster::PredictAndValidate(const to
   if (!r->is_floating_point())
     return absl::InternalError("the prediction is not a floating-point tensor");
   torch::Tensor flat = r->detach().reshape({-1}).to(torch::kCPU, torch::kFloat32).contiguous();
+  NINO_RETURN_IF_ERROR(CheckReceived(flat));
+  return flat;
+}
+
+absl::Status DataParallelNowcaster::CheckReceived(const torch::Tensor& flat) const {
+  if (!flat.defined() || flat.numel() != num_params_ || flat.scalar_type() != torch::kFloat32) {
+    return absl::InternalError(absl::StrCat("the prediction has ",
+                                            flat.defined() ? flat.numel() : 0,
+                                            " float32 values, the model ", num_params_));
+  }
   if (!torch::isfinite(flat).all().item<bool>()) {
     return absl::InternalError("the prediction holds NaN or Inf values");
   }
-  return flat;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<torch::Tensor> DataParallelNowcaster::Nowcast(const torch::Tensor& states, int k) {
@@ -44,13 +52,25 @@ absl::StatusOr<torch::Tensor> DataParallelNowcaster::Nowcast(const torch::Tensor
   if (is_root()) local = PredictAndValidate(states, k);
   if (collectives_ == nullptr || collectives_->world_size() == 1) return local;
 
-  // Everyone learns rank 0's verdict; a failure on any rank makes all fall back alike.
-  auto agreed = collectives_->AllreduceMin(is_root() ? (local.ok() ? 1.0 : 0.0) : 1.0);
-  if (!agreed.ok()) return agreed.status();
-  if (*agreed < 1)
+  // Round 1: everyone learns rank 0's verdict; a failure there makes all fall back alike.
+  NINO_ASSIGN_OR_RETURN(const double root_ok,
+                        collectives_->AllreduceMin(is_root() ? (local.ok() ? 1.0 : 0.0) : 1.0));
+  if (root_ok < 1)
     return is_root() ? local.status() : absl::AbortedError("the nowcast was rejected on rank 0");
   torch::Tensor pred = is_root() ? *local : torch::empty({num_params_}, torch::kFloat32);
-  if (absl::Status s = collectives_->Broadcast(pred, 0); !s.ok()) return s;
+  // Round 2: every rank checks what it received (a broadcast can fail, or deliver damaged values,
+  // on one rank only) and all agree again: the prediction is applied on every rank or on none.
+  // A rank whose broadcast failed still takes part, so that no rank waits for it.
+  absl::Status received = collectives_->Broadcast(pred, 0);
+  if (received.ok()) received = CheckReceived(pred);
+  NINO_ASSIGN_OR_RETURN(const double all_ok, collectives_->AllreduceMin(received.ok() ? 1.0 : 0.0));
+  if (all_ok < 1) {
+    if (!received.ok()) {
+      return absl::Status(received.code(),
+                          absl::StrCat("rank ", collectives_->rank(), ": ", received.message()));
+    }
+    return absl::AbortedError("the prediction failed its check on another rank");
+  }
   return pred;
 }
 

@@ -4,11 +4,14 @@
 //      it: it must be a [P] (or P-element) float tensor of finite values;
 //   2. all ranks agree: an allreduce(MIN) of an accept flag (1 on every rank but rank 0, rank 0's
 //      verdict there), so a failure on rank 0 reaches everyone;
-//   3. rank 0 broadcasts the prediction; every rank returns it and applies it.
-// Any failure (the inner nowcaster's error or exception, a bad prediction, a failed collective)
-// is returned as a Status on EVERY rank, so NinoOptimizer takes an ordinary optimizer step on
-// all ranks alike and the ranks stay identical. With no Collectives (single process) steps 2-3
-// are skipped.
+//   3. rank 0 broadcasts the prediction; every rank checks what it received (P finite float32
+//      values; the broadcast itself succeeded);
+//   4. all ranks agree again (a second allreduce(MIN) of the per-rank checks): only if every rank
+//      passed does every rank return the prediction and apply it.
+// Any failure (the inner nowcaster's error or exception, a bad prediction, a failed or damaged
+// broadcast on any one rank, a failed collective) is returned as a Status on EVERY rank, so
+// NinoOptimizer takes an ordinary optimizer step on all ranks alike and the ranks stay
+// identical. With no Collectives (single process) steps 2-4 are skipped.
 //
 // Thread-compatible: NinoOptimizer calls Nowcast() from the training thread.
 #ifndef NINO_CLIENT_NOWCAST_TRANSACTION_H_
@@ -39,6 +42,8 @@ class DataParallelNowcaster : public Nowcaster {
   bool is_root() const;
   // Rank 0: the inner prediction as a flat float32 CPU tensor, or why it was rejected.
   absl::StatusOr<torch::Tensor> PredictAndValidate(const torch::Tensor& states, int k);
+  // OK when `flat` is P finite float32 values.
+  absl::Status CheckReceived(const torch::Tensor& flat) const;
 
   std::shared_ptr<Nowcaster> inner_;
   Collectives* collectives_;

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "nino/v1/nowcaster.grpc.pb.h"
+#include "nowcaster/grpc_status.h"
 #include "proto/wire.h"
 
 namespace nino::client {
@@ -19,12 +20,6 @@ namespace {
 
 // A chunk plus its message header must fit in a stock gRPC message (4 MiB).
 constexpr int64_t kMaxUploadChunkBytes = (4 << 20) - (64 << 10);
-
-absl::Status FromGrpc(const grpc::Status& s, absl::string_view what) {
-  if (s.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                      absl::StrCat(what, ": ", s.error_message()));
-}
 
 // The server no longer has what the call needs (it restarted, the job was closed, a snapshot is
 // missing): register afresh and resend the context.
@@ -351,8 +346,9 @@ absl::Status RemoteNowcaster::RegisterOnceLocked(absl::Time deadline) {
   grpc::ClientContext ctx;
   Prepare(&ctx, std::min(deadline, absl::Now() + options_.rpc_timeout));
   v1::RegisterJobResponse resp;
-  absl::Status s = FromGrpc(stub_->RegisterJob(&ctx, req, &resp),
-                            absl::StrCat("RegisterJob ", current_job_id_, " at ", AddressLocked()));
+  absl::Status s = nowcaster::FromGrpcStatus(
+      stub_->RegisterJob(&ctx, req, &resp),
+      absl::StrCat("RegisterJob ", current_job_id_, " at ", AddressLocked()));
   if (s.ok() && resp.num_params() != num_params_) {
     s = absl::InternalError(absl::StrCat("RegisterJob: the server counts ", resp.num_params(),
                                          " parameters, the trainer ", num_params_));
@@ -386,6 +382,20 @@ absl::Status RemoteNowcaster::UploadLocked(int64_t step, const torch::Tensor& va
     return absl::InvalidArgumentError(absl::StrCat("snapshot of step ", step, " has ", flat.numel(),
                                                    " values, expected ", num_params_));
   }
+  absl::Status s = UploadOnceLocked(step, flat, deadline);
+  if (s.code() == absl::StatusCode::kDataLoss && absl::Now() < deadline) {
+    // The server refused the damaged stream and kept nothing of it (DATA_LOSS is decided there,
+    // per chunk): sending the same snapshot again is safe.
+    ++stats_.upload_retries;
+    Log(absl::StrCat("upload of step ", step, " arrived damaged (", s.ToString(),
+                     "); sending it again"));
+    s = UploadOnceLocked(step, flat, deadline);
+  }
+  return s;
+}
+
+absl::Status RemoteNowcaster::UploadOnceLocked(int64_t step, const torch::Tensor& flat,
+                                               absl::Time deadline) {
   const absl::string_view payload =
       wire::AsBytes(absl::MakeConstSpan(flat.data_ptr<float>(), flat.numel()));
   auto spans = wire::PlanChunks(static_cast<int64_t>(payload.size()), max_chunk_bytes_);
@@ -398,11 +408,13 @@ absl::Status RemoteNowcaster::UploadLocked(int64_t step, const torch::Tensor& va
   std::unique_ptr<grpc::ClientWriterInterface<v1::StateChunk>> writer =
       stub_->PutState(&ctx, &resp);
   for (const wire::ChunkSpan& span : *spans) {
-    if (!writer->Write(wire::MakeStateChunk(current_job_id_, token_, step, payload, span))) break;
+    v1::StateChunk chunk = wire::MakeStateChunk(current_job_id_, token_, step, payload, span);
+    if (options_.before_send_chunk_for_testing) options_.before_send_chunk_for_testing(&chunk);
+    if (!writer->Write(chunk)) break;
   }
   writer->WritesDone();
   const grpc::Status sent = writer->Finish();
-  absl::Status s = FromGrpc(sent, absl::StrCat("PutState step ", step));
+  absl::Status s = nowcaster::FromGrpcStatus(sent, absl::StrCat("PutState step ", step));
   if (s.ok() &&
       (resp.step() != step || resp.bytes_received() != static_cast<int64_t>(payload.size()))) {
     s = absl::InternalError(absl::StrCat("PutState step ", step, ": the server acknowledged step ",
@@ -443,7 +455,7 @@ absl::StatusOr<torch::Tensor> RemoteNowcaster::PredictLocked(int64_t step, int k
       break;
     }
   }
-  absl::Status s = FromGrpc(reader->Finish(), absl::StrCat("Predict step ", step));
+  absl::Status s = nowcaster::FromGrpcStatus(reader->Finish(), absl::StrCat("Predict step ", step));
   if (!stream.ok())
     return absl::Status(stream.code(), absl::StrCat("Predict step ", step, ": ", stream.message()));
   if (!s.ok()) return s;

@@ -35,6 +35,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -74,6 +75,9 @@ struct RemoteNowcasterOptions {
   absl::Duration nowcast_timeout = absl::Seconds(60);  // whole Nowcast(), uploads included
   absl::Duration rpc_timeout = absl::Seconds(30);      // RegisterJob, background PutState
   bool quiet = false;                                  // no log lines (errors are still counted)
+  // TEST ONLY (never set in production): called with each StateChunk just before it is sent,
+  // after its CRC-32C was computed; a test flips a byte to simulate corruption in transit.
+  std::function<void(v1::StateChunk*)> before_send_chunk_for_testing;
 };
 
 // "<task>-s<seed>-p<pid>-t<unix seconds>", characters the server accepts.
@@ -112,6 +116,7 @@ class RemoteNowcaster : public Nowcaster {
   struct Stats {
     int64_t registrations = 0, register_failures = 0;
     int64_t uploads = 0, upload_failures = 0, uploads_dropped = 0;
+    int64_t upload_retries = 0;  // uploads sent again after DATA_LOSS (damaged in transit)
     int64_t predictions = 0, prediction_failures = 0, context_resends = 0;
     int64_t failovers = 0;                   // moves to the next replica
     double last_server_nowcast_seconds = 0;  // the server's own time for the last prediction
@@ -129,7 +134,11 @@ class RemoteNowcaster : public Nowcaster {
   void UploadLoop();
   // All below: rpc_mu_ held.
   absl::Status EnsureRegisteredLocked(absl::Time deadline) ABSL_EXCLUSIVE_LOCKS_REQUIRED(rpc_mu_);
+  // Uploads one snapshot; an upload the server found damaged (DATA_LOSS: a chunk's CRC-32C did
+  // not match, or the stream was cut) changed nothing there and is sent once more.
   absl::Status UploadLocked(int64_t step, const torch::Tensor& values, absl::Time deadline)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(rpc_mu_);
+  absl::Status UploadOnceLocked(int64_t step, const torch::Tensor& flat, absl::Time deadline)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(rpc_mu_);
   absl::StatusOr<torch::Tensor> PredictLocked(int64_t step, int k, absl::Time deadline)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(rpc_mu_);

@@ -12,46 +12,36 @@
 #include "common/nino/nino_model.h"
 #include "common/nino/nowcast_engine.h"
 #include "nowcaster/nowcaster_server.h"
-#include "nowcaster/test_certs.h"
+#include "tests/testing/loopback_nowcaster.h"
+#include "tests/testing/synthetic_checkpoint.h"
+#include "tests/testing/test_certs.h"
+#include "tests/testing/test_jobs.h"
+#include "tests/testing/test_util.h"
 
 namespace nino::client {
 namespace {
 
-const std::vector<std::pair<std::string, std::vector<int64_t>>> kFm16 = {
-    {"fc.0.weight", {16, 1, 3, 3}},  {"fc.0.bias", {16}},
-    {"fc.2.weight", {32, 16, 3, 3}}, {"fc.2.bias", {32}},
-    {"fc.4.weight", {32, 32, 3, 3}}, {"fc.4.bias", {32}},
-    {"fc.8.weight", {10, 32}},       {"fc.8.bias", {10}}};
-constexpr int64_t kFm16Params = 14378;
+const testing::Layout& kFm16 = testing::Fm16Layout();
+using testing::kFm16Params;
 constexpr char kTrainerToken[] = "trainer-0123456789abcdef0123";
 
 std::string Dir() { return ::testing::TempDir() + "/remote_nowcaster_security_test"; }
 
-torch::Tensor States(int seed) {
-  torch::manual_seed(seed);
-  torch::Tensor start = torch::randn({kFm16Params}) * 0.1;
-  torch::Tensor dir = torch::randn({kFm16Params}) * 0.01;
-  std::vector<torch::Tensor> s;
-  for (int i = 0; i < 5; ++i) s.push_back(start + dir * i);
-  return torch::stack(s);
-}
+torch::Tensor States(int seed) { return testing::SmoothStates(kFm16Params, seed); }
 
 class RemoteNowcasterSecurityTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     std::filesystem::create_directories(Dir());
-    auto certs = nowcaster::MakeTestCerts(Dir() + "/pki");
+    auto certs = testing::MakeTestCerts(Dir() + "/pki");
     ASSERT_TRUE(certs.ok()) << certs.status();
-    certs_ = new nowcaster::TestCerts(*certs);
-    ASSERT_TRUE(
-        nowcaster::WriteTestFile(Dir() + "/tokens", absl::StrCat(kTrainerToken, " trainer\n")));
-    ASSERT_TRUE(nowcaster::WriteTestFile(Dir() + "/trainer.token", kTrainerToken));
-    ASSERT_TRUE(nowcaster::WriteTestFile(Dir() + "/wrong.token", "wrong-0123456789abcdef0123\n"));
-    NiNoConfig c;
-    c.gnn = false;
-    auto model = NiNoModel::Synthetic(c, 3);
+    certs_ = new testing::TestCerts(*certs);
+    ASSERT_TRUE(testing::WriteFile(Dir() + "/tokens", absl::StrCat(kTrainerToken, " trainer\n")));
+    ASSERT_TRUE(testing::WriteFile(Dir() + "/trainer.token", kTrainerToken));
+    ASSERT_TRUE(testing::WriteFile(Dir() + "/wrong.token", "wrong-0123456789abcdef0123\n"));
+    auto model =
+        testing::WriteSyntheticCheckpoint(Dir() + "/nino_mlp.pt", testing::SyntheticNiNo::kWnn, 3);
     ASSERT_TRUE(model.ok()) << model.status();
-    ASSERT_TRUE(model->Save(Dir() + "/nino_mlp.pt").ok());
   }
   static void TearDownTestSuite() { delete certs_; }
 
@@ -67,18 +57,15 @@ class RemoteNowcasterSecurityTest : public ::testing::Test {
   }
 
   static absl::StatusOr<std::unique_ptr<nowcaster::NowcasterServer>> StartServer(bool secure) {
-    nowcaster::NowcasterOptions o;
-    o.address = "127.0.0.1:0";
-    o.threads = 1;
-    o.shutdown_deadline_ms = 1000;
-    o.models = {{"nino_mlp", Dir() + "/nino_mlp.pt"}};
+    nowcaster::NowcasterOptions o =
+        testing::LoopbackNowcasterOptions({{"nino_mlp", Dir() + "/nino_mlp.pt"}});
     if (secure) {
       o.tls_cert_file = certs_->server_cert;
       o.tls_key_file = certs_->server_key;
       o.tls_client_ca_file = certs_->ca_cert;
       o.auth_tokens_file = Dir() + "/tokens";
     }
-    return nowcaster::NowcasterServer::BuildAndStart(std::move(o));
+    return testing::StartLoopbackNowcaster(std::move(o));
   }
 
   static RemoteNowcasterOptions ClientOptions(const std::string& address) {
@@ -110,10 +97,10 @@ class RemoteNowcasterSecurityTest : public ::testing::Test {
     return client.Nowcast(states, k);
   }
 
-  static nowcaster::TestCerts* certs_;
+  static testing::TestCerts* certs_;
   std::unique_ptr<NowcastEngine> engine_;
 };
-nowcaster::TestCerts* RemoteNowcasterSecurityTest::certs_ = nullptr;
+testing::TestCerts* RemoteNowcasterSecurityTest::certs_ = nullptr;
 
 TEST_F(RemoteNowcasterSecurityTest, MutualTlsAndTokenThroughLocalhost) {
   auto server = StartServer(/*secure=*/true);

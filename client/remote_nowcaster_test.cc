@@ -3,54 +3,39 @@
 #include "client/remote_nowcaster.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
-#include <filesystem>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/nino/nino_model.h"
 #include "common/nino/nowcast_engine.h"
 #include "nowcaster/nowcaster_server.h"
+#include "tests/testing/loopback_nowcaster.h"
+#include "tests/testing/synthetic_checkpoint.h"
+#include "tests/testing/test_jobs.h"
 
 namespace nino::client {
 namespace {
 
-const std::vector<std::pair<std::string, std::vector<int64_t>>> kFm16 = {
-    {"fc.0.weight", {16, 1, 3, 3}},  {"fc.0.bias", {16}},
-    {"fc.2.weight", {32, 16, 3, 3}}, {"fc.2.bias", {32}},
-    {"fc.4.weight", {32, 32, 3, 3}}, {"fc.4.bias", {32}},
-    {"fc.8.weight", {10, 32}},       {"fc.8.bias", {10}}};
+const testing::Layout& kFm16 = testing::Fm16Layout();
 
 // A synthetic WNN+ model (the client does not care which NiNo runs): no ../shared needed.
 std::string Checkpoint() {
-  static const std::string path = [] {
-    const std::string p = (std::filesystem::path(::testing::TempDir()) /
-                           absl::StrCat("remote_nowcaster_test_", getpid(), ".pt"))
-                              .string();
-    NiNoConfig c;
-    c.gnn = false;
-    auto m = NiNoModel::Synthetic(c, 3);
-    if (!m.ok() || !m->Save(p).ok()) return std::string("synthetic model could not be written");
-    return p;
-  }();
-  return path;
+  return testing::SharedSyntheticCheckpoint(testing::SyntheticNiNo::kWnn);
 }
 
 absl::StatusOr<std::unique_ptr<nowcaster::NowcasterServer>> StartServer(
     const std::string& address, int64_t memory_budget_bytes = 0) {
-  nowcaster::NowcasterOptions o;
+  nowcaster::NowcasterOptions o = testing::LoopbackNowcasterOptions({{"nino_mlp", Checkpoint()}});
   if (memory_budget_bytes > 0) o.memory_budget_bytes = memory_budget_bytes;
   o.address = address;
-  o.metrics_port = 0;
-  o.threads = 1;
-  o.shutdown_deadline_ms = 1000;
-  o.models = {{"nino_mlp", Checkpoint()}};
-  return nowcaster::NowcasterServer::BuildAndStart(std::move(o));
+  return testing::StartLoopbackNowcaster(std::move(o));
 }
 
 RemoteNowcasterOptions ClientOptions(const std::string& address) {
@@ -69,12 +54,7 @@ RemoteNowcasterOptions ClientOptions(const std::string& address) {
 
 // ctx states of a smooth trajectory (the official-like input of a NiNo step).
 torch::Tensor States(int64_t num_params, int seed) {
-  torch::manual_seed(seed);
-  torch::Tensor start = torch::randn({num_params}) * 0.1;
-  torch::Tensor dir = torch::randn({num_params}) * 0.01;
-  std::vector<torch::Tensor> s;
-  for (int i = 0; i < 5; ++i) s.push_back(start + dir * i);
-  return torch::stack(s);
+  return testing::SmoothStates(num_params, seed);
 }
 
 class RemoteNowcasterTest : public ::testing::Test {
@@ -256,6 +236,76 @@ TEST_F(RemoteNowcasterTest, AReplicaWithoutMemoryPassesTheJobOn) {
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(client.replica(), order[1]);
   EXPECT_GE(client.stats().failovers, 1);
+}
+
+// Failure test 4 of issue 13: a slow nowcaster (test hook: every nowcast waits 4 s on the
+// server) against a client whose NiNo step may take 2 s. The deadline fires, the step fails in
+// bounded time, and the late answer is never used: the next NiNo step (the server fast again)
+// returns exactly the prediction for its own snapshots, not the stale one.
+TEST_F(RemoteNowcasterTest, ASlowNowcasterTimesOutAndItsLateAnswerIsNeverUsed) {
+  auto slow = std::make_shared<std::atomic<bool>>(true);
+  nowcaster::NowcasterOptions so = testing::LoopbackNowcasterOptions({{"nino_mlp", Checkpoint()}});
+  so.before_nowcast_for_testing = [slow] {
+    if (slow->load()) std::this_thread::sleep_for(std::chrono::seconds(4));
+  };
+  auto server = testing::StartLoopbackNowcaster(so);
+  ASSERT_TRUE(server.ok()) << server.status();
+  RemoteNowcasterOptions o = ClientOptions(absl::StrCat("127.0.0.1:", (*server)->port()));
+  o.nowcast_timeout = absl::Seconds(2);
+  o.quiet = true;
+  RemoteNowcaster client(o);
+
+  const torch::Tensor s1 = States(num_params_, 1);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto late = Step(client, s1, 19, 7);
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kDeadlineExceeded) << late.status();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(3500));
+  EXPECT_EQ(client.stats().prediction_failures, 1);
+
+  // The server finishes (or skips) the abandoned nowcast; the next step is answered on time.
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  slow->store(false);
+  const torch::Tensor s2 = States(num_params_, 2);
+  auto expected2 = engine_->Nowcast(s2, 3);
+  auto stale = engine_->Nowcast(s1, 7);
+  ASSERT_TRUE(expected2.ok() && stale.ok());
+  auto got2 = Step(client, s2, 39, 3);
+  ASSERT_TRUE(got2.ok()) << got2.status();
+  EXPECT_LT((*got2 - *expected2).abs().max().item<double>(), 1e-6);
+  EXPECT_GT((*got2 - *stale).abs().max().item<double>(), 1e-3) << "the late answer was used";
+  EXPECT_EQ(client.stats().predictions, 1);
+}
+
+// Failure test 6 of issue 13: one byte of one chunk flipped in transit (after its CRC-32C was
+// computed). The server refuses that upload with DATA_LOSS and keeps nothing of it; the client
+// sends the snapshot again, which succeeds; the NiNo step returns exactly the engine's
+// prediction, without re-registering or resending the context.
+TEST_F(RemoteNowcasterTest, AChunkDamagedInTransitIsRefusedAndSentAgain) {
+  auto server = StartServer("127.0.0.1:0");
+  ASSERT_TRUE(server.ok()) << server.status();
+  RemoteNowcasterOptions o = ClientOptions(absl::StrCat("127.0.0.1:", (*server)->port()));
+  auto flips = std::make_shared<std::atomic<int>>(0);
+  o.before_send_chunk_for_testing = [flips](v1::StateChunk* chunk) {
+    // The first chunk of the snapshot of call 11 (the third of the context), once.
+    if (chunk->step() == 11 && chunk->chunk_index() == 0 && flips->fetch_add(1) == 0) {
+      (*chunk->mutable_data())[5] ^= 0x10;
+    }
+  };
+  RemoteNowcaster client(o);
+  const torch::Tensor s1 = States(num_params_, 1);
+  auto expected = engine_->Nowcast(s1, 7);
+  ASSERT_TRUE(expected.ok()) << expected.status();
+  auto got = Step(client, s1, 19, 7);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_LT((*got - *expected).abs().max().item<double>(), 1e-6);
+  EXPECT_EQ(flips->load(), 2) << "the damaged chunk was sent again (undamaged)";
+  const RemoteNowcaster::Stats st = client.stats();
+  EXPECT_EQ(st.upload_retries, 1);
+  EXPECT_EQ(st.upload_failures, 0);
+  EXPECT_EQ(st.uploads, 5);
+  EXPECT_EQ(st.context_resends, 0);
+  EXPECT_EQ(st.registrations, 1);
 }
 
 }  // namespace

@@ -12,7 +12,7 @@
 #include <sstream>
 #include <thread>
 
-#include "tests/process_util.h"
+#include "tests/testing/process_util.h"
 
 namespace {
 namespace fs = std::filesystem;
@@ -45,23 +45,9 @@ class ResidualMlpExample : public ::testing::Test {
     fs::remove_all(tmp_);
   }
   int StartNowcaster() {
-    const std::string log = (tmp_ / "nowcaster.log").string();
-    server_ = Start(NowcasterBinary(),
-                    {"--address=127.0.0.1:0", "--metrics_port=0", "--threads=1", "--lame_duck_ms=0",
-                     "--nino_model=nino_no_posw=" +
-                         RunfilesPath("tools/synthetic_nino.pt", "NINO_SYNTHETIC_CKPT")},
-                    {}, log);
-    const std::string marker = "listening on 127.0.0.1:";
-    for (int i = 0; i < 600; ++i) {
-      const std::string text = Slurp(log);
-      const size_t at = text.find(marker);
-      if (at != std::string::npos && text.find('\n', at) != std::string::npos) {
-        return std::atoi(text.c_str() + at + marker.size());
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    ADD_FAILURE() << "nino_nowcaster did not start:\n" << Slurp(log);
-    return 0;
+    return StartNowcasterProcess({"--nino_model=nino_no_posw=" +
+                                  RunfilesPath("tools/synthetic_nino.pt", "NINO_SYNTHETIC_CKPT")},
+                                 (tmp_ / "nowcaster.log").string(), &server_);
   }
   std::vector<std::string> Args(int port) {
     return {"--steps=60",    "--period=20", "--train_limit=4096",

@@ -16,15 +16,13 @@
 
 #include "common/nino/nino_model.h"
 #include "metatrain/trainable_nino.h"
+#include "tests/testing/test_util.h"
 #include "tools/golden_case.h"
 
 namespace nino::metatrain {
 namespace {
 
-std::string SharedDir() {
-  const char* env = std::getenv("NINO_SHARED_DIR");
-  return env && *env ? env : NINO_SHARED_DIR_DEFAULT;
-}
+using nino::testing::SharedDir;  // compares with the official golden outputs: may skip
 
 // A raw little-endian file of the manifest's "files" table as a tensor.
 torch::Tensor ReadRaw(const std::string& root, const nlohmann::json& file) {

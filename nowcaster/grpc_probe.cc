@@ -4,6 +4,7 @@
 #include <grpcpp/generic/generic_stub.h>
 
 #include "absl/strings/str_cat.h"
+#include "nowcaster/grpc_status.h"
 
 namespace nino::nowcaster {
 namespace {
@@ -33,12 +34,6 @@ absl::StatusOr<std::string> FromByteBuffer(const grpc::ByteBuffer& buffer) {
     out.append(reinterpret_cast<const char*>(s.begin()), s.size());
   }
   return out;
-}
-
-absl::Status FromGrpc(const grpc::Status& s, absl::string_view what) {
-  if (s.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                      absl::StrCat(what, ": ", s.error_message()));
 }
 
 std::chrono::system_clock::time_point Deadline(absl::Duration timeout) {
@@ -81,7 +76,7 @@ absl::StatusOr<ServingStatus> CheckHealth(const std::shared_ptr<grpc::Channel>& 
   call->Finish(&response, &status, &tag);
   Await(&cq, &tag);
   ShutdownAndDrain(&cq);
-  if (!status.ok()) return FromGrpc(status, "Health/Check");
+  if (!status.ok()) return FromGrpcStatus(status, "Health/Check");
   absl::StatusOr<std::string> bytes = FromByteBuffer(response);
   if (!bytes.ok()) return bytes.status();
   // HealthCheckResponse { ServingStatus status = 1; } (absent = UNKNOWN)
@@ -126,7 +121,7 @@ absl::StatusOr<std::vector<std::string>> ListServices(const std::shared_ptr<grpc
   call->Finish(&status, &finish);
   Await(&cq, &finish);
   ShutdownAndDrain(&cq);
-  if (!status.ok()) return FromGrpc(status, "ServerReflectionInfo");
+  if (!status.ok()) return FromGrpcStatus(status, "ServerReflectionInfo");
   if (!got_response) return absl::UnavailableError("ServerReflectionInfo: no response");
   absl::StatusOr<std::string> bytes = FromByteBuffer(response);
   if (!bytes.ok()) return bytes.status();

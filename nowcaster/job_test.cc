@@ -1,40 +1,22 @@
-// JobSpec validation, the snapshot ring and memory accounting of Job, tokens and the status
-// conversion: no checkpoint needed.
+// JobSpec validation, the snapshot ring and memory accounting of Job, and tokens: no checkpoint
+// needed. (The status conversion is tested in grpc_status_test.cc.)
 #include "nowcaster/job.h"
 
 #include <gtest/gtest.h>
 
 #include <set>
 
-#include "nowcaster/grpc_status.h"
 #include "nowcaster/job_registry.h"
 #include "nowcaster/job_spec.h"
 #include "nowcaster/memory_budget.h"
 #include "nowcaster/token.h"
+#include "tests/testing/test_jobs.h"
 
 namespace nino::nowcaster {
 namespace {
 
 v1::RegisterJobRequest Fm16Request() {
-  v1::RegisterJobRequest r;
-  r.set_job_id("fm16-a");
-  const std::pair<const char*, std::vector<int64_t>> shapes[] = {
-      {"fc.0.weight", {16, 1, 3, 3}},  {"fc.0.bias", {16}},
-      {"fc.2.weight", {32, 16, 3, 3}}, {"fc.2.bias", {32}},
-      {"fc.4.weight", {32, 32, 3, 3}}, {"fc.4.bias", {32}},
-      {"fc.8.weight", {10, 32}},       {"fc.8.bias", {10}}};
-  for (const auto& [name, shape] : shapes) {
-    v1::ParamInfo* p = r.add_params();
-    p->set_name(name);
-    for (int64_t d : shape) p->add_shape(d);
-    p->set_dtype(v1::DTYPE_FLOAT32);
-  }
-  r.mutable_graph()->set_kind("generic");
-  r.set_nino_model("nino_no_posw");
-  r.set_period(1000);
-  r.set_ctx(5);
-  r.set_max_train_steps(10000);
-  return r;
+  return testing::RegisterRequest("fm16-a", testing::Fm16Layout(), "nino_no_posw", 1000, 10000);
 }
 
 TEST(JobSpec, ValidFm16) {
@@ -68,6 +50,7 @@ TEST(JobSpec, BadFieldsAreNamed) {
       {[](auto& r) { r.set_period(0); }, "period"},
       {[](auto& r) { r.set_max_train_steps(0); }, "max_train_steps"},
       {[](auto& r) { r.set_k_decay(-1); }, "k_decay"},
+      {[](auto& r) { r.mutable_tuning()->set_edge_sample_ratio(2); }, "tuning.edge_sample_ratio"},
   };
   for (const Case& c : cases) {
     v1::RegisterJobRequest r = Fm16Request();
@@ -264,18 +247,6 @@ TEST(Token, RandomHex) {
   EXPECT_TRUE(TokensEqual(*a, *a));
   EXPECT_FALSE(TokensEqual(*a, *b));
   EXPECT_FALSE(TokensEqual("ab", "abc"));
-}
-
-TEST(GrpcStatus, SameCodeAndBoundedMessage) {
-  EXPECT_TRUE(ToGrpcStatus(absl::OkStatus()).ok());
-  grpc::Status s = ToGrpcStatus(absl::DataLossError("chunk 3: crc32c mismatch"));
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::DATA_LOSS);
-  EXPECT_EQ(s.error_message(), "chunk 3: crc32c mismatch");
-  EXPECT_EQ(ToGrpcStatus(absl::ResourceExhaustedError("x")).error_code(),
-            grpc::StatusCode::RESOURCE_EXHAUSTED);
-  EXPECT_EQ(
-      ToGrpcStatus(absl::InvalidArgumentError(std::string(10000, 'x'))).error_message().size(),
-      kMaxStatusMessageBytes);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <chrono>
 #include <cstdio>
 #include <string>
 #include <thread>
@@ -78,6 +79,9 @@ ABSL_FLAG(int64_t, lame_duck_ms, kDefaults.lame_duck_ms,
           "on SIGTERM: serve this long with health NOT_SERVING before draining");
 ABSL_FLAG(int64_t, shutdown_deadline_ms, kDefaults.shutdown_deadline_ms,
           "on SIGTERM: time in-flight calls get to finish before they are cancelled");
+ABSL_FLAG(int64_t, testonly_nowcast_delay_ms, 0,
+          "TEST ONLY: every nowcast waits this long on its worker first (a slow nowcaster, for the "
+          "failure tests of tests/nowcaster_faults_test.cc); 0 = off");
 
 int main(int argc, char** argv) {
   nino::runtime::TuneAllocatorForTensors();
@@ -116,6 +120,12 @@ int main(int argc, char** argv) {
   options.max_rpc_threads = absl::GetFlag(FLAGS_max_rpc_threads);
   options.lame_duck_ms = absl::GetFlag(FLAGS_lame_duck_ms);
   options.shutdown_deadline_ms = absl::GetFlag(FLAGS_shutdown_deadline_ms);
+  if (const int64_t delay_ms = absl::GetFlag(FLAGS_testonly_nowcast_delay_ms); delay_ms > 0) {
+    LogInfo(absl::StrCat("TEST ONLY: every nowcast waits ", delay_ms, " ms first"));
+    options.before_nowcast_for_testing = [delay_ms] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    };
+  }
 
   // Block SIGTERM/SIGINT in every thread (gRPC's and LibTorch's inherit this mask); one thread
   // takes them with sigwait and runs the ordinary, non-signal-safe shutdown.

@@ -4,14 +4,13 @@
 // needed and available), the ones that fit finish their nowcasts concurrently, and the daemon's
 // peak resident memory stays within the budget plus its baseline. Before the fix every job was
 // admitted (only snapshots were counted) and the graphs and concurrent nowcasts took the
-// process far past the budget. Skips without the official checkpoint.
+// process far past the budget. The NiNo is a synthetic GNN in nino_no_posw.pt's layout: memory
+// depends on the layout and the tuning, not on the weights (tests/testing; no ../shared needed).
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <sys/types.h>
 
 #include <chrono>
-#include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -20,9 +19,11 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "nino/v1/nowcaster.grpc.pb.h"
-#include "nowcaster/child_process.h"
 #include "nowcaster/grpc_probe.h"
 #include "proto/wire.h"
+#include "tests/testing/child_process.h"
+#include "tests/testing/synthetic_checkpoint.h"
+#include "tests/testing/test_util.h"
 
 namespace nino::nowcaster {
 namespace {
@@ -36,12 +37,6 @@ constexpr int64_t kRows = 500, kCols = 1000;
 constexpr int kJobs = 10;
 constexpr int kWorkers = 3;
 constexpr int64_t kStateSteps[] = {199, 399, 599, 799, 999};
-
-std::string CheckpointPath() {
-  const char* env = std::getenv("NINO_SHARED_DIR");
-  const std::string shared = env && *env ? env : NINO_SHARED_DIR_DEFAULT;
-  return shared + "/reference/checkpoints/nino_no_posw.pt";
-}
 
 // A field of /proc/<pid>/status in bytes ("VmHWM", "VmRSS"), or -1.
 int64_t ProcStatusBytes(pid_t pid, const std::string& field) {
@@ -155,18 +150,16 @@ class Client {
 };
 
 TEST(MemoryAdmission, ManyLargeJobsStayWithinTheBudget) {
-  const std::string ckpt = CheckpointPath();
-  if (!std::filesystem::exists(ckpt)) {
-    GTEST_SKIP() << "official checkpoint not found at " << ckpt
-                 << " (set NINO_SHARED_DIR to the shared folder to run this test)";
-  }
-  ChildProcess daemon({NowcasterBinaryPath(), "--address=127.0.0.1:0", "--threads=1",
-                       absl::StrCat("--workers=", kWorkers),
-                       absl::StrCat("--memory_budget_bytes=", kBudgetBytes),
-                       "--nino_model=nino_no_posw=" + ckpt});
+  const std::string ckpt =
+      nino::testing::SharedSyntheticCheckpoint(nino::testing::SyntheticNiNo::kGnn);
+  ASSERT_FALSE(ckpt.empty());
+  nino::testing::ChildProcess daemon({nino::testing::NowcasterBinary(), "--address=127.0.0.1:0",
+                                      "--threads=1", absl::StrCat("--workers=", kWorkers),
+                                      absl::StrCat("--memory_budget_bytes=", kBudgetBytes),
+                                      "--nino_model=nino_no_posw=" + ckpt});
   ASSERT_GT(daemon.pid(), 0);
   const std::string log = daemon.ReadUntil("device ");
-  const int port = NumberAfter(log, "listening on 127.0.0.1:");
+  const int port = nino::testing::NumberAfter(log, "listening on 127.0.0.1:");
   ASSERT_GT(port, 0) << log;
   Client client(port);
 

@@ -6,6 +6,7 @@
 #include "absl/strings/str_join.h"
 #include "common/nino/default_model.h"
 #include "common/nino/model_catalog.h"
+#include "common/status/torch_guard.h"
 
 namespace nino::nowcaster {
 
@@ -55,9 +56,10 @@ absl::StatusOr<ModelStore> ModelStore::Load(const std::vector<ModelSpec>& specs,
     }
     try {
       model->To(device);
-    } catch (const c10::Error& err) {
-      return absl::InternalError(absl::StrCat("model ", e.name, ": cannot move to ", device.str(),
-                                              ": ", err.what_without_backtrace()));
+    } catch (...) {  // out of device memory: RESOURCE_EXHAUSTED
+      return StatusFromCurrentException(
+          absl::StrCat("model ", e.name, ": cannot move to ", device.str()),
+          absl::StatusCode::kInternal);
     }
     e.model = std::make_shared<const NiNoModel>(std::move(*model));
     store.entries_.push_back(std::move(e));

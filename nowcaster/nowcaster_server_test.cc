@@ -1,16 +1,10 @@
-// The nowcaster end to end, in process: a NowcasterServer on 127.0.0.1:0 with the official
-// nino_no_posw.pt checkpoint, driven through the generated nino.v1 stub. Skips (with a message)
-// where ../shared (or $NINO_SHARED_DIR) has no reference checkpoints.
+// The nowcaster end to end, in process: a NowcasterServer on 127.0.0.1:0 serving a synthetic GNN
+// checkpoint in nino_no_posw.pt's layout (tests/testing; no ../shared needed), driven through the
+// generated nino.v1 stub. Predictions are compared with the in-process engine on the same file.
 #include "nowcaster/nowcaster_server.h"
 
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include <cstdlib>
-#include <filesystem>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -23,44 +17,22 @@
 #include "nowcaster/job_spec.h"
 #include "proto/chunk_codec.h"
 #include "proto/wire.h"
+#include "tests/testing/loopback_nowcaster.h"
+#include "tests/testing/synthetic_checkpoint.h"
+#include "tests/testing/test_jobs.h"
+#include "tests/testing/test_util.h"
 
 namespace nino::nowcaster {
 namespace {
 
-std::string CheckpointPath(const std::string& name) {
-  const char* env = std::getenv("NINO_SHARED_DIR");
-  const std::string shared = env && *env ? env : NINO_SHARED_DIR_DEFAULT;
-  return shared + "/reference/checkpoints/" + name;
-}
-
 // The FM-16 network of the official examples, in named_parameters() order.
-const std::vector<std::pair<std::string, std::vector<int64_t>>>& Fm16Shapes() {
-  static const auto* shapes = new std::vector<std::pair<std::string, std::vector<int64_t>>>{
-      {"fc.0.weight", {16, 1, 3, 3}},  {"fc.0.bias", {16}},
-      {"fc.2.weight", {32, 16, 3, 3}}, {"fc.2.bias", {32}},
-      {"fc.4.weight", {32, 32, 3, 3}}, {"fc.4.bias", {32}},
-      {"fc.8.weight", {10, 32}},       {"fc.8.bias", {10}}};
-  return *shapes;
-}
-constexpr int64_t kFm16Params = 14378;
+const testing::Layout& Fm16Shapes() { return testing::Fm16Layout(); }
+using testing::kFm16Params;
 constexpr int64_t kFm16Bytes = 4 * kFm16Params;
 constexpr int64_t kStateSteps[] = {199, 399, 599, 799, 999};  // the context of NiNo step 999
 
 v1::RegisterJobRequest Fm16Request(const std::string& job_id) {
-  v1::RegisterJobRequest r;
-  r.set_job_id(job_id);
-  for (const auto& [name, shape] : Fm16Shapes()) {
-    v1::ParamInfo* p = r.add_params();
-    p->set_name(name);
-    for (int64_t d : shape) p->add_shape(d);
-    p->set_dtype(v1::DTYPE_FLOAT32);
-  }
-  r.mutable_graph()->set_kind("generic");
-  r.set_nino_model("nino_no_posw");
-  r.set_period(1000);
-  r.set_ctx(5);
-  r.set_max_train_steps(10000);
-  return r;
+  return testing::RegisterRequest(job_id, Fm16Shapes(), "nino_no_posw", 1000, 10000);
 }
 
 // 5 snapshots [5, P]: a drifting trajectory from a random start, as in nino_step_demo.
@@ -79,57 +51,28 @@ absl::Span<const float> Row(const torch::Tensor& states, int i) {
   return absl::Span<const float>(states[i].data_ptr<float>(), kFm16Params);
 }
 
-// GET http://127.0.0.1:port/path over a raw socket; the whole response (headers and body).
-std::string HttpGet(int port, const std::string& path) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    close(fd);
-    return "connect failed";
-  }
-  const std::string request =
-      absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-  (void)!write(fd, request.data(), request.size());
-  std::string response;
-  char buf[4096];
-  for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) response.append(buf, n);
-  close(fd);
-  return response;
-}
-
 class NowcasterServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ckpt_ = CheckpointPath("nino_no_posw.pt");
-    if (!std::filesystem::exists(ckpt_)) {
-      GTEST_SKIP() << "official checkpoint not found at " << ckpt_
-                   << " (set NINO_SHARED_DIR to the shared folder to run the nowcaster tests)";
-    }
+    ckpt_ = testing::SharedSyntheticCheckpoint(testing::SyntheticNiNo::kGnn);
+    ASSERT_FALSE(ckpt_.empty());
   }
   void TearDown() override {
     if (server_) server_->Shutdown();
   }
 
   NowcasterOptions BaseOptions() const {
-    NowcasterOptions o;
-    o.address = "127.0.0.1:0";
-    o.models = {{"nino_no_posw", ckpt_}};
+    NowcasterOptions o = testing::LoopbackNowcasterOptions({{"nino_no_posw", ckpt_}});
     o.shutdown_deadline_ms = 2000;
     return o;
   }
 
   void Start(NowcasterOptions options) {
-    auto server = NowcasterServer::BuildAndStart(std::move(options));
+    auto server = testing::StartLoopbackNowcaster(std::move(options));
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
     ASSERT_GT(server_->port(), 0);
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(16 << 20);
-    channel_ = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", server_->port()),
-                                         grpc::InsecureChannelCredentials(), args);
+    channel_ = testing::LoopbackChannel(server_->port());
     stub_ = v1::Nowcaster::NewStub(channel_);
   }
   void Start() { Start(BaseOptions()); }
@@ -814,7 +757,7 @@ TEST_F(NowcasterServerTest, MetricsEndpoint) {
   ASSERT_TRUE(Predict("metered", token, 999, 0, nullptr).ok());
   EXPECT_CODE(CloseJob("metered", "wrong"), PERMISSION_DENIED);
 
-  const std::string text = HttpGet(server_->metrics_port(), "/metrics");
+  const std::string text = testing::HttpGet(server_->metrics_port(), "/metrics");
   EXPECT_NE(text.find("200 OK"), std::string::npos) << text;
   for (const std::string& line : {
            std::string("nino_nowcaster_jobs 1"),
@@ -830,7 +773,7 @@ TEST_F(NowcasterServerTest, MetricsEndpoint) {
        }) {
     EXPECT_NE(text.find(line + "\n"), std::string::npos) << line << "\n---\n" << text;
   }
-  EXPECT_NE(HttpGet(server_->metrics_port(), "/").find("404"), std::string::npos);
+  EXPECT_NE(testing::HttpGet(server_->metrics_port(), "/").find("404"), std::string::npos);
 }
 
 }  // namespace

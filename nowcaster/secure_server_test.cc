@@ -2,14 +2,8 @@
 // synthetic NiNo model and certificates made by openssl at test time: who can connect, who may
 // call what, /metrics behind a token, liveness vs readiness while draining, and the start-up
 // rule for non-loopback addresses.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include <fstream>
-#include <iterator>
 #include <string>
 
 #include "absl/strings/match.h"
@@ -18,8 +12,11 @@
 #include "nino/v1/nowcaster.grpc.pb.h"
 #include "nowcaster/grpc_probe.h"
 #include "nowcaster/nowcaster_server.h"
-#include "nowcaster/test_certs.h"
 #include "proto/wire.h"
+#include "tests/testing/loopback_nowcaster.h"
+#include "tests/testing/synthetic_checkpoint.h"
+#include "tests/testing/test_certs.h"
+#include "tests/testing/test_util.h"
 
 namespace nino::nowcaster {
 namespace {
@@ -30,29 +27,11 @@ constexpr char kAdminToken[] = "ops-0123456789abcdef012345";
 constexpr char kMetricsToken[] = "scrape-0123456789abcdef01";
 const absl::Duration kTimeout = absl::Seconds(5);
 
-std::string Dir() { return ::testing::TempDir() + "/secure_server_test"; }
+using nino::testing::HttpGet;
+using nino::testing::TestCerts;
+using nino::testing::WriteFile;
 
-// GET http://127.0.0.1:port/path with an optional Authorization header; the whole response.
-std::string HttpGet(int port, const std::string& path, const std::string& authorization) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    close(fd);
-    return "connect failed";
-  }
-  std::string request = absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: 127.0.0.1\r\n");
-  if (!authorization.empty()) absl::StrAppend(&request, "Authorization: ", authorization, "\r\n");
-  absl::StrAppend(&request, "Connection: close\r\n\r\n");
-  (void)!write(fd, request.data(), request.size());
-  std::string response;
-  char buf[4096];
-  for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) response.append(buf, n);
-  close(fd);
-  return response;
-}
+std::string Dir() { return ::testing::TempDir() + "/secure_server_test"; }
 
 v1::RegisterJobRequest SmallJob(const std::string& job_id) {
   v1::RegisterJobRequest r;
@@ -76,18 +55,16 @@ constexpr int kSmallJobParams = 8 * 4 + 8 + 3 * 8;
 class SecureServerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    auto certs = MakeTestCerts(Dir() + "/pki");
+    auto certs = nino::testing::MakeTestCerts(Dir() + "/pki");
     ASSERT_TRUE(certs.ok()) << certs.status();
     certs_ = new TestCerts(*certs);
-    ASSERT_TRUE(WriteTestFile(
-        Dir() + "/tokens", absl::StrCat("# principal tokens\n", kAliceToken, " alice\n", kBobToken,
-                                        " bob\n", kAdminToken, " ops admin\n")));
-    ASSERT_TRUE(WriteTestFile(Dir() + "/metrics_token", absl::StrCat(kMetricsToken, "\n")));
-    NiNoConfig c;
-    c.gnn = false;
-    auto model = NiNoModel::Synthetic(c, 3);
+    ASSERT_TRUE(WriteFile(Dir() + "/tokens",
+                          absl::StrCat("# principal tokens\n", kAliceToken, " alice\n", kBobToken,
+                                       " bob\n", kAdminToken, " ops admin\n")));
+    ASSERT_TRUE(WriteFile(Dir() + "/metrics_token", absl::StrCat(kMetricsToken, "\n")));
+    auto model = nino::testing::WriteSyntheticCheckpoint(Dir() + "/nino_mlp.pt",
+                                                         nino::testing::SyntheticNiNo::kWnn, 3);
     ASSERT_TRUE(model.ok()) << model.status();
-    ASSERT_TRUE(model->Save(Dir() + "/nino_mlp.pt").ok());
   }
   static void TearDownTestSuite() { delete certs_; }
   void TearDown() override {
@@ -95,14 +72,12 @@ class SecureServerTest : public ::testing::Test {
   }
 
   static NowcasterOptions Options() {
-    NowcasterOptions o;
-    o.address = "127.0.0.1:0";
-    o.models = {{"nino_mlp", Dir() + "/nino_mlp.pt"}};
-    o.threads = 1;
-    o.shutdown_deadline_ms = 1000;
+    NowcasterOptions o =
+        nino::testing::LoopbackNowcasterOptions({{"nino_mlp", Dir() + "/nino_mlp.pt"}});
     o.register_wait_ms = 20000;
     return o;
   }
+  // BuildAndStart itself: one test listens on 0.0.0.0 on purpose (the exposure rule).
   void Start(NowcasterOptions o) {
     auto server = NowcasterServer::BuildAndStart(std::move(o));
     ASSERT_TRUE(server.ok()) << server.status();
@@ -122,10 +97,7 @@ class SecureServerTest : public ::testing::Test {
     }
     return grpc::SslCredentials(o);
   }
-  static std::string Read(const std::string& path) {
-    std::ifstream in(path);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  }
+  static std::string Read(const std::string& path) { return nino::testing::ReadFile(path); }
   // True when a health check over `channel` succeeds.
   static bool Connects(const std::shared_ptr<grpc::Channel>& channel) {
     return CheckHealth(channel, "", kTimeout).ok();
@@ -328,8 +300,8 @@ TEST_F(SecureServerTest, NonLoopbackAddressesNeedTlsAndTokensOrAllowInsecure) {
 }
 
 TEST_F(SecureServerTest, MalformedSecurityFilesStopTheStart) {
-  ASSERT_TRUE(WriteTestFile(Dir() + "/bad_tokens",
-                            absl::StrCat(kAliceToken, " alice\n", kBobToken, " bob superuser\n")));
+  ASSERT_TRUE(WriteFile(Dir() + "/bad_tokens",
+                        absl::StrCat(kAliceToken, " alice\n", kBobToken, " bob superuser\n")));
   NowcasterOptions o = Options();
   o.auth_tokens_file = Dir() + "/bad_tokens";
   auto bad = NowcasterServer::BuildAndStart(o);

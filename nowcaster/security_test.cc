@@ -8,8 +8,8 @@
 #include "nowcaster/auth.h"
 #include "nowcaster/exposure.h"
 #include "nowcaster/options.h"
-#include "nowcaster/test_certs.h"
 #include "nowcaster/tls.h"
+#include "tests/testing/test_certs.h"
 
 namespace nino::nowcaster {
 namespace {
@@ -131,7 +131,7 @@ TEST(TlsOptionsTest, ValidationAndFiles) {
   o.metrics_token_file = "t";
   EXPECT_EQ(ValidateOptions(o).code(), absl::StatusCode::kInvalidArgument);  // no metrics port
 
-  auto certs = MakeTestCerts(::testing::TempDir() + "/security_test_pki");
+  auto certs = nino::testing::MakeTestCerts(::testing::TempDir() + "/security_test_pki");
   ASSERT_TRUE(certs.ok()) << certs.status();
   NowcasterOptions tls;
   tls.tls_cert_file = certs->server_cert;

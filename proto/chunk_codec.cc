@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/io/crc32c.h"
+#include "nowcaster/grpc_status.h"
 
 namespace nino::wire {
 namespace {
@@ -287,9 +288,8 @@ grpc::Status PutStateZeroCopy(grpc::ChannelInterface* channel, grpc::ClientConte
                               v1::PutStateResponse* response) {
   absl::StatusOr<std::vector<ChunkSpan>> spans =
       PlanChunks(static_cast<int64_t>(payload.size()), max_chunk_bytes);
-  if (!spans.ok()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(spans.status().message()));
-  }
+  // PlanChunks chose the code (INVALID_ARGUMENT for a bad size); it is passed on, not remapped.
+  if (!spans.ok()) return nowcaster::ToGrpcStatus(spans.status());
   const grpc::internal::RpcMethod method(kPutStateMethod,
                                          grpc::internal::RpcMethod::CLIENT_STREAMING);
   std::unique_ptr<grpc::ClientWriter<StateChunkFrame>> writer(

@@ -1,5 +1,7 @@
 #include "proto/chunk_codec.h"
 
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -202,6 +204,23 @@ TEST(ChunkAssemblerPiecesTest, FiniteCheckNamesTheValueEvenAcrossAChunkBoundary)
   std::vector<float> out(4);
   ChunkAssembler plain(out.data(), 16, 0);
   EXPECT_TRUE(plain.Add(MakeStateChunk("j", "t", 1, AsBytes(values), {0, 0, 16})).ok());
+}
+
+// A chunk size PlanChunks refuses: the call is refused before anything is sent, with
+// PlanChunks' own code and message (passed on, not remapped).
+TEST(PutStateZeroCopyTest, ABadChunkSizeKeepsPlanChunksCodeAndSendsNothing) {
+  auto channel = grpc::CreateChannel("127.0.0.1:1", grpc::InsecureChannelCredentials());
+  grpc::ClientContext ctx;
+  v1::PutStateResponse response;
+  const std::string payload(64, 'x');
+  const grpc::Status s = PutStateZeroCopy(channel.get(), &ctx, "job", "token", 199, payload,
+                                          /*max_chunk_bytes=*/0, nullptr, &response);
+  const absl::StatusOr<std::vector<ChunkSpan>> want = PlanChunks(64, 0);
+  ASSERT_FALSE(want.ok());
+  EXPECT_EQ(static_cast<int>(s.error_code()), static_cast<int>(want.status().code()));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message(), want.status().message());
+  EXPECT_EQ(channel->GetState(/*try_to_connect=*/false), GRPC_CHANNEL_IDLE) << "no call was made";
 }
 
 }  // namespace

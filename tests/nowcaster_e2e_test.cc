@@ -17,7 +17,8 @@
 #include <thread>
 
 #include "common/io/torch_file.h"
-#include "tests/process_util.h"
+#include "tests/testing/process_util.h"
+#include "tests/testing/synthetic_checkpoint.h"
 
 namespace {
 namespace fs = std::filesystem;
@@ -39,13 +40,12 @@ class NowcasterE2E : public ::testing::Test {
         !std::getenv("NINO_FASHION_MNIST_DIR")) {
       GTEST_SKIP() << "FashionMNIST absent: install dataset-fashion-mnist (tools/setup.sh)";
     }
-    ckpt_ = SharedDir() + "/reference/checkpoints/nino_no_posw.pt";
-    if (!fs::exists(ckpt_)) {
-      GTEST_SKIP() << "official checkpoint nino_no_posw.pt absent under " << SharedDir()
-                   << "/reference/checkpoints (set NINO_SHARED_DIR)";
-    }
-    tmp_ = fs::path(::testing::TempDir()) / ("nino_nowcaster_e2e_" + std::to_string(getpid()));
-    fs::create_directories(tmp_);
+    // The remote and the in-process run use the same NiNo: a synthetic GNN in nino_no_posw.pt's
+    // layout does (no ../shared needed).
+    ckpt_ = SharedSyntheticCheckpoint(SyntheticNiNo::kGnn);
+    ASSERT_FALSE(ckpt_.empty());
+    tmp_ = MakeTestDir("nino_nowcaster_e2e");
+    ASSERT_FALSE(tmp_.empty());
   }
   void TearDown() override {
     if (nowcaster_.pid > 0) {
@@ -83,29 +83,9 @@ class NowcasterE2E : public ::testing::Test {
 
   // Starts nino_nowcaster on a free loopback port; returns the port (0 on failure).
   int StartNowcaster() {
-    const std::string log = (tmp_ / "nowcaster.log").string();
-    nowcaster_ =
-        Start(NowcasterBinary(),
-              {"--address=127.0.0.1:0", "--metrics_port=0", "--threads=1", "--lame_duck_ms=0",
-               "--shutdown_deadline_ms=2000", "--nino_model=nino_no_posw=" + ckpt_},
-              {}, log);
-    const std::string marker = "listening on 127.0.0.1:";
-    for (int i = 0; i < 600; ++i) {  // 60 s
-      const std::string text = Slurp(log);
-      const size_t at = text.find(marker);
-      if (at != std::string::npos && text.find('\n', at) != std::string::npos) {
-        return std::atoi(text.c_str() + at + marker.size());
-      }
-      int status = 0;
-      if (waitpid(nowcaster_.pid, &status, WNOHANG) == nowcaster_.pid) {
-        nowcaster_.pid = -1;
-        ADD_FAILURE() << "nino_nowcaster exited at start:\n" << text;
-        return 0;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    ADD_FAILURE() << "nino_nowcaster printed no address:\n" << Slurp(log);
-    return 0;
+    return StartNowcasterProcess(
+        {"--shutdown_deadline_ms=2000", "--nino_model=nino_no_posw=" + ckpt_},
+        (tmp_ / "nowcaster.log").string(), &nowcaster_);
   }
 
   std::string ckpt_;

@@ -16,7 +16,7 @@
 #include <thread>
 
 #include "common/io/torch_file.h"
-#include "tests/process_util.h"
+#include "tests/testing/process_util.h"
 
 namespace {
 namespace fs = std::filesystem;
@@ -106,6 +106,58 @@ TEST_F(TrainerE2E, AKilledRunResumesExactlyWithNiNoHistory) {
   torch::Tensor a = FinalParams(whole), b = FinalParams(killed);
   EXPECT_TRUE(torch::equal(a, b)) << "max diff " << (a - b).abs().max().item<double>();
   EXPECT_EQ(Slurp(whole + "/rank0.params.sha256"), Slurp(killed + "/rank0.params.sha256"));
+}
+
+// Failure test 3 of issue 13: one of two workers dies abruptly (rank 1 exits at step 23 with no
+// clean-up, as if killed). Its peer does not hang: it stops with an error within a bounded time.
+// Both restarted with the same command resume from the last checkpoint (step 20) and end with
+// exactly the parameters of an uninterrupted two-worker run, on both ranks.
+TEST_F(TrainerE2E, AKilledWorkerStopsTheJobAndTheRestartResumesExactly) {
+  const std::string ckpt = RunfilesPath("tools/synthetic_nino_mlp.pt", "NINO_SYNTHETIC_MLP_CKPT");
+  ASSERT_TRUE(fs::exists(ckpt)) << ckpt;
+  auto args = [&](const std::string& out) {
+    auto a = Common(out, 40);
+    a.push_back("--nino_ckpt=" + ckpt);
+    a.push_back("--period=20");
+    a.push_back("--checkpoint_every=10");
+    return a;
+  };
+  // Runs two workers; rank 1 gets `rank1_extra`; their exit codes and seconds taken.
+  auto two_workers = [&](const std::string& out, const std::string& name,
+                         const std::vector<std::string>& rank1_extra) {
+    const std::string port = std::to_string(FreePort());
+    std::vector<Proc> ranks;
+    for (int r = 0; r < 2; ++r) {
+      auto a = args(out);
+      if (r == 1) a.insert(a.end(), rank1_extra.begin(), rank1_extra.end());
+      ranks.push_back(Start(TrainBinary(), a,
+                            {"RANK=" + std::to_string(r), "LOCAL_RANK=" + std::to_string(r),
+                             "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + port},
+                            (tmp_ / (name + ".rank" + std::to_string(r) + ".log")).string()));
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<int> codes;
+    for (auto& p : ranks) codes.push_back(Wait(p, 180));
+    return std::make_pair(codes, std::chrono::steady_clock::now() - t0);
+  };
+  const std::string whole = (tmp_ / "whole2").string(), killed = (tmp_ / "killed2").string();
+  auto [whole_codes, whole_time] = two_workers(whole, "whole2", {});
+  ASSERT_EQ(whole_codes, (std::vector<int>{0, 0})) << Slurp((tmp_ / "whole2.rank0.log").string());
+
+  auto [crash_codes, crash_time] = two_workers(killed, "crash2", {"--testonly_crash_at_step=23"});
+  EXPECT_EQ(crash_codes[1], 3) << Slurp((tmp_ / "crash2.rank1.log").string());
+  EXPECT_NE(crash_codes[0], 0) << "rank 0 went on without its peer";
+  EXPECT_NE(crash_codes[0], -1000) << "rank 0 hung after its peer died";
+  EXPECT_LT(crash_time, whole_time + std::chrono::seconds(60)) << "the surviving rank did not stop";
+
+  auto [resume_codes, resume_time] = two_workers(killed, "resume2", {});
+  ASSERT_EQ(resume_codes, (std::vector<int>{0, 0})) << Slurp((tmp_ / "resume2.rank0.log").string())
+                                                    << Slurp((tmp_ / "resume2.rank1.log").string());
+  EXPECT_NE(Slurp((tmp_ / "resume2.rank0.log").string()).find("resumed from"), std::string::npos);
+  torch::Tensor a = FinalParams(whole), b = FinalParams(killed);
+  EXPECT_TRUE(torch::equal(a, b)) << "max diff " << (a - b).abs().max().item<double>();
+  EXPECT_EQ(Slurp(whole + "/rank0.params.sha256"), Slurp(killed + "/rank0.params.sha256"));
+  EXPECT_EQ(Slurp(killed + "/rank0.params.sha256"), Slurp(killed + "/rank1.params.sha256"));
 }
 
 // --record_dir: the trajectory of a killed and resumed run is byte for byte the trajectory of

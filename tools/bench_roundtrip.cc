@@ -34,7 +34,7 @@
 #include "common/nino/nowcast_engine.h"
 #include "common/runtime/allocator.h"
 #include "nowcaster/nowcaster_server.h"
-#include "nowcaster/test_certs.h"
+#include "tests/testing/test_certs.h"
 #include "tools/bench_models.h"
 
 ABSL_FLAG(std::string, model, "fm16",
@@ -70,15 +70,15 @@ absl::Status Secure(const std::string& transport, const std::string& dir,
     return absl::InvalidArgumentError(
         absl::StrCat("--transports: unknown '", transport, "' (plaintext, tls, mtls)"));
   }
-  absl::StatusOr<nino::nowcaster::TestCerts> certs = nino::nowcaster::MakeTestCerts(dir);
+  absl::StatusOr<nino::testing::TestCerts> certs = nino::testing::MakeTestCerts(dir);
   if (!certs.ok()) return certs.status();
   so->tls_cert_file = certs->server_cert;
   so->tls_key_file = certs->server_key;
   ro->credentials.tls_ca_file = certs->ca_cert;
   if (transport == "mtls") {
     const std::string token = "bench-token-0123456789abcdef";
-    if (!nino::nowcaster::WriteTestFile(dir + "/tokens", token + " bench\n") ||
-        !nino::nowcaster::WriteTestFile(dir + "/token", token + "\n")) {
+    if (!nino::testing::WriteTestFile(dir + "/tokens", token + " bench\n") ||
+        !nino::testing::WriteTestFile(dir + "/token", token + "\n")) {
       return absl::InternalError("cannot write the token files in " + dir);
     }
     so->tls_client_ca_file = certs->ca_cert;

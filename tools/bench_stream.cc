@@ -43,9 +43,9 @@
 #include "common/runtime/allocator.h"
 #include "nino/v1/nowcaster.grpc.pb.h"
 #include "nowcaster/nowcaster_server.h"
-#include "nowcaster/test_certs.h"
 #include "proto/chunk_codec.h"
 #include "proto/wire.h"
+#include "tests/testing/test_certs.h"
 
 ABSL_FLAG(double, mb, 100, "snapshot size in MB (10^6 bytes), rounded to a square MLP layer");
 ABSL_FLAG(int, repeat, 3, "timed runs of each transfer");
@@ -149,10 +149,10 @@ struct SecureRun {
 Result SecurePutState(const std::string& transport, const SecureRun& run) {
   char dir_template[] = "/tmp/bench_stream_tls_XXXXXX";
   const char* dir = mkdtemp(dir_template);
-  auto certs = dir ? nino::nowcaster::MakeTestCerts(dir) : absl::InternalError("mkdtemp failed");
+  auto certs = dir ? nino::testing::MakeTestCerts(dir) : absl::InternalError("mkdtemp failed");
   const std::string token = "bench-token-0123456789abcdef";
   if (!certs.ok() ||
-      !nino::nowcaster::WriteTestFile(std::string(dir) + "/tokens", token + " bench\n")) {
+      !nino::testing::WriteTestFile(std::string(dir) + "/tokens", token + " bench\n")) {
     std::fprintf(stderr, "certificates: %s\n", certs.status().ToString().c_str());
     std::exit(1);
   }

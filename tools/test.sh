@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command: installs missing Debian packages, then runs every test target.
-# Tests that need ../shared (golden data, official checkpoints) skip with a message without it.
+# Only tests that compare with the official code (golden data, official checkpoints) need
+# ../shared and skip with a message without it; the rest use synthetic fixtures (tests/testing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh

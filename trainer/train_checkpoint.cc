@@ -3,6 +3,7 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "common/status/status_macros.h"
 
 namespace nino::trainer {
 namespace {
@@ -27,24 +28,21 @@ class Reader {
   }
   absl::StatusOr<int64_t> Int(const PickleValue& dict, const std::string& entry,
                               const std::string& key) const {
-    auto v = Get(dict, entry, key);
-    if (!v.ok()) return v.status();
-    if (!(*v)->is_int()) return Lost(path_, entry, "is not an integer");
-    return (*v)->as_int();
+    NINO_ASSIGN_OR_RETURN(const PickleValue* v, Get(dict, entry, key));
+    if (!v->is_int()) return Lost(path_, entry, "is not an integer");
+    return v->as_int();
   }
   absl::StatusOr<double> Float(const PickleValue& dict, const std::string& entry,
                                const std::string& key) const {
-    auto v = Get(dict, entry, key);
-    if (!v.ok()) return v.status();
-    if (!(*v)->is_float() && !(*v)->is_int()) return Lost(path_, entry, "is not a number");
-    return (*v)->as_float();
+    NINO_ASSIGN_OR_RETURN(const PickleValue* v, Get(dict, entry, key));
+    if (!v->is_float() && !v->is_int()) return Lost(path_, entry, "is not a number");
+    return v->as_float();
   }
   absl::StatusOr<std::string> String(const PickleValue& dict, const std::string& entry,
                                      const std::string& key) const {
-    auto v = Get(dict, entry, key);
-    if (!v.ok()) return v.status();
-    if (!(*v)->is_string()) return Lost(path_, entry, "is not a string");
-    return (*v)->as_string();
+    NINO_ASSIGN_OR_RETURN(const PickleValue* v, Get(dict, entry, key));
+    if (!v->is_string()) return Lost(path_, entry, "is not a string");
+    return v->as_string();
   }
   const PickleValue& top() const { return top_; }
   const std::string& path() const { return path_; }
@@ -53,13 +51,6 @@ class Reader {
   const std::string& path_;
   const PickleValue& top_;
 };
-
-#define NINO_ASSIGN_OR_RETURN(lhs, expr) \
-  {                                      \
-    auto _r = (expr);                    \
-    if (!_r.ok()) return _r.status();    \
-    lhs = std::move(*_r);                \
-  }
 
 absl::Status ReadNino(const Reader& r, TrainCheckpoint* c) {
   const PickleValue* nino = nullptr;
@@ -144,8 +135,6 @@ absl::StatusOr<TrainCheckpoint> LoadTrainCheckpoint(const std::string& path) {
   if (absl::Status s = ReadCounters(r, &c); !s.ok()) return s;
   return c;
 }
-
-#undef NINO_ASSIGN_OR_RETURN
 
 io::NamedTensors ModelState(torch::nn::Module& m) {
   io::NamedTensors out;

@@ -14,20 +14,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/status/status_macros.h"
+#include "common/status/torch_guard.h"
 
 namespace nino::io {
 namespace {
-
-#define NINO_PR_RETURN_IF_ERROR(expr) \
-  do {                                \
-    absl::Status _st = (expr);        \
-    if (!_st.ok()) return _st;        \
-  } while (0)
-
-#define NINO_PR_ASSIGN_OR_RETURN(lhs, expr)     \
-  auto lhs##_or = (expr);                       \
-  if (!lhs##_or.ok()) return lhs##_or.status(); \
-  auto lhs = std::move(lhs##_or).value()
 
 // Opcodes (Python's Lib/pickle.py).
 enum : uint8_t {
@@ -411,7 +402,7 @@ class Unpickler {
   }
   template <typename T>
   absl::Status ReadLE(T* out) {
-    NINO_PR_RETURN_IF_ERROR(Need(sizeof(T)));
+    NINO_RETURN_IF_ERROR(Need(sizeof(T)));
     uint64_t v = 0;
     for (size_t i = 0; i < sizeof(T); ++i) {
       v |= static_cast<uint64_t>(static_cast<uint8_t>(data_[pos_ + i])) << (8 * i);
@@ -421,7 +412,7 @@ class Unpickler {
     return absl::OkStatus();
   }
   absl::Status ReadBytes(uint64_t n, std::string_view* out) {
-    NINO_PR_RETURN_IF_ERROR(Need(n));
+    NINO_RETURN_IF_ERROR(Need(n));
     *out = data_.substr(pos_, n);
     pos_ += n;
     return absl::OkStatus();
@@ -441,7 +432,7 @@ class Unpickler {
   }
   absl::Status ReadDecimalLine(uint64_t* out) {
     std::string_view line;
-    NINO_PR_RETURN_IF_ERROR(ReadLine(&line, 20));
+    NINO_RETURN_IF_ERROR(ReadLine(&line, 20));
     if (line.empty()) return DataLoss("empty memo index");
     uint64_t v = 0;
     for (char c : line) {
@@ -565,7 +556,7 @@ class Unpickler {
   }
 
   absl::StatusOr<PickleValue*> TopValue(const char* what) {
-    NINO_PR_ASSIGN_OR_RETURN(top, Top());
+    NINO_ASSIGN_OR_RETURN(auto top, Top());
     if (top->tag != Item::Tag::kValue) {
       return DataLoss(absl::StrCat(what, " target is ", Describe(*top)));
     }
@@ -610,7 +601,7 @@ class Unpickler {
         if (a.empty()) return d;
         if (a.size() == 1 && a[0].is_dict()) {
           for (const auto& kv : a[0].dict_items()) {
-            NINO_PR_RETURN_IF_ERROR(SetItem(d, kv.first, kv.second));
+            NINO_RETURN_IF_ERROR(SetItem(d, kv.first, kv.second));
           }
           return d;
         }
@@ -619,7 +610,7 @@ class Unpickler {
             if (!(p.is_list() || p.is_tuple()) || p.items().size() != 2) {
               return InvalidArg("OrderedDict(...) argument is not a sequence of pairs");
             }
-            NINO_PR_RETURN_IF_ERROR(SetItem(d, p.items()[0], p.items()[1]));
+            NINO_RETURN_IF_ERROR(SetItem(d, p.items()[0], p.items()[1]));
           }
           return d;
         }
@@ -773,9 +764,10 @@ class Unpickler {
         t = base.as_strided(sizes, strides, offset).clone(at::MemoryFormat::Contiguous);
         if (is_bool) t = t.ne(0);
       }
-    } catch (const c10::Error& e) {
-      return DataLoss(absl::StrCat("cannot build tensor of size ", Join(sizes), ": ",
-                                   e.what_without_backtrace()));
+    } catch (...) {
+      return StatusFromCurrentException(
+          absl::StrCat("corrupt pickle: cannot build tensor of size ", Join(sizes), Where()),
+          absl::StatusCode::kDataLoss);
     }
     if (a[4].as_bool() && t.is_floating_point()) t.set_requires_grad(true);
     return PickleValue::FromTensor(t);
@@ -836,7 +828,7 @@ class Unpickler {
   absl::Status Loop();
 
   absl::Status MemoPut(uint64_t key) {
-    NINO_PR_ASSIGN_OR_RETURN(top, Top());
+    NINO_ASSIGN_OR_RETURN(auto top, Top());
     if (memo_.size() >= opt_.max_memo_size && !memo_.count(key)) {
       return InvalidArg(absl::StrFormat("memo exceeds %d entries", opt_.max_memo_size));
     }
@@ -851,7 +843,7 @@ class Unpickler {
 
   absl::StatusOr<std::string> ReadText(uint64_t len) {
     std::string_view s;
-    NINO_PR_RETURN_IF_ERROR(ReadBytes(len, &s));
+    NINO_RETURN_IF_ERROR(ReadBytes(len, &s));
     if (!IsValidUtf8(s)) return DataLoss("string is not valid UTF-8");
     return std::string(s);
   }
@@ -991,7 +983,7 @@ absl::Status Unpickler::Loop() {
     switch (op) {
       case PROTO: {
         uint8_t v;
-        NINO_PR_RETURN_IF_ERROR(ReadLE(&v));
+        NINO_RETURN_IF_ERROR(ReadLE(&v));
         if (v > 5) {
           return absl::UnimplementedError(
               absl::StrFormat("pickle protocol %d is not supported%s", v, Where()));
@@ -1000,8 +992,8 @@ absl::Status Unpickler::Loop() {
       }
       case FRAME: {
         uint64_t n;
-        NINO_PR_RETURN_IF_ERROR(ReadLE(&n));
-        NINO_PR_RETURN_IF_ERROR(Need(n));  // frames only group opcodes; check the bound
+        NINO_RETURN_IF_ERROR(ReadLE(&n));
+        NINO_RETURN_IF_ERROR(Need(n));  // frames only group opcodes; check the bound
         break;
       }
       case STOP:
@@ -1009,30 +1001,30 @@ absl::Status Unpickler::Loop() {
 
       // ---- constants ----
       case NONE:
-        NINO_PR_RETURN_IF_ERROR(PushValue(PickleValue::None()));
+        NINO_RETURN_IF_ERROR(PushValue(PickleValue::None()));
         break;
       case NEWTRUE:
-        NINO_PR_RETURN_IF_ERROR(PushValue(PickleValue::Bool(true)));
+        NINO_RETURN_IF_ERROR(PushValue(PickleValue::Bool(true)));
         break;
       case NEWFALSE:
-        NINO_PR_RETURN_IF_ERROR(PushValue(PickleValue::Bool(false)));
+        NINO_RETURN_IF_ERROR(PushValue(PickleValue::Bool(false)));
         break;
       case BININT: {
         uint32_t v;
-        NINO_PR_RETURN_IF_ERROR(ReadLE(&v));
-        NINO_PR_RETURN_IF_ERROR(PushValue(PickleValue::Int(static_cast<int32_t>(v))));
+        NINO_RETURN_IF_ERROR(ReadLE(&v));
+        NINO_RETURN_IF_ERROR(PushValue(PickleValue::Int(static_cast<int32_t>(v))));
         break;
       }
       case BININT1: {
         uint8_t v;
-        NINO_PR_RETURN_IF_ERROR(ReadLE(&v));
-        NINO_PR_RETURN_IF_ERROR(PushValue(PickleValue::Int(v)));
+        NINO_RETURN_IF_ERROR(ReadLE(&v));
+        NINO_RETURN_IF_ERROR(PushValue(PickleValue::Int(v)));
         break;
       }
       case BININT2: {
         uint16_t v;
-        NINO_PR_RETURN_IF_ERROR(ReadLE(&v));
-        NINO_PR_RETURN_IF_ERROR(PushValue(PickleValue::Int(v)));
+        NINO_RETURN_IF_ERROR(ReadLE(&v));
+        NINO_RETURN_IF_ERROR(PushValue(PickleValue::Int(v)));
         break;
       }
       case LONG1:
@@ -1040,16 +1032,16 @@ absl::Status Unpickler::Loop() {
         uint64_t n;
         if (op == LONG1) {
           uint8_t n8;
-          NINO_PR_RETURN_IF_ERROR(ReadLE(&n8));
+          NINO_RETURN_IF_ERROR(ReadLE(&n8));
           n = n8;
         } else {
           uint32_t n32;
-          NINO_PR_RETURN_IF_ERROR(ReadLE(&n32));
+          NINO_RETURN_IF_ERROR(ReadLE(&n32));
           if (static_cast<int32_t>(n32) < 0) return DataLoss("negative LONG4 byte count");
           n = n32;
         }
         std::string_view b;
-        NINO_PR_RETURN_IF_ERROR(ReadBytes(n, &b));
+        NINO_RETURN_IF_ERROR(ReadBytes(n, &b));
         int64_t v = 0;
         if (n > 0) {
           uint64_t u = 0;
@@ -1067,17 +1059,17 @@ absl::Status Unpickler::Loop() {
             if (!fits) return InvalidArg("integer does not fit in 64 bits");
           }
         }
-        NINO_PR_RETURN_IF_ERROR(PushValue(PickleValue::Int(v)));
+        NINO_RETURN_IF_ERROR(PushValue(PickleValue::Int(v)));
         break;
       }
       case BINFLOAT: {
-        NINO_PR_RETURN_IF_ERROR(Need(8));
+        NINO_RETURN_IF_ERROR(Need(8));
         uint64_t u = 0;
         for (size_t i = 0; i < 8; ++i) u = (u << 8) | static_cast<uint8_t>(data_[pos_ + i]);
         pos_ += 8;
         double d;
         std::memcpy(&d, &u, sizeof(d));
-        NINO_PR_RETURN_IF_ERROR(PushValue(PickleValue::Float(d)));
+        NINO_RETURN_IF_ERROR(PushValue(PickleValue::Float(d)));
         break;
       }
       case BINUNICODE:
@@ -1086,17 +1078,17 @@ absl::Status Unpickler::Loop() {
         uint64_t n;
         if (op == SHORT_BINUNICODE) {
           uint8_t n8;
-          NINO_PR_RETURN_IF_ERROR(ReadLE(&n8));
+          NINO_RETURN_IF_ERROR(ReadLE(&n8));
           n = n8;
         } else if (op == BINUNICODE) {
           uint32_t n32;
-          NINO_PR_RETURN_IF_ERROR(ReadLE(&n32));
+          NINO_RETURN_IF_ERROR(ReadLE(&n32));
           n = n32;
         } else {
-          NINO_PR_RETURN_IF_ERROR(ReadLE(&n));
+          NINO_RETURN_IF_ERROR(ReadLE(&n));
         }
-        NINO_PR_ASSIGN_OR_RETURN(s, ReadText(n));
-        NINO_PR_RETURN_IF_ERROR(PushValue(PickleValue::String(std::move(s))));
+        NINO_ASSIGN_OR_RETURN(auto s, ReadText(n));
+        NINO_RETURN_IF_ERROR(PushValue(PickleValue::String(std::move(s))));
         break;
       }
       case BINBYTES:
@@ -1105,30 +1097,30 @@ absl::Status Unpickler::Loop() {
         uint64_t n;
         if (op == SHORT_BINBYTES) {
           uint8_t n8;
-          NINO_PR_RETURN_IF_ERROR(ReadLE(&n8));
+          NINO_RETURN_IF_ERROR(ReadLE(&n8));
           n = n8;
         } else if (op == BINBYTES) {
           uint32_t n32;
-          NINO_PR_RETURN_IF_ERROR(ReadLE(&n32));
+          NINO_RETURN_IF_ERROR(ReadLE(&n32));
           n = n32;
         } else {
-          NINO_PR_RETURN_IF_ERROR(ReadLE(&n));
+          NINO_RETURN_IF_ERROR(ReadLE(&n));
         }
         std::string_view b;
-        NINO_PR_RETURN_IF_ERROR(ReadBytes(n, &b));
-        NINO_PR_RETURN_IF_ERROR(PushValue(PickleValue::Bytes(std::string(b))));
+        NINO_RETURN_IF_ERROR(ReadBytes(n, &b));
+        NINO_RETURN_IF_ERROR(PushValue(PickleValue::Bytes(std::string(b))));
         break;
       }
 
       // ---- containers ----
       case EMPTY_DICT:
-        NINO_PR_RETURN_IF_ERROR(PushValue(PickleValue::Dict({})));
+        NINO_RETURN_IF_ERROR(PushValue(PickleValue::Dict({})));
         break;
       case EMPTY_LIST:
-        NINO_PR_RETURN_IF_ERROR(PushValue(PickleValue::List({})));
+        NINO_RETURN_IF_ERROR(PushValue(PickleValue::List({})));
         break;
       case EMPTY_TUPLE:
-        NINO_PR_RETURN_IF_ERROR(PushValue(PickleValue::Tuple({})));
+        NINO_RETURN_IF_ERROR(PushValue(PickleValue::Tuple({})));
         break;
       case MARK:
         if (marks_.size() >= opt_.max_marks) {
@@ -1137,9 +1129,9 @@ absl::Status Unpickler::Loop() {
         marks_.push_back(stack_.size());
         break;
       case TUPLE: {
-        NINO_PR_ASSIGN_OR_RETURN(items, PopMark());
-        NINO_PR_ASSIGN_OR_RETURN(t, MakeTuple(std::move(items)));
-        NINO_PR_RETURN_IF_ERROR(Push(std::move(t)));
+        NINO_ASSIGN_OR_RETURN(auto items, PopMark());
+        NINO_ASSIGN_OR_RETURN(auto t, MakeTuple(std::move(items)));
+        NINO_RETURN_IF_ERROR(Push(std::move(t)));
         break;
       }
       case TUPLE1:
@@ -1152,67 +1144,67 @@ absl::Status Unpickler::Loop() {
           items.push_back(std::move(stack_[i]));
         }
         stack_.resize(stack_.size() - n);
-        NINO_PR_ASSIGN_OR_RETURN(t, MakeTuple(std::move(items)));
-        NINO_PR_RETURN_IF_ERROR(Push(std::move(t)));
+        NINO_ASSIGN_OR_RETURN(auto t, MakeTuple(std::move(items)));
+        NINO_RETURN_IF_ERROR(Push(std::move(t)));
         break;
       }
       case LIST: {
-        NINO_PR_ASSIGN_OR_RETURN(items, PopMark());
+        NINO_ASSIGN_OR_RETURN(auto items, PopMark());
         std::vector<PickleValue> vals;
         for (Item& it : items) {
-          NINO_PR_ASSIGN_OR_RETURN(v, AsValue(std::move(it), "list item"));
+          NINO_ASSIGN_OR_RETURN(auto v, AsValue(std::move(it), "list item"));
           vals.push_back(std::move(v));
         }
-        NINO_PR_RETURN_IF_ERROR(PushValue(PickleValue::List(std::move(vals))));
+        NINO_RETURN_IF_ERROR(PushValue(PickleValue::List(std::move(vals))));
         break;
       }
       case DICT: {
-        NINO_PR_ASSIGN_OR_RETURN(items, PopMark());
+        NINO_ASSIGN_OR_RETURN(auto items, PopMark());
         if (items.size() % 2 != 0) return DataLoss("odd number of items for DICT");
         PickleValue d = PickleValue::Dict({});
         for (size_t i = 0; i < items.size(); i += 2) {
-          NINO_PR_ASSIGN_OR_RETURN(k, AsValue(std::move(items[i]), "dict key"));
-          NINO_PR_ASSIGN_OR_RETURN(v, AsValue(std::move(items[i + 1]), "dict value"));
-          NINO_PR_RETURN_IF_ERROR(SetItem(d, std::move(k), std::move(v)));
+          NINO_ASSIGN_OR_RETURN(auto k, AsValue(std::move(items[i]), "dict key"));
+          NINO_ASSIGN_OR_RETURN(auto v, AsValue(std::move(items[i + 1]), "dict value"));
+          NINO_RETURN_IF_ERROR(SetItem(d, std::move(k), std::move(v)));
         }
-        NINO_PR_RETURN_IF_ERROR(PushValue(std::move(d)));
+        NINO_RETURN_IF_ERROR(PushValue(std::move(d)));
         break;
       }
       case APPEND: {
-        NINO_PR_ASSIGN_OR_RETURN(it, Pop());
-        NINO_PR_ASSIGN_OR_RETURN(v, AsValue(std::move(it), "list item"));
-        NINO_PR_ASSIGN_OR_RETURN(list, TopValue("APPEND"));
+        NINO_ASSIGN_OR_RETURN(auto it, Pop());
+        NINO_ASSIGN_OR_RETURN(auto v, AsValue(std::move(it), "list item"));
+        NINO_ASSIGN_OR_RETURN(auto list, TopValue("APPEND"));
         if (!list->is_list()) return DataLoss(absl::StrCat("APPEND to a ", list->kind_name()));
         list->mutable_items().push_back(std::move(v));
         break;
       }
       case APPENDS: {
-        NINO_PR_ASSIGN_OR_RETURN(items, PopMark());
-        NINO_PR_ASSIGN_OR_RETURN(list, TopValue("APPENDS"));
+        NINO_ASSIGN_OR_RETURN(auto items, PopMark());
+        NINO_ASSIGN_OR_RETURN(auto list, TopValue("APPENDS"));
         if (!list->is_list()) return DataLoss(absl::StrCat("APPENDS to a ", list->kind_name()));
         for (Item& it : items) {
-          NINO_PR_ASSIGN_OR_RETURN(v, AsValue(std::move(it), "list item"));
+          NINO_ASSIGN_OR_RETURN(auto v, AsValue(std::move(it), "list item"));
           list->mutable_items().push_back(std::move(v));
         }
         break;
       }
       case SETITEM: {
-        NINO_PR_ASSIGN_OR_RETURN(vi, Pop());
-        NINO_PR_ASSIGN_OR_RETURN(ki, Pop());
-        NINO_PR_ASSIGN_OR_RETURN(v, AsValue(std::move(vi), "dict value"));
-        NINO_PR_ASSIGN_OR_RETURN(k, AsValue(std::move(ki), "dict key"));
-        NINO_PR_ASSIGN_OR_RETURN(d, TopValue("SETITEM"));
-        NINO_PR_RETURN_IF_ERROR(SetItem(*d, std::move(k), std::move(v)));
+        NINO_ASSIGN_OR_RETURN(auto vi, Pop());
+        NINO_ASSIGN_OR_RETURN(auto ki, Pop());
+        NINO_ASSIGN_OR_RETURN(auto v, AsValue(std::move(vi), "dict value"));
+        NINO_ASSIGN_OR_RETURN(auto k, AsValue(std::move(ki), "dict key"));
+        NINO_ASSIGN_OR_RETURN(auto d, TopValue("SETITEM"));
+        NINO_RETURN_IF_ERROR(SetItem(*d, std::move(k), std::move(v)));
         break;
       }
       case SETITEMS: {
-        NINO_PR_ASSIGN_OR_RETURN(items, PopMark());
+        NINO_ASSIGN_OR_RETURN(auto items, PopMark());
         if (items.size() % 2 != 0) return DataLoss("odd number of items for SETITEMS");
-        NINO_PR_ASSIGN_OR_RETURN(d, TopValue("SETITEMS"));
+        NINO_ASSIGN_OR_RETURN(auto d, TopValue("SETITEMS"));
         for (size_t i = 0; i < items.size(); i += 2) {
-          NINO_PR_ASSIGN_OR_RETURN(k, AsValue(std::move(items[i]), "dict key"));
-          NINO_PR_ASSIGN_OR_RETURN(v, AsValue(std::move(items[i + 1]), "dict value"));
-          NINO_PR_RETURN_IF_ERROR(SetItem(*d, std::move(k), std::move(v)));
+          NINO_ASSIGN_OR_RETURN(auto k, AsValue(std::move(items[i]), "dict key"));
+          NINO_ASSIGN_OR_RETURN(auto v, AsValue(std::move(items[i + 1]), "dict value"));
+          NINO_RETURN_IF_ERROR(SetItem(*d, std::move(k), std::move(v)));
         }
         break;
       }
@@ -1222,90 +1214,90 @@ absl::Status Unpickler::Loop() {
         if (stack_.size() > Floor()) {
           stack_.pop_back();
         } else {
-          NINO_PR_ASSIGN_OR_RETURN(discard, PopMark());
+          NINO_ASSIGN_OR_RETURN(auto discard, PopMark());
           (void)discard;
         }
         break;
       case POP_MARK: {
-        NINO_PR_ASSIGN_OR_RETURN(discard, PopMark());
+        NINO_ASSIGN_OR_RETURN(auto discard, PopMark());
         (void)discard;
         break;
       }
       case DUP: {
-        NINO_PR_ASSIGN_OR_RETURN(top, Top());
+        NINO_ASSIGN_OR_RETURN(auto top, Top());
         Item copy = *top;
-        NINO_PR_RETURN_IF_ERROR(Push(std::move(copy)));
+        NINO_RETURN_IF_ERROR(Push(std::move(copy)));
         break;
       }
       case MEMOIZE:
-        NINO_PR_RETURN_IF_ERROR(MemoPut(memo_.size()));
+        NINO_RETURN_IF_ERROR(MemoPut(memo_.size()));
         break;
       case BINPUT: {
         uint8_t k;
-        NINO_PR_RETURN_IF_ERROR(ReadLE(&k));
-        NINO_PR_RETURN_IF_ERROR(MemoPut(k));
+        NINO_RETURN_IF_ERROR(ReadLE(&k));
+        NINO_RETURN_IF_ERROR(MemoPut(k));
         break;
       }
       case LONG_BINPUT: {
         uint32_t k;
-        NINO_PR_RETURN_IF_ERROR(ReadLE(&k));
-        NINO_PR_RETURN_IF_ERROR(MemoPut(k));
+        NINO_RETURN_IF_ERROR(ReadLE(&k));
+        NINO_RETURN_IF_ERROR(MemoPut(k));
         break;
       }
       case PUT: {
         uint64_t k;
-        NINO_PR_RETURN_IF_ERROR(ReadDecimalLine(&k));
-        NINO_PR_RETURN_IF_ERROR(MemoPut(k));
+        NINO_RETURN_IF_ERROR(ReadDecimalLine(&k));
+        NINO_RETURN_IF_ERROR(MemoPut(k));
         break;
       }
       case BINGET: {
         uint8_t k;
-        NINO_PR_RETURN_IF_ERROR(ReadLE(&k));
-        NINO_PR_RETURN_IF_ERROR(MemoGet(k));
+        NINO_RETURN_IF_ERROR(ReadLE(&k));
+        NINO_RETURN_IF_ERROR(MemoGet(k));
         break;
       }
       case LONG_BINGET: {
         uint32_t k;
-        NINO_PR_RETURN_IF_ERROR(ReadLE(&k));
-        NINO_PR_RETURN_IF_ERROR(MemoGet(k));
+        NINO_RETURN_IF_ERROR(ReadLE(&k));
+        NINO_RETURN_IF_ERROR(MemoGet(k));
         break;
       }
       case GET: {
         uint64_t k;
-        NINO_PR_RETURN_IF_ERROR(ReadDecimalLine(&k));
-        NINO_PR_RETURN_IF_ERROR(MemoGet(k));
+        NINO_RETURN_IF_ERROR(ReadDecimalLine(&k));
+        NINO_RETURN_IF_ERROR(MemoGet(k));
         break;
       }
 
       // ---- globals and calls ----
       case GLOBAL: {
         std::string_view module, name;
-        NINO_PR_RETURN_IF_ERROR(ReadLine(&module));
-        NINO_PR_RETURN_IF_ERROR(ReadLine(&name));
-        NINO_PR_ASSIGN_OR_RETURN(g, ResolveGlobal(module, name));
-        NINO_PR_RETURN_IF_ERROR(Push(std::move(g)));
+        NINO_RETURN_IF_ERROR(ReadLine(&module));
+        NINO_RETURN_IF_ERROR(ReadLine(&name));
+        NINO_ASSIGN_OR_RETURN(auto g, ResolveGlobal(module, name));
+        NINO_RETURN_IF_ERROR(Push(std::move(g)));
         break;
       }
       case STACK_GLOBAL: {
-        NINO_PR_ASSIGN_OR_RETURN(name, Pop());
-        NINO_PR_ASSIGN_OR_RETURN(module, Pop());
+        NINO_ASSIGN_OR_RETURN(auto name, Pop());
+        NINO_ASSIGN_OR_RETURN(auto module, Pop());
         if (name.tag != Item::Tag::kValue || !name.value.is_string() ||
             module.tag != Item::Tag::kValue || !module.value.is_string()) {
           return DataLoss("STACK_GLOBAL expects two strings");
         }
-        NINO_PR_ASSIGN_OR_RETURN(g,
-                                 ResolveGlobal(module.value.as_string(), name.value.as_string()));
-        NINO_PR_RETURN_IF_ERROR(Push(std::move(g)));
+        NINO_ASSIGN_OR_RETURN(auto g,
+                              ResolveGlobal(module.value.as_string(), name.value.as_string()));
+        NINO_RETURN_IF_ERROR(Push(std::move(g)));
         break;
       }
       case REDUCE:
       case NEWOBJ: {
-        NINO_PR_ASSIGN_OR_RETURN(args_item, Pop());
-        NINO_PR_ASSIGN_OR_RETURN(fn, Pop());
+        NINO_ASSIGN_OR_RETURN(auto args_item, Pop());
+        NINO_ASSIGN_OR_RETURN(auto fn, Pop());
         if (fn.tag != Item::Tag::kGlobal) {
           return DataLoss(absl::StrCat(OpName(op), " callable is ", Describe(fn)));
         }
-        NINO_PR_ASSIGN_OR_RETURN(args, AsValue(std::move(args_item), "call arguments"));
+        NINO_ASSIGN_OR_RETURN(auto args, AsValue(std::move(args_item), "call arguments"));
         if (!args.is_tuple()) {
           return DataLoss(
               absl::StrCat(OpName(op), " arguments are a ", args.kind_name(), ", not a tuple"));
@@ -1315,16 +1307,16 @@ absl::Status Unpickler::Loop() {
           if (fn.global != GlobalId::kOrderedDict) {
             return InvalidArg(absl::StrCat("NEWOBJ of ", fn.global_name, " is not supported"));
           }
-          NINO_PR_RETURN_IF_ERROR(PushValue(PickleValue::Dict({}, /*ordered=*/true)));
+          NINO_RETURN_IF_ERROR(PushValue(PickleValue::Dict({}, /*ordered=*/true)));
           break;
         }
-        NINO_PR_ASSIGN_OR_RETURN(result, Call(fn, args));
-        NINO_PR_RETURN_IF_ERROR(PushValue(std::move(result)));
+        NINO_ASSIGN_OR_RETURN(auto result, Call(fn, args));
+        NINO_RETURN_IF_ERROR(PushValue(std::move(result)));
         break;
       }
       case BUILD: {
-        NINO_PR_ASSIGN_OR_RETURN(state, Pop());
-        NINO_PR_ASSIGN_OR_RETURN(target, TopValue("BUILD"));
+        NINO_ASSIGN_OR_RETURN(auto state, Pop());
+        NINO_ASSIGN_OR_RETURN(auto target, TopValue("BUILD"));
         // OrderedDict state (e.g. state_dict()._metadata) and tensor state are ignored.
         if (!target->is_dict() && !target->is_tensor()) {
           return InvalidArg(absl::StrCat("BUILD on a ", target->kind_name(), " is not supported"));
@@ -1332,9 +1324,9 @@ absl::Status Unpickler::Loop() {
         break;
       }
       case BINPERSID: {
-        NINO_PR_ASSIGN_OR_RETURN(pid, Pop());
-        NINO_PR_ASSIGN_OR_RETURN(v, LoadPersistent(std::move(pid)));
-        NINO_PR_RETURN_IF_ERROR(PushValue(std::move(v)));
+        NINO_ASSIGN_OR_RETURN(auto pid, Pop());
+        NINO_ASSIGN_OR_RETURN(auto v, LoadPersistent(std::move(pid)));
+        NINO_RETURN_IF_ERROR(PushValue(std::move(v)));
         break;
       }
 
@@ -1410,10 +1402,8 @@ absl::StatusOr<PickleValue> ReadPickle(std::string_view data, const StorageLoade
   try {
     Unpickler u(data, loader, options);
     return u.Run();
-  } catch (const c10::Error& e) {
-    return absl::InternalError(absl::StrCat("unpickling failed: ", e.what_without_backtrace()));
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("unpickling failed: ", e.what()));
+  } catch (...) {
+    return StatusFromCurrentException("unpickling failed", absl::StatusCode::kInternal);
   }
 }
 

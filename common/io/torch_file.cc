@@ -27,15 +27,11 @@
 #include "absl/strings/str_format.h"
 #include "common/env/write_file_atomically.h"
 #include "common/io/pickle_reader.h"
+#include "common/status/status_macros.h"
+#include "common/status/torch_guard.h"
 
 namespace nino::io {
 namespace {
-
-#define NINO_TF_RETURN_IF_ERROR(expr) \
-  do {                                \
-    absl::Status _st = (expr);        \
-    if (!_st.ok()) return _st;        \
-  } while (0)
 
 // Same code, message prefixed with the file name (and an optional context).
 absl::Status Annotate(const absl::Status& s, const std::string& name, const std::string& ctx = "") {
@@ -158,7 +154,7 @@ absl::StatusOr<ZipIndex> ReadZipIndex(const caffe2::serialize::ReadAdapterInterf
   if (size < kEocd) return absl::DataLossError("too short for a zip archive");
   const size_t tail_len = static_cast<size_t>(std::min<uint64_t>(size, kEocd + 0xffff + 20));
   std::string tail;
-  NINO_TF_RETURN_IF_ERROR(ReadExact(in, size - tail_len, tail_len, &tail));
+  NINO_RETURN_IF_ERROR(ReadExact(in, size - tail_len, tail_len, &tail));
   const auto* t = reinterpret_cast<const unsigned char*>(tail.data());
   size_t eocd = std::string::npos;
   // The last end record signature (the one miniz takes), whose comment must end the file.
@@ -181,7 +177,7 @@ absl::StatusOr<ZipIndex> ReadZipIndex(const caffe2::serialize::ReadAdapterInterf
       return absl::DataLossError("zip64 end of central directory locator not found");
     }
     std::string rec;
-    NINO_TF_RETURN_IF_ERROR(ReadExact(in, Le64(t + eocd - 20 + 8), 56, &rec));
+    NINO_RETURN_IF_ERROR(ReadExact(in, Le64(t + eocd - 20 + 8), 56, &rec));
     const auto* r = reinterpret_cast<const unsigned char*>(rec.data());
     if (Le32(r) != 0x06064b50)
       return absl::DataLossError("zip64 end of central directory not found");
@@ -193,7 +189,7 @@ absl::StatusOr<ZipIndex> ReadZipIndex(const caffe2::serialize::ReadAdapterInterf
     return absl::DataLossError("zip central directory size is inconsistent");
   }
   std::string cd;
-  NINO_TF_RETURN_IF_ERROR(ReadExact(in, cd_offset, static_cast<size_t>(cd_size), &cd));
+  NINO_RETURN_IF_ERROR(ReadExact(in, cd_offset, static_cast<size_t>(cd_size), &cd));
   const auto* c = reinterpret_cast<const unsigned char*>(cd.data());
   ZipIndex index;
   std::unordered_set<std::string> lower_names;
@@ -279,12 +275,12 @@ absl::Status CheckStreamReaderPreconditions(const caffe2::serialize::ReadAdapter
         "the archive's version record is compressed, encrypted or too large");
   }
   std::string header;
-  NINO_TF_RETURN_IF_ERROR(ReadExact(in, loc.local_offset, 30, &header));
+  NINO_RETURN_IF_ERROR(ReadExact(in, loc.local_offset, 30, &header));
   const auto* h = reinterpret_cast<const unsigned char*>(header.data());
   if (Le32(h) != 0x04034b50) return absl::DataLossError("corrupt zip local header (version)");
   std::string version;
-  NINO_TF_RETURN_IF_ERROR(ReadExact(in, loc.local_offset + 30 + Le16(h + 26) + Le16(h + 28),
-                                    static_cast<size_t>(loc.compressed_size), &version));
+  NINO_RETURN_IF_ERROR(ReadExact(in, loc.local_offset + 30 + Le16(h + 26) + Le16(h + 28),
+                                 static_cast<size_t>(loc.compressed_size), &version));
   // As std::stoull reads it: leading white space, then decimal digits.
   size_t i = 0;
   while (i < version.size() && std::isspace(static_cast<unsigned char>(version[i]))) ++i;
@@ -335,7 +331,7 @@ absl::StatusOr<PickleValue> LoadArchive(std::shared_ptr<caffe2::serialize::ReadA
     absl::StatusOr<ZipIndex> zip_index = ReadZipIndex(*in);
     if (!zip_index.ok()) return Annotate(zip_index.status(), name, "corrupt zip archive: ");
     const ZipIndex& index = *zip_index;
-    NINO_TF_RETURN_IF_ERROR(
+    NINO_RETURN_IF_ERROR(
         Annotate(CheckStreamReaderPreconditions(*in, index), name, "corrupt zip archive: "));
     caffe2::serialize::PyTorchStreamReader reader(in);
     if (!reader.hasRecord("data.pkl")) {
@@ -350,7 +346,7 @@ absl::StatusOr<PickleValue> LoadArchive(std::shared_ptr<caffe2::serialize::ReadA
     }
     if (reader.hasRecord("byteorder")) {
       auto [ptr, n] = reader.getRecord("byteorder");
-      NINO_TF_RETURN_IF_ERROR(Annotate(CheckCrc(index, "byteorder", ptr.get(), n), name));
+      NINO_RETURN_IF_ERROR(Annotate(CheckCrc(index, "byteorder", ptr.get(), n), name));
       std::string order(static_cast<const char*>(ptr.get()), n);
       if (order != "little") {
         return absl::InvalidArgumentError(
@@ -380,26 +376,24 @@ absl::StatusOr<PickleValue> LoadArchive(std::shared_ptr<caffe2::serialize::ReadA
               record, nbytes, numel, c10::toString(dtype),
               static_cast<uint64_t>(numel) * static_cast<uint64_t>(elem)));
         }
-        NINO_TF_RETURN_IF_ERROR(CheckCrc(index, record, dp.get(), nbytes));
+        NINO_RETURN_IF_ERROR(CheckCrc(index, record, dp.get(), nbytes));
         auto opts = torch::TensorOptions().dtype(dtype);
         if (numel == 0) return torch::empty({0}, opts);
         auto holder = std::make_shared<at::DataPtr>(std::move(dp));
         return torch::from_blob(
             holder->get(), {numel}, [holder](void*) {}, opts);
-      } catch (const c10::Error& e) {
-        return absl::DataLossError(
-            absl::StrCat("reading ", record, " failed: ", e.what_without_backtrace()));
+      } catch (...) {
+        return StatusFromCurrentException(absl::StrCat("reading ", record, " failed"),
+                                          absl::StatusCode::kDataLoss);
       }
     };
     absl::StatusOr<PickleValue> v = ReadPickle(pkl, loader);
     if (!v.ok()) return Annotate(v.status(), name, "data.pkl: ");
     return v;
-  } catch (const c10::Error& e) {
-    return absl::DataLossError(absl::StrCat(
-        name, ": corrupt or truncated torch.save zip archive: ", e.what_without_backtrace()));
-  } catch (const std::exception& e) {
-    return absl::DataLossError(
-        absl::StrCat(name, ": corrupt or truncated torch.save zip archive: ", e.what()));
+  } catch (...) {
+    return StatusFromCurrentException(
+        absl::StrCat(name, ": corrupt or truncated torch.save zip archive"),
+        absl::StatusCode::kDataLoss);
   }
 }
 
@@ -417,7 +411,7 @@ class PickleWriter {
 
   absl::Status Write(const PickleValue& v) {
     out_.append("\x80\x02", 2);
-    NINO_TF_RETURN_IF_ERROR(Save(v, 0));
+    NINO_RETURN_IF_ERROR(Save(v, 0));
     out_.push_back('.');
     return absl::OkStatus();
   }
@@ -535,7 +529,7 @@ class PickleWriter {
   }
 
   absl::Status Sequence(const std::vector<PickleValue>& items, int depth) {
-    for (const auto& v : items) NINO_TF_RETURN_IF_ERROR(Save(v, depth + 1));
+    for (const auto& v : items) NINO_RETURN_IF_ERROR(Save(v, depth + 1));
     return absl::OkStatus();
   }
 
@@ -546,12 +540,12 @@ class PickleWriter {
       return absl::OkStatus();
     }
     if (n <= 3) {
-      NINO_TF_RETURN_IF_ERROR(Sequence(items, depth));
+      NINO_RETURN_IF_ERROR(Sequence(items, depth));
       Op(static_cast<uint8_t>(0x85 + n - 1));  // TUPLE1..3
       return absl::OkStatus();
     }
     Op('(');
-    NINO_TF_RETURN_IF_ERROR(Sequence(items, depth));
+    NINO_RETURN_IF_ERROR(Sequence(items, depth));
     Op('t');
     return absl::OkStatus();
   }
@@ -562,11 +556,11 @@ class PickleWriter {
     for (size_t start = 0; start < items.size(); start += kBatch) {
       const size_t end = std::min(items.size(), start + kBatch);
       if (end - start == 1) {
-        NINO_TF_RETURN_IF_ERROR(Save(items[start], depth + 1));
+        NINO_RETURN_IF_ERROR(Save(items[start], depth + 1));
         Op('a');
       } else {
         Op('(');
-        for (size_t i = start; i < end; ++i) NINO_TF_RETURN_IF_ERROR(Save(items[i], depth + 1));
+        for (size_t i = start; i < end; ++i) NINO_RETURN_IF_ERROR(Save(items[i], depth + 1));
         Op('e');
       }
     }
@@ -585,8 +579,8 @@ class PickleWriter {
           return absl::InvalidArgumentError(
               absl::StrCat("dict key of type ", k.kind_name(), " is not hashable in Python"));
         }
-        NINO_TF_RETURN_IF_ERROR(Save(k, depth + 1));
-        NINO_TF_RETURN_IF_ERROR(Save(items[i].second, depth + 1));
+        NINO_RETURN_IF_ERROR(Save(k, depth + 1));
+        NINO_RETURN_IF_ERROR(Save(items[i].second, depth + 1));
       }
       Op(single ? 's' : 'u');
     }
@@ -633,8 +627,8 @@ class PickleWriter {
     std::vector<PickleValue> sizes, strides;
     for (int64_t s : data.sizes()) sizes.push_back(PickleValue::Int(s));
     for (int64_t s : data.strides()) strides.push_back(PickleValue::Int(s));
-    NINO_TF_RETURN_IF_ERROR(Tuple(sizes, 0));
-    NINO_TF_RETURN_IF_ERROR(Tuple(strides, 0));
+    NINO_RETURN_IF_ERROR(Tuple(sizes, 0));
+    NINO_RETURN_IF_ERROR(Tuple(strides, 0));
     Op(t.requires_grad() ? 0x88 : 0x89);
     Global("collections", "OrderedDict");  // backward hooks: OrderedDict()
     Op(')');
@@ -722,10 +716,8 @@ absl::Status WriteZip(const PickleWriter& pw, WritableFile& file) {
       writer.writeRecord("data/" + s.key, nbytes ? s.data.data_ptr() : &kEmpty, nbytes);
     }
     writer.writeEndOfFile();  // writes the "version" record and the central directory
-  } catch (const c10::Error& e) {
-    return absl::InternalError(absl::StrCat("zip writer: ", e.what_without_backtrace()));
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("zip writer: ", e.what()));
+  } catch (...) {
+    return StatusFromCurrentException("zip writer", absl::StatusCode::kInternal);
   }
   return io_status;
 }
@@ -773,8 +765,9 @@ absl::Status SaveTorchFile(Env* env, const std::string& path, const PickleValue&
   try {
     absl::Status st = pw.Write(value);
     if (!st.ok()) return Annotate(st, path, "cannot save: ");
-  } catch (const std::exception& e) {  // c10::Error derives from std::exception
-    return absl::InvalidArgumentError(absl::StrCat(path, ": cannot save: ", e.what()));
+  } catch (...) {
+    return StatusFromCurrentException(absl::StrCat(path, ": cannot save"),
+                                      absl::StatusCode::kInvalidArgument);
   }
   absl::Status st =
       WriteFileAtomically(env, path, [&pw](WritableFile& file) { return WriteZip(pw, file); });

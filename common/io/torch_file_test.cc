@@ -22,21 +22,15 @@
 #include "absl/strings/str_cat.h"
 #include "common/io/pickle_reader.h"
 #include "gtest/gtest.h"
+#include "tests/testing/test_util.h"
 
 namespace nino::io {
 namespace {
 
 // ---- helpers -------------------------------------------------------------------------------
 
-std::string SharedDir() {
-  const char* env = std::getenv("NINO_SHARED_DIR");
-  if (env != nullptr && *env != '\0') return env;
-#ifdef NINO_SHARED_DIR_DEFAULT
-  return NINO_SHARED_DIR_DEFAULT;
-#else
-  return "";
-#endif
-}
+// The official checkpoints are compared with: those tests skip without ../shared.
+using nino::testing::SharedDir;
 
 std::string CheckpointPath(const std::string& name) {
   return SharedDir() + "/reference/checkpoints/" + name;

@@ -66,7 +66,9 @@ absl::StatusOr<LpeResult> ComputeLaplacianPE(const NeuralGraph& graph, const Lpe
   const int64_t n = graph.num_nodes;
   const int64_t k = opts.dim;
   if (n - 1 < k) {
-    return absl::FailedPreconditionError(absl::StrCat(
+    // The layout the caller gave is too small: bad input (INVALID_ARGUMENT), decided here so
+    // that no caller (the nowcaster's RegisterJob) has to remap it.
+    return absl::InvalidArgumentError(absl::StrCat(
         "the graph has ", n, " nodes; the positional encoding needs at least ", k + 1));
   }
   SpMat m = NormalisedAdjacency(graph);

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "common/status/status_macros.h"
 
 namespace nino {
 namespace {
@@ -376,11 +377,6 @@ class Gpt2Params {
   std::set<std::string> used_;
 };
 
-#define NINO_ASSIGN_OR_RETURN(lhs, expr) \
-  auto lhs##_or = (expr);                \
-  if (!lhs##_or.ok()) return lhs##_or.status(); \
-  auto lhs = *lhs##_or
-
 }  // namespace
 
 absl::StatusOr<NeuralGraph> BuildGpt2Graph(const std::vector<ParamSpec>& params,
@@ -420,14 +416,14 @@ absl::StatusOr<NeuralGraph> BuildGpt2Graph(const std::vector<ParamSpec>& params,
     const ParamSpec* raw = named.Raw(pre + "wte.weight");
     if (raw->shape.size() != 2) return absl::InvalidArgumentError("GPT-2 graph: wte must be 2-D");
     V = raw->shape[0];
-    NINO_ASSIGN_OR_RETURN(p, named.Get(pre + "wte.weight", {V, d}));
+    NINO_ASSIGN_OR_RETURN(auto p, named.Get(pre + "wte.weight", {V, d}));
     wte = p;
   }
   if (named.Has(pre + "wpe.weight")) {
     const ParamSpec* raw = named.Raw(pre + "wpe.weight");
     if (raw->shape.size() != 2) return absl::InvalidArgumentError("GPT-2 graph: wpe must be 2-D");
     Ppos = raw->shape[0];
-    NINO_ASSIGN_OR_RETURN(p, named.Get(pre + "wpe.weight", {Ppos, d}));
+    NINO_ASSIGN_OR_RETURN(auto p, named.Get(pre + "wpe.weight", {Ppos, d}));
     wpe = p;
   }
   const bool has_lnf = named.Has(pre + "ln_f.weight");
@@ -450,18 +446,18 @@ absl::StatusOr<NeuralGraph> BuildGpt2Graph(const std::vector<ParamSpec>& params,
   int64_t base = base0;
   for (int64_t blk = 0; blk < L; ++blk) {
     const std::string h = absl::StrCat(pre, "h.", blk, ".");
-    NINO_ASSIGN_OR_RETURN(ln1w, named.Get(h + "ln_1.weight", {d}));
-    NINO_ASSIGN_OR_RETURN(ln1b, named.Get(h + "ln_1.bias", {d}));
-    NINO_ASSIGN_OR_RETURN(attw, named.Get(h + "attn.c_attn.weight", {d, 3 * d}));
-    NINO_ASSIGN_OR_RETURN(attb, named.Get(h + "attn.c_attn.bias", {3 * d}));
-    NINO_ASSIGN_OR_RETURN(cpw, named.Get(h + "attn.c_proj.weight", {d, d}));
-    NINO_ASSIGN_OR_RETURN(cpb, named.Get(h + "attn.c_proj.bias", {d}));
-    NINO_ASSIGN_OR_RETURN(ln2w, named.Get(h + "ln_2.weight", {d}));
-    NINO_ASSIGN_OR_RETURN(ln2b, named.Get(h + "ln_2.bias", {d}));
-    NINO_ASSIGN_OR_RETURN(fcw, named.Get(h + "mlp.c_fc.weight", {d, Fb}));
-    NINO_ASSIGN_OR_RETURN(fcb, named.Get(h + "mlp.c_fc.bias", {Fb}));
-    NINO_ASSIGN_OR_RETURN(mpw, named.Get(h + "mlp.c_proj.weight", {Fb, d}));
-    NINO_ASSIGN_OR_RETURN(mpb, named.Get(h + "mlp.c_proj.bias", {d}));
+    NINO_ASSIGN_OR_RETURN(auto ln1w, named.Get(h + "ln_1.weight", {d}));
+    NINO_ASSIGN_OR_RETURN(auto ln1b, named.Get(h + "ln_1.bias", {d}));
+    NINO_ASSIGN_OR_RETURN(auto attw, named.Get(h + "attn.c_attn.weight", {d, 3 * d}));
+    NINO_ASSIGN_OR_RETURN(auto attb, named.Get(h + "attn.c_attn.bias", {3 * d}));
+    NINO_ASSIGN_OR_RETURN(auto cpw, named.Get(h + "attn.c_proj.weight", {d, d}));
+    NINO_ASSIGN_OR_RETURN(auto cpb, named.Get(h + "attn.c_proj.bias", {d}));
+    NINO_ASSIGN_OR_RETURN(auto ln2w, named.Get(h + "ln_2.weight", {d}));
+    NINO_ASSIGN_OR_RETURN(auto ln2b, named.Get(h + "ln_2.bias", {d}));
+    NINO_ASSIGN_OR_RETURN(auto fcw, named.Get(h + "mlp.c_fc.weight", {d, Fb}));
+    NINO_ASSIGN_OR_RETURN(auto fcb, named.Get(h + "mlp.c_fc.bias", {Fb}));
+    NINO_ASSIGN_OR_RETURN(auto mpw, named.Get(h + "mlp.c_proj.weight", {Fb, d}));
+    NINO_ASSIGN_OR_RETURN(auto mpb, named.Get(h + "mlp.c_proj.bias", {d}));
 
     const int64_t B = base;
     const int64_t LN1W = B, LN1B = B + 1, KB = B + 2, X = B + 3, HD = B + 3 + d;
@@ -512,8 +508,8 @@ absl::StatusOr<NeuralGraph> BuildGpt2Graph(const std::vector<ParamSpec>& params,
   int64_t num_nodes = base + (has_lnf ? 2 : 0) + d;
   if (L == 0) num_nodes = base0 + lead0 + d;
   if (has_lnf) {
-    NINO_ASSIGN_OR_RETURN(lnfw, named.Get(pre + "ln_f.weight", {d}));
-    NINO_ASSIGN_OR_RETURN(lnfb, named.Get(pre + "ln_f.bias", {d}));
+    NINO_ASSIGN_OR_RETURN(auto lnfw, named.Get(pre + "ln_f.weight", {d}));
+    NINO_ASSIGN_OR_RETURN(auto lnfb, named.Get(pre + "ln_f.bias", {d}));
     const int64_t XL = base + 2;
     for (int64_t j = 0; j < d; ++j) b.AddWithSlot0(base, XL + j, kEdgeNormWeight, lnfw->offset + j);
     for (int64_t j = 0; j < d; ++j) b.AddWithSlot0(base + 1, XL + j, kEdgeBias, lnfb->offset + j);

@@ -8,7 +8,9 @@
 
 #include "common/nino/laplacian_pe.h"
 #include "common/nino/neural_graph.h"
+#include "common/nino/nino_model.h"
 #include "common/nino/nino_optimizer.h"
+#include "common/nino/nowcast_engine.h"
 #include "common/nino/scaling.h"
 #include "common/nino/schedule.h"
 
@@ -93,7 +95,25 @@ TEST(LaplacianPE, TinyGraphsAreRefused) {
   auto t = *MakeParamTable({{"a.weight", {2, 2}}});
   auto r = ComputeLaplacianPE(*BuildGenericGraph(t));
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  EXPECT_NE(r.status().message().find("needs at least"), absl::string_view::npos) << r.status();
+}
+
+// The code is chosen where the error arises: a layout too small for the positional encoding is
+// bad input, so the engine (and the nowcaster's RegisterJob on top of it) says INVALID_ARGUMENT
+// without anyone remapping it.
+TEST(LaplacianPE, AnEngineForATinyLayoutIsInvalidArgument) {
+  NiNoConfig config;  // a GNN with an 8-dim positional encoding, nino_no_posw.pt's layout
+  config.wte_pos_enc = false;
+  config.hid = 16;
+  auto model = NiNoModel::Synthetic(config, /*seed=*/0);
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto engine = NowcastEngine::Create(std::make_shared<const NiNoModel>(std::move(*model)),
+                                      *MakeParamTable({{"a.weight", {2, 2}}}), GraphSpec{});
+  ASSERT_FALSE(engine.ok());
+  EXPECT_EQ(engine.status().code(), absl::StatusCode::kInvalidArgument) << engine.status();
+  EXPECT_NE(engine.status().message().find("positional encoding"), absl::string_view::npos)
+      << engine.status();
 }
 
 // Adds 1 to the last state: easy to recognise in the parameters.

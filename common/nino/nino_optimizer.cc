@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/nino/schedule.h"
+#include "common/status/torch_guard.h"
 
 namespace nino {
 
@@ -101,8 +102,8 @@ NinoStepOutcome NinoOptimizer::step() {
     absl::StatusOr<torch::Tensor> pred = absl::UnknownError("not run");
     try {
       pred = nowcaster_->Nowcast(context_.narrow(0, 0, options_.ctx), out.k);
-    } catch (const std::exception& e) {
-      pred = absl::InternalError(absl::StrCat("nowcaster threw: ", e.what()));
+    } catch (...) {
+      pred = StatusFromCurrentException("nowcaster threw", absl::StatusCode::kInternal);
     }
     out.nowcast_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -9,6 +9,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/status/status_macros.h"
+#include "common/status/torch_guard.h"
 
 namespace nino {
 namespace {
@@ -109,9 +111,7 @@ absl::Status ApplyTuning(const NowcastTuning& tuning, const NiNoConfig& config,
 absl::Status NowcastEngine::BuildPart(std::vector<ParamSpec> params, const GraphSpec& spec,
                                       Part* part) {
   auto t0 = std::chrono::steady_clock::now();
-  auto graph = BuildGraph(params, spec);
-  if (!graph.ok()) return graph.status();
-  part->graph = std::move(*graph);
+  NINO_ASSIGN_OR_RETURN(part->graph, BuildGraph(params, spec));
   const NiNoConfig& cfg = model_->config();
   const NeuralGraph& g = part->graph;
   if (cfg.gnn && g.feat_size > cfg.max_feat_size) {
@@ -142,9 +142,8 @@ absl::Status NowcastEngine::BuildPart(std::vector<ParamSpec> params, const Graph
     auto t1 = std::chrono::steady_clock::now();
     LpeOptions lo = options_.lpe;
     lo.dim = cfg.lpe;
-    auto lpe = ComputeLaplacianPE(g, lo);
-    if (!lpe.ok()) return lpe.status();
-    part->pos = lpe->pos.to(dev);
+    NINO_ASSIGN_OR_RETURN(LpeResult lpe, ComputeLaplacianPE(g, lo));
+    part->pos = lpe.pos.to(dev);
     lpe_seconds_ += SecondsSince(t1);
   }
   return absl::OkStatus();
@@ -170,21 +169,17 @@ absl::StatusOr<std::unique_ptr<NowcastEngine>> NowcastEngine::Create(
   e->model_ = std::move(model);
   e->options_ = options;
   if (spec.kind == GraphSpec::Kind::kAuto) {
-    absl::StatusOr<GraphSpec> inferred = InferGraphSpec(params, spec.num_heads, spec.num_kv_heads);
-    if (!inferred.ok()) return inferred.status();
-    spec = *inferred;
+    NINO_ASSIGN_OR_RETURN(spec, InferGraphSpec(params, spec.num_heads, spec.num_kv_heads));
   }
   if (!options.subgraph) {
     e->parts_.resize(1);
     e->parts_[0].rows = TotalParams(params);
-    absl::Status s = e->BuildPart(params, spec, &e->parts_[0]);
-    if (!s.ok()) return s;
+    NINO_RETURN_IF_ERROR(e->BuildPart(params, spec, &e->parts_[0]));
   } else {
-    absl::StatusOr<std::vector<ParamGroup>> groups = SplitIntoBlocks(params, spec);
-    if (!groups.ok()) return groups.status();
-    e->parts_.resize(groups->size());
-    for (size_t i = 0; i < groups->size(); ++i) {
-      ParamGroup& g = (*groups)[i];
+    NINO_ASSIGN_OR_RETURN(std::vector<ParamGroup> groups, SplitIntoBlocks(params, spec));
+    e->parts_.resize(groups.size());
+    for (size_t i = 0; i < groups.size(); ++i) {
+      ParamGroup& g = groups[i];
       e->parts_[i].row_begin = g.row_begin;
       e->parts_[i].rows = g.rows;
       absl::Status s = e->BuildPart(std::move(g.params), spec, &e->parts_[i]);
@@ -276,8 +271,9 @@ absl::StatusOr<torch::Tensor> NowcastEngine::Nowcast(const torch::Tensor& states
       details->pred_scaled_flat = y_flat.cpu();
     }
     return out;
-  } catch (const c10::Error& err) {
-    return absl::InternalError(absl::StrCat("NiNo forward failed: ", err.what_without_backtrace()));
+  } catch (...) {
+    // Out of memory is RESOURCE_EXHAUSTED (the caller may retry with smaller chunks).
+    return StatusFromCurrentException("NiNo forward failed", absl::StatusCode::kInternal);
   }
 }
 

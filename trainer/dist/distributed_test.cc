@@ -34,6 +34,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "tests/testing/test_util.h"
 
 namespace nino::trainer {
 namespace {
@@ -221,22 +222,8 @@ constexpr double kParentDeadlineS = 16;  // the parent kills children after this
 constexpr double kFailGraceS = 1.0;      // after one child failed, the others get this long
 constexpr auto kRendezvousTimeout = std::chrono::seconds(8);
 
-// A currently free TCP port on 127.0.0.1 (bound to port 0, read back, closed).
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t n = sizeof a;
-  int port = -1;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n) == 0) {
-    port = ntohs(a.sin_port);
-  }
-  close(fd);
-  return port;
-}
+// A currently free TCP port on 127.0.0.1 (the test library's; 0 if none could be bound).
+using nino::testing::FreePort;
 
 struct ChildOutcome {
   int status = 0;       // waitpid status

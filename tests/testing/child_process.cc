@@ -1,5 +1,6 @@
-#include "nowcaster/child_process.h"
+#include "tests/testing/child_process.h"
 
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -9,7 +10,7 @@
 
 #include "absl/strings/numbers.h"
 
-namespace nino::nowcaster {
+namespace nino::testing {
 
 ChildProcess::ChildProcess(const std::vector<std::string>& argv) {
   int fds[2];
@@ -37,12 +38,18 @@ ChildProcess::~ChildProcess() {
   if (err_fd_ >= 0) close(err_fd_);
 }
 
-std::string ChildProcess::ReadUntil(const std::string& needle) {
+std::string ChildProcess::ReadUntil(const std::string& needle, std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
   char buf[1024];
-  while (log_.find(needle) == std::string::npos) {
+  while (err_fd_ >= 0 && log_.find(needle) == std::string::npos) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          deadline - std::chrono::steady_clock::now())
+                          .count();
+    pollfd p{err_fd_, POLLIN, 0};
+    if (left <= 0 || poll(&p, 1, static_cast<int>(left)) <= 0) break;
     const ssize_t n = read(err_fd_, buf, sizeof buf);
     if (n <= 0) break;
-    log_.append(buf, n);
+    log_.append(buf, static_cast<size_t>(n));
   }
   return log_;
 }
@@ -72,10 +79,4 @@ int NumberAfter(const std::string& text, const std::string& marker) {
   return value;
 }
 
-std::string NowcasterBinaryPath() {
-  const char* srcdir = std::getenv("TEST_SRCDIR");
-  if (srcdir != nullptr) return std::string(srcdir) + "/nino_service/nowcaster/nino_nowcaster";
-  return "nowcaster/nino_nowcaster";
-}
-
-}  // namespace nino::nowcaster
+}  // namespace nino::testing

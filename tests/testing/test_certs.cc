@@ -1,4 +1,4 @@
-#include "nowcaster/test_certs.h"
+#include "tests/testing/test_certs.h"
 
 #include <cstdio>
 #include <cstdlib>
@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace nino::nowcaster {
+namespace nino::testing {
 namespace {
 
 constexpr char kNewKey[] = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
@@ -84,4 +84,4 @@ absl::StatusOr<TestCerts> MakeTestCerts(const std::string& dir) {
   return c;
 }
 
-}  // namespace nino::nowcaster
+}  // namespace nino::testing

@@ -1,7 +1,9 @@
-// Test helper: a child process (the nino_nowcaster binary) with its stderr on a pipe, read
-// until a marker; killed (SIGKILL) on destruction if it is still running.
-#ifndef NINO_NOWCASTER_CHILD_PROCESS_H_
-#define NINO_NOWCASTER_CHILD_PROCESS_H_
+// Part of the test library (tests/testing): a child process (e.g. the nino_nowcaster binary)
+// with its stderr on a pipe, read until a marker within a deadline; killed (SIGKILL) on
+// destruction if it is still running. (process_util.h runs processes with their output in a
+// log file instead.)
+#ifndef NINO_TESTS_TESTING_CHILD_PROCESS_H_
+#define NINO_TESTS_TESTING_CHILD_PROCESS_H_
 
 #include <sys/types.h>
 
@@ -9,7 +11,7 @@
 #include <string>
 #include <vector>
 
-namespace nino::nowcaster {
+namespace nino::testing {
 
 class ChildProcess {
  public:
@@ -21,8 +23,10 @@ class ChildProcess {
 
   pid_t pid() const { return pid_; }
 
-  // Reads stderr until it contains `needle` or the child closes it; returns all read so far.
-  std::string ReadUntil(const std::string& needle);
+  // Reads stderr until it contains `needle`, the child closes it, or `timeout` passes; returns
+  // all read so far (the caller checks for the needle).
+  std::string ReadUntil(const std::string& needle,
+                        std::chrono::seconds timeout = std::chrono::seconds(60));
 
   // Waits up to `timeout` for the exit; the wait status, or -1 on timeout.
   int WaitExit(std::chrono::seconds timeout);
@@ -37,9 +41,6 @@ class ChildProcess {
 // The number after `marker` in `text` (e.g. the port after "listening on 127.0.0.1:"), or 0.
 int NumberAfter(const std::string& text, const std::string& marker);
 
-// The path of the nino_nowcaster binary in a test's runfiles (or relative to the workspace).
-std::string NowcasterBinaryPath();
+}  // namespace nino::testing
 
-}  // namespace nino::nowcaster
-
-#endif  // NINO_NOWCASTER_CHILD_PROCESS_H_
+#endif  // NINO_TESTS_TESTING_CHILD_PROCESS_H_

@@ -1,59 +1,18 @@
-#include "tests/process_util.h"
+#include "tests/testing/process_util.h"
 
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #include "common/io/torch_file.h"
 
 namespace nino::testing {
-
-std::string RunfilesPath(const std::string& rel, const char* override_env) {
-  if (const char* bin = std::getenv(override_env)) return bin;
-  const char* srcdir = std::getenv("TEST_SRCDIR");
-  const char* ws = std::getenv("TEST_WORKSPACE");
-  if (srcdir && ws) return std::string(srcdir) + "/" + ws + "/" + rel;
-  return rel;
-}
-std::string TrainBinary() { return RunfilesPath("trainer/nino_train", "NINO_TRAIN_BIN"); }
-std::string NowcasterBinary() {
-  return RunfilesPath("nowcaster/nino_nowcaster", "NINO_NOWCASTER_BIN");
-}
-
-std::string SharedDir() {
-  const char* env = std::getenv("NINO_SHARED_DIR");
-  return env && *env ? env : NINO_SHARED_DIR_DEFAULT;
-}
-
-LoopbackSocket::LoopbackSocket(bool listen_on) {
-  fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  if (listen_on) listen(fd, 16);
-  socklen_t len = sizeof(a);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  port = ntohs(a.sin_port);
-}
-LoopbackSocket::~LoopbackSocket() { Close(); }
-void LoopbackSocket::Close() {
-  if (fd >= 0) close(fd);
-  fd = -1;
-}
-
-int FreePort() { return LoopbackSocket(false).port; }
 
 Proc Start(const std::string& binary, const std::vector<std::string>& args,
            const std::vector<std::string>& env, const std::string& log) {
@@ -86,11 +45,29 @@ int Wait(const Proc& p, int seconds) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
 }
 
-std::string Slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
+int StartNowcasterProcess(const std::vector<std::string>& args, const std::string& log,
+                          Proc* proc) {
+  std::vector<std::string> all = {"--address=127.0.0.1:0", "--metrics_port=0", "--threads=1",
+                                  "--lame_duck_ms=0"};
+  all.insert(all.end(), args.begin(), args.end());
+  *proc = Start(NowcasterBinary(), all, {}, log);
+  const std::string marker = "listening on 127.0.0.1:";
+  for (int i = 0; i < 600; ++i) {  // 60 s
+    const std::string text = ReadFile(log);
+    const size_t at = text.find(marker);
+    if (at != std::string::npos && text.find('\n', at) != std::string::npos) {
+      return std::atoi(text.c_str() + at + marker.size());
+    }
+    int status = 0;
+    if (waitpid(proc->pid, &status, WNOHANG) == proc->pid) {
+      proc->pid = -1;
+      ADD_FAILURE() << "nino_nowcaster exited at start:\n" << text;
+      return 0;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ADD_FAILURE() << "nino_nowcaster printed no address in 60 s:\n" << ReadFile(log);
+  return 0;
 }
 
 torch::Tensor FinalParams(const std::string& run_dir) {
