@@ -128,7 +128,8 @@ absl::StatusOr<Principal> Authenticator::Lookup(absl::string_view token) const {
   return *found;
 }
 
-absl::StatusOr<Principal> Authenticator::Authenticate(const grpc::ServerContext& context) const {
+absl::StatusOr<Principal> Authenticator::Authenticate(
+    const grpc::ServerContextBase& context) const {
   if (!enabled()) return Principal{};
   const auto& metadata = context.client_metadata();
   const auto it = metadata.find("authorization");
@@ -149,7 +150,7 @@ absl::Status Authenticator::CheckOwner(const Principal& caller, absl::string_vie
       absl::StrCat("job ", job_id, " belongs to another principal than '", caller.name, "'"));
 }
 
-absl::Status Authenticator::AuthorizeAdmin(const grpc::ServerContext& context,
+absl::Status Authenticator::AuthorizeAdmin(const grpc::ServerContextBase& context,
                                            absl::string_view what) const {
   absl::StatusOr<Principal> caller = Authenticate(context);
   if (!caller.ok()) return caller.status();

@@ -73,15 +73,16 @@ class Authenticator {
   // Number of principals (distinct names), for the start-up log.
   size_t num_principals() const;
 
-  // The caller of `context`'s call (see the contract for the codes).
-  absl::StatusOr<Principal> Authenticate(const grpc::ServerContext& context) const;
+  // The caller of `context`'s call (see the contract for the codes). Synchronous and callback
+  // calls alike (grpc::ServerContext, grpc::CallbackServerContext).
+  absl::StatusOr<Principal> Authenticate(const grpc::ServerContextBase& context) const;
   // The principal a bare token belongs to; PERMISSION_DENIED if none.
   absl::StatusOr<Principal> Lookup(absl::string_view token) const;
   // OK when authentication is off or `caller` registered the job (`owner`); PERMISSION_DENIED.
   absl::Status CheckOwner(const Principal& caller, absl::string_view owner,
                           absl::string_view job_id) const;
   // Authenticate, then PERMISSION_DENIED unless the caller is an admin (or auth is off).
-  absl::Status AuthorizeAdmin(const grpc::ServerContext& context, absl::string_view what) const;
+  absl::Status AuthorizeAdmin(const grpc::ServerContextBase& context, absl::string_view what) const;
 
  private:
   struct Entry {

@@ -44,17 +44,37 @@ Job::~Job() {
 bool Job::TokenMatches(absl::string_view token) const { return TokensEqual(token, token_); }
 
 void Job::SetEngine(absl::StatusOr<std::unique_ptr<NowcastEngine>> engine) {
-  absl::MutexLock lock(&engine_mu_);
-  // Settled once: a running Nowcast holds the engine without this lock.
-  if (engine_status_.code() != absl::StatusCode::kUnavailable) return;
-  if (!engine.ok()) {
-    engine_status_ = engine.status();
-    return;
+  std::vector<std::function<void(const absl::Status&)>> listeners;
+  absl::Status settled;
+  {
+    absl::MutexLock lock(&engine_mu_);
+    // Settled once: a running Nowcast holds the engine without this lock.
+    if (engine_status_.code() != absl::StatusCode::kUnavailable) return;
+    if (!engine.ok()) {
+      engine_status_ = engine.status();
+    } else {
+      engine_ = std::move(*engine);
+      num_nodes_ = engine_->total_nodes();
+      num_edges_ = engine_->total_edges();
+      engine_status_ = absl::OkStatus();
+    }
+    settled = engine_status_;
+    listeners.swap(engine_listeners_);
   }
-  engine_ = std::move(*engine);
-  num_nodes_ = engine_->total_nodes();
-  num_edges_ = engine_->total_edges();
-  engine_status_ = absl::OkStatus();
+  for (auto& fn : listeners) fn(settled);
+}
+
+void Job::WhenEngineSettled(std::function<void(const absl::Status&)> fn) {
+  absl::Status settled;
+  {
+    absl::MutexLock lock(&engine_mu_);
+    if (engine_status_.code() == absl::StatusCode::kUnavailable) {
+      engine_listeners_.push_back(std::move(fn));
+      return;
+    }
+    settled = engine_status_;
+  }
+  fn(settled);
 }
 
 absl::Status Job::WaitForEngine(absl::Time deadline) const {
@@ -63,6 +83,18 @@ absl::Status Job::WaitForEngine(absl::Time deadline) const {
     return engine_status_.code() != absl::StatusCode::kUnavailable;
   };
   if (!engine_mu_.AwaitWithDeadline(absl::Condition(&settled), deadline)) {
+    return absl::DeadlineExceededError(absl::StrCat("the NiNo graph of job ", spec_.job_id,
+                                                    " was still being built at the deadline"));
+  }
+  return engine_status_;
+}
+
+absl::Status Job::WaitForEngineFor(absl::Duration timeout) const {
+  absl::MutexLock lock(&engine_mu_);
+  auto settled = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_) {
+    return engine_status_.code() != absl::StatusCode::kUnavailable;
+  };
+  if (!engine_mu_.AwaitWithTimeout(absl::Condition(&settled), timeout)) {
     return absl::DeadlineExceededError(absl::StrCat("the NiNo graph of job ", spec_.job_id,
                                                     " was still being built at the deadline"));
   }
@@ -166,28 +198,31 @@ absl::StatusOr<int> Job::CommitUpload(int64_t step, torch::Tensor state, int64_t
   return static_cast<int>(held_.size());
 }
 
-absl::StatusOr<Job::Context> Job::TakeContext(int64_t step) const {
-  std::vector<torch::Tensor> states;
-  uint64_t last_seq = 0;
-  {
-    absl::MutexLock lock(&mu_);
-    if (static_cast<int64_t>(held_.size()) != spec_.ctx) {
-      return absl::FailedPreconditionError(absl::StrCat("job ", spec_.job_id, " holds ",
-                                                        held_.size(), " of the ", spec_.ctx,
-                                                        " snapshots a NiNo step needs"));
-    }
-    const int64_t oldest = held_.front().step, newest = held_.back().step;
-    if (newest > step || oldest <= step - spec_.period) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "the held snapshots (steps ", oldest, "..", newest, ") are not the context of NiNo step ",
-          step, " (expected steps in (", step - spec_.period, ", ", step, "])"));
-    }
-    for (const Snapshot& s : held_) states.push_back(s.values);
-    last_seq = held_.back().seq;
+absl::StatusOr<Job::PinnedContext> Job::PinContext(int64_t step) const {
+  PinnedContext pinned;
+  absl::MutexLock lock(&mu_);
+  if (static_cast<int64_t>(held_.size()) != spec_.ctx) {
+    return absl::FailedPreconditionError(absl::StrCat("job ", spec_.job_id, " holds ", held_.size(),
+                                                      " of the ", spec_.ctx,
+                                                      " snapshots a NiNo step needs"));
   }
+  const int64_t oldest = held_.front().step, newest = held_.back().step;
+  if (newest > step || oldest <= step - spec_.period) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the held snapshots (steps ", oldest, "..", newest, ") are not the context of NiNo step ",
+        step, " (expected steps in (", step - spec_.period, ", ", step, "])"));
+  }
+  for (const Snapshot& s : held_) pinned.states.push_back(s.values);
+  pinned.last_seq = held_.back().seq;
+  return pinned;
+}
+
+absl::StatusOr<Job::Context> Job::TakeContext(int64_t step) const {
+  absl::StatusOr<PinnedContext> pinned = PinContext(step);
+  if (!pinned.ok()) return pinned.status();
   Context context;
-  context.states = torch::stack(states);  // outside the lock: copies ctx * P floats
-  context.last_seq = last_seq;
+  context.states = pinned->Stack();  // outside the lock: copies ctx * P floats
+  context.last_seq = pinned->last_seq;
   return context;
 }
 
@@ -226,14 +261,41 @@ void Job::FinishPrediction(uint64_t last_seq, int64_t bytes_out) {
 void Job::Close() {
   std::deque<Snapshot> freed;
   std::vector<torch::Tensor> freed_buffers;
+  std::map<ListenerId, std::function<void()>> listeners;
   {
     absl::MutexLock lock(&mu_);
     if (closed_) return;
     closed_ = true;
     freed.swap(held_);
     freed_buffers.swap(free_buffers_);
+    listeners.swap(close_listeners_);
   }
   budget_->Release(reservation_bytes_);
+  for (auto& [id, fn] : listeners) fn();
+}
+
+bool Job::closed() const {
+  absl::MutexLock lock(&mu_);
+  return closed_;
+}
+
+Job::ListenerId Job::AddCloseListener(std::function<void()> fn) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!closed_) {
+      const ListenerId id = next_listener_++;
+      close_listeners_.emplace(id, std::move(fn));
+      return id;
+    }
+  }
+  fn();
+  return 0;
+}
+
+void Job::RemoveCloseListener(ListenerId id) {
+  if (id == 0) return;
+  absl::MutexLock lock(&mu_);
+  close_listeners_.erase(id);
 }
 
 v1::JobStatus Job::Status() const {

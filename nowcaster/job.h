@@ -7,6 +7,8 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -52,6 +54,12 @@ class Job {
   // OK once the engine is built, the build's error if it failed, DEADLINE_EXCEEDED if neither
   // happened by `deadline`.
   absl::Status WaitForEngine(absl::Time deadline) const;
+  // Same, waiting at most `timeout` (the caller computes it from its Env's clock).
+  absl::Status WaitForEngineFor(absl::Duration timeout) const;
+  // Calls `fn` once with the engine's final status (OK or the build's error): at once, on this
+  // thread, if it is settled, otherwise on the thread that settles it (SetEngine; the builder).
+  // `fn` must be quick and must not block: it runs on the builder thread.
+  void WhenEngineSettled(std::function<void(const absl::Status&)> fn);
   // Without waiting: OK (built), UNAVAILABLE (building) or the build's error.
   absl::Status EngineStatus() const;
   // The graph's size once built (0, 0 before).
@@ -80,6 +88,15 @@ class Job {
   // FAILED_PRECONDITION unless exactly ctx snapshots are held, all at steps in
   // (step - period, step].
   absl::StatusOr<Context> TakeContext(int64_t step) const;
+  // The same context without the copy: references to the held snapshots ([P] float32 each,
+  // oldest first; a committed snapshot is never written again, and a referenced buffer is
+  // not recycled), for a nowcast that stacks them later, on a worker.
+  struct PinnedContext {
+    std::vector<torch::Tensor> states;
+    uint64_t last_seq = 0;
+    torch::Tensor Stack() const { return torch::stack(states); }  // [ctx, P]
+  };
+  absl::StatusOr<PinnedContext> PinContext(int64_t step) const;
   // One NiNo step on `states` ([ctx, P]) with horizon k: predicted [P] float32. One nowcast at a
   // time per job (the engine is thread-compatible); a c10::Error becomes INTERNAL;
   // FAILED_PRECONDITION while the engine is not built.
@@ -88,8 +105,16 @@ class Job {
   // official optimizer clears its history) and counts it.
   void FinishPrediction(uint64_t last_seq, int64_t bytes_out);
 
-  // Frees the held snapshots and returns their reservation; later uploads fail. Idempotent.
+  // Frees the held snapshots and returns their reservation; later uploads fail, and the close
+  // listeners are called (on this thread). Idempotent.
   void Close();
+  bool closed() const;
+  // Calls `fn` once when the job is closed, unless removed first; at once (on this thread,
+  // returning 0) if it is closed already. `fn` must be quick and must not block. A listener may
+  // still run (once) after RemoveCloseListener if Close() had taken it already.
+  using ListenerId = uint64_t;
+  ListenerId AddCloseListener(std::function<void()> fn);
+  void RemoveCloseListener(ListenerId id);
 
   v1::JobStatus Status() const;
 
@@ -118,6 +143,8 @@ class Job {
       absl::UnavailableError("the job's NiNo graph is being built");
   int64_t num_nodes_ ABSL_GUARDED_BY(engine_mu_) = 0;
   int64_t num_edges_ ABSL_GUARDED_BY(engine_mu_) = 0;
+  std::vector<std::function<void(const absl::Status&)>> engine_listeners_
+      ABSL_GUARDED_BY(engine_mu_);
 
   mutable absl::Mutex mu_;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
@@ -129,6 +156,8 @@ class Job {
   int64_t predictions_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t bytes_in_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t bytes_out_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<ListenerId, std::function<void()>> close_listeners_ ABSL_GUARDED_BY(mu_);
+  ListenerId next_listener_ ABSL_GUARDED_BY(mu_) = 1;
 };
 
 }  // namespace nino::nowcaster

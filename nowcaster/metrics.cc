@@ -25,6 +25,16 @@ NowcasterMetrics::NowcasterMetrics()
                        .Help("Predict requests waiting for a worker")
                        .Register(*registry_)
                        .Add({})),
+      busy_workers_(BuildGauge()
+                        .Name("nino_nowcaster_busy_workers")
+                        .Help("Nowcast workers now running a job's work (of --workers)")
+                        .Register(*registry_)
+                        .Add({})),
+      predicts_in_flight_(BuildGauge()
+                              .Name("nino_nowcaster_predicts_in_flight")
+                              .Help("Predict calls accepted and not yet answered")
+                              .Register(*registry_)
+                              .Add({})),
       reserved_bytes_(BuildGauge()
                           .Name("nino_nowcaster_state_memory_reserved_bytes")
                           .Help("Memory budget reserved by open jobs (snapshots and engines)")

@@ -26,6 +26,11 @@ class NowcasterMetrics {
 
   void SetJobs(int64_t jobs) { jobs_.Set(static_cast<double>(jobs)); }
   void SetQueueDepth(int depth) { queue_depth_.Set(depth); }
+  // Nowcast workers (of --workers) now running a job's work; the rest are idle.
+  void SetBusyWorkers(int busy) { busy_workers_.Set(busy); }
+  // Predict calls accepted and not yet answered (waiting for a graph, a worker or their
+  // nowcast, or streaming the prediction). They hold no thread while they wait.
+  void ChangePredictsInFlight(int delta) { predicts_in_flight_.Increment(delta); }
   // Everything open jobs reserved from the memory budget (snapshots and engines).
   void SetReservedBytes(int64_t bytes) { reserved_bytes_.Set(static_cast<double>(bytes)); }
   // The part of it reserved for NiNo graphs and working memory.
@@ -42,6 +47,8 @@ class NowcasterMetrics {
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Gauge& jobs_;
   prometheus::Gauge& queue_depth_;
+  prometheus::Gauge& busy_workers_;
+  prometheus::Gauge& predicts_in_flight_;
   prometheus::Gauge& reserved_bytes_;
   prometheus::Gauge& engine_reserved_bytes_;
   prometheus::Histogram& nowcast_seconds_;

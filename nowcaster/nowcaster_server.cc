@@ -41,7 +41,7 @@ absl::StatusOr<MetricsHttpServer::Authorizer> MetricsAuthorizer(const NowcasterO
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<NowcasterServer>> NowcasterServer::BuildAndStart(
-    NowcasterOptions options) {
+    NowcasterOptions options, Env* env) {
   if (absl::Status s = ValidateOptions(options); !s.ok()) return s;
   absl::StatusOr<std::string> exposure_warning = CheckExposure(options);
   if (!exposure_warning.ok()) return exposure_warning.status();
@@ -65,8 +65,8 @@ absl::StatusOr<std::unique_ptr<NowcasterServer>> NowcasterServer::BuildAndStart(
       auth->enabled() ? absl::StrCat("bearer tokens of ", auth->num_principals(),
                                      " principals (--auth_tokens_file)")
                       : std::string("none (no --auth_tokens_file: every call is allowed)");
-  s->service_ =
-      std::make_unique<NowcasterService>(o, *device, &s->models_, &s->metrics_, std::move(*auth));
+  s->service_ = std::make_unique<NowcasterService>(o, *device, &s->models_, &s->metrics_,
+                                                   std::move(*auth), env);
 
   // Process-wide gRPC switches; both must precede the builder.
   grpc::EnableDefaultHealthCheckService(true);
@@ -78,6 +78,8 @@ absl::StatusOr<std::unique_ptr<NowcasterServer>> NowcasterServer::BuildAndStart(
   builder.SetMaxSendMessageSize(static_cast<int>(o.max_message_bytes));
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, wire::kHttp2MaxFrameBytes);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, wire::kHttp2LookaheadBytes);
+  // Bounds the synchronous pool (the unary methods, reflection). Predict, PutState and health
+  // checks run on gRPC's callback threads and hold none while they wait.
   if (o.max_rpc_threads > 0) {
     grpc::ResourceQuota quota("nino_nowcaster");
     quota.SetMaxThreads(o.max_rpc_threads);
@@ -123,7 +125,10 @@ absl::StatusOr<std::unique_ptr<NowcasterServer>> NowcasterServer::BuildAndStart(
   LogInfo(absl::StrCat("models: ", absl::StrJoin(model_lines, ", ")));
   LogInfo(absl::StrCat("device ", device->str(), ", ", o.workers, " workers, LibTorch threads ",
                        at::get_num_threads(), ", queue length ", o.queue_length, ", memory budget ",
-                       o.memory_budget_bytes, " bytes, max chunk ", o.max_chunk_bytes, " bytes"));
+                       o.memory_budget_bytes, " bytes, max chunk ", o.max_chunk_bytes,
+                       " bytes, unary RPC threads <= ",
+                       o.max_rpc_threads > 0 ? absl::StrCat(o.max_rpc_threads) : "gRPC's default",
+                       " (Predict and PutState hold none while waiting)"));
   return s;
 }
 

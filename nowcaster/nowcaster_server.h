@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "common/env/env.h"
 #include "nowcaster/metrics.h"
 #include "nowcaster/metrics_http_server.h"
 #include "nowcaster/model_store.h"
@@ -40,8 +41,14 @@ class NowcasterServer {
   // gRPC (health SERVING) and, if a metrics port is set, /metrics; logs the address, transport,
   // authentication, metrics port, models, device and threads (never a token).
   // INVALID_ARGUMENT for bad options or unreadable/malformed security files; the loader's
-  // errors for models; UNAVAILABLE if a port cannot be bound.
-  static absl::StatusOr<std::unique_ptr<NowcasterServer>> BuildAndStart(NowcasterOptions options);
+  // errors for models; UNAVAILABLE if a port cannot be bound. `env` (not owned, outlives the
+  // server) is the clock of the service's deadlines and timings.
+  //
+  // Threads: Predict and PutState run on gRPC's callback API and hold no thread while they
+  // wait; options.max_rpc_threads bounds gRPC's synchronous pool, which serves RegisterJob,
+  // GetJob, CloseJob, ListJobs and reflection (nowcaster_service.h).
+  static absl::StatusOr<std::unique_ptr<NowcasterServer>> BuildAndStart(NowcasterOptions options,
+                                                                        Env* env = Env::Default());
 
   ~NowcasterServer();  // Shutdown()
   NowcasterServer(const NowcasterServer&) = delete;
@@ -51,8 +58,11 @@ class NowcasterServer {
   int port() const { return port_; }
   int metrics_port() const { return metrics_port_; }
   const ModelStore& models() const { return models_; }
-  // Predict requests waiting for a worker.
+  // Predict requests waiting for a worker; workers running a nowcast; Predict calls accepted
+  // and not yet done.
   int queue_depth() const { return service_->queue_depth(); }
+  int busy_workers() const { return service_->busy_workers(); }
+  int64_t predicts_in_flight() const { return service_->predicts_in_flight(); }
 
   // Readiness ("" and kServiceName) NOT_SERVING; liveness stays SERVING; calls are still
   // served.

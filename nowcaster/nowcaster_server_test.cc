@@ -280,16 +280,10 @@ TEST_F(NowcasterServerTest, ZeroCopyUploadsMatchAndMalformedMessagesAreRefused) 
   {
     grpc::ClientContext ctx;
     v1::PutStateResponse r;
-    const grpc::internal::RpcMethod method(wire::kPutStateMethod,
-                                           grpc::internal::RpcMethod::CLIENT_STREAMING);
-    std::unique_ptr<grpc::ClientWriter<grpc::ByteBuffer>> writer(
-        grpc::internal::ClientWriterFactory<grpc::ByteBuffer>::Create(channel_.get(), method, &ctx,
-                                                                      &r));
     const std::string junk = "\x3a\x10short";
     grpc::Slice slice(junk.data(), junk.size());
-    writer->Write(grpc::ByteBuffer(&slice, 1));
-    writer->WritesDone();
-    grpc::Status s = writer->Finish();
+    grpc::Status s =
+        wire::PutStateMessages(channel_.get(), &ctx, {grpc::ByteBuffer(&slice, 1)}, &r);
     EXPECT_CODE(s, INVALID_ARGUMENT);
     EXPECT_NE(s.error_message().find("malformed"), std::string::npos) << s.error_message();
   }

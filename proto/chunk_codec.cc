@@ -1,11 +1,15 @@
 #include "proto/chunk_codec.h"
 
-#include <grpcpp/support/sync_stream.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/support/client_callback.h>
 
 #include <cstring>
+#include <functional>
 #include <utility>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/io/crc32c.h"
 #include "nowcaster/grpc_status.h"
 
@@ -281,6 +285,64 @@ ChunkAssembler::Fields ReceivedStateChunk::fields() const {
 
 // --- client --------------------------------------------------------------------------------
 
+namespace {
+
+// One PutState stream on gRPC's callback client API, through the generic stub (the method is
+// client-streaming on the server; on the wire every gRPC stream is the same), awaited by the
+// calling thread: one message in flight at a time, then the half-close and the one reply.
+// `Message` is StateChunkFrame or grpc::ByteBuffer.
+template <typename Message>
+class UploadStream final : public grpc::ClientBidiReactor<Message, v1::PutStateResponse> {
+ public:
+  // `next(i)` is message i of `count`.
+  UploadStream(std::function<Message(size_t)> next, size_t count, v1::PutStateResponse* response)
+      : next_(std::move(next)), count_(count), response_(response) {}
+
+  grpc::Status Run(grpc::ChannelInterface* channel, grpc::ClientContext* context) {
+    // The stub only names the channel for the call, which refers to the channel itself.
+    grpc::TemplatedGenericStub<Message, v1::PutStateResponse> stub(
+        std::shared_ptr<grpc::ChannelInterface>(channel, [](grpc::ChannelInterface*) {}));
+    stub.PrepareBidiStreamingCall(context, kPutStateMethod, grpc::StubOptions(), this);
+    this->StartRead(response_);
+    WriteNext();
+    this->StartCall();
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&done_));
+    return status_;
+  }
+  // false: the stream broke (the server answered early, e.g. with an error); the final status
+  // says why.
+  void OnWriteDone(bool ok) override {
+    if (ok) WriteNext();
+  }
+  void OnDone(const grpc::Status& status) override {
+    absl::MutexLock lock(&mu_);
+    status_ = status;
+    done_ = true;
+  }
+
+ private:
+  void WriteNext() {
+    if (sent_ == count_) {
+      this->StartWritesDone();
+      return;
+    }
+    message_ = next_(sent_++);
+    this->StartWrite(&message_);
+  }
+
+  const std::function<Message(size_t)> next_;
+  const size_t count_;
+  v1::PutStateResponse* const response_;
+  size_t sent_ = 0;
+  Message message_;  // the one being written
+  absl::Mutex mu_;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status status_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
 grpc::Status PutStateZeroCopy(grpc::ChannelInterface* channel, grpc::ClientContext* context,
                               absl::string_view job_id, absl::string_view job_token, int64_t step,
                               absl::string_view payload, int64_t max_chunk_bytes,
@@ -290,20 +352,20 @@ grpc::Status PutStateZeroCopy(grpc::ChannelInterface* channel, grpc::ClientConte
       PlanChunks(static_cast<int64_t>(payload.size()), max_chunk_bytes);
   // PlanChunks chose the code (INVALID_ARGUMENT for a bad size); it is passed on, not remapped.
   if (!spans.ok()) return nowcaster::ToGrpcStatus(spans.status());
-  const grpc::internal::RpcMethod method(kPutStateMethod,
-                                         grpc::internal::RpcMethod::CLIENT_STREAMING);
-  std::unique_ptr<grpc::ClientWriter<StateChunkFrame>> writer(
-      grpc::internal::ClientWriterFactory<StateChunkFrame>::Create(channel, method, context,
-                                                                   response));
-  for (const ChunkSpan& span : *spans) {
-    // false: the stream broke (the server answered early, e.g. with an error); Finish says why.
-    if (!writer->Write(
-            StateChunkFrame::Encode(job_id, job_token, step, payload, span, keepalive))) {
-      break;
-    }
-  }
-  writer->WritesDone();
-  return writer->Finish();
+  UploadStream<StateChunkFrame> upload(
+      [&](size_t i) {
+        return StateChunkFrame::Encode(job_id, job_token, step, payload, (*spans)[i], keepalive);
+      },
+      spans->size(), response);
+  return upload.Run(channel, context);
+}
+
+grpc::Status PutStateMessages(grpc::ChannelInterface* channel, grpc::ClientContext* context,
+                              const std::vector<grpc::ByteBuffer>& messages,
+                              v1::PutStateResponse* response) {
+  UploadStream<grpc::ByteBuffer> upload([&](size_t i) { return messages[i]; }, messages.size(),
+                                        response);
+  return upload.Run(channel, context);
 }
 
 }  // namespace nino::wire

@@ -107,6 +107,12 @@ grpc::Status PutStateZeroCopy(grpc::ChannelInterface* channel, grpc::ClientConte
                               std::shared_ptr<const void> keepalive,
                               v1::PutStateResponse* response);
 
+// PutState with `messages` as they are (serialised StateChunks or anything else, e.g. to test
+// the server's answer to a malformed message), through gRPC's public callback API.
+grpc::Status PutStateMessages(grpc::ChannelInterface* channel, grpc::ClientContext* context,
+                              const std::vector<grpc::ByteBuffer>& messages,
+                              v1::PutStateResponse* response);
+
 }  // namespace nino::wire
 
 namespace grpc {
