@@ -2,17 +2,14 @@
 // graph exactly and the predicted parameters within 1e-5 (absolute).
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <filesystem>
 
+#include "tests/testing/test_util.h"
 #include "tools/golden_case.h"
 
 namespace {
 
-std::string SharedDir() {
-  const char* env = std::getenv("NINO_SHARED_DIR");
-  return env && *env ? env : NINO_SHARED_DIR_DEFAULT;
-}
+using nino::testing::SharedDir;  // compares with the official outputs: may skip without it
 
 TEST(GoldenParity, EveryCaseMatchesTheOfficialCode) {
   at::set_num_threads(2);
