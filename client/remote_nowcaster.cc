@@ -11,6 +11,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/status/status_macros.h"
 #include "nino/v1/nowcaster.grpc.pb.h"
 #include "nowcaster/grpc_status.h"
 #include "proto/wire.h"
@@ -308,7 +309,7 @@ void RemoteNowcaster::UploadLoop() {
 }
 
 absl::Status RemoteNowcaster::EnsureRegisteredLocked(absl::Time deadline) {
-  if (!security_.ok()) return security_.status();
+  NINO_RETURN_IF_ERROR(security_);
   if (!token_.empty()) return absl::OkStatus();
   MaybeResolveLocked(/*force=*/false);
   absl::Status s = RegisterOnceLocked(deadline);
@@ -398,8 +399,8 @@ absl::Status RemoteNowcaster::UploadOnceLocked(int64_t step, const torch::Tensor
                                                absl::Time deadline) {
   const absl::string_view payload =
       wire::AsBytes(absl::MakeConstSpan(flat.data_ptr<float>(), flat.numel()));
-  auto spans = wire::PlanChunks(static_cast<int64_t>(payload.size()), max_chunk_bytes_);
-  if (!spans.ok()) return spans.status();
+  NINO_ASSIGN_OR_RETURN(const std::vector<wire::ChunkSpan> spans,
+                        wire::PlanChunks(static_cast<int64_t>(payload.size()), max_chunk_bytes_));
   grpc::ClientContext ctx;
   Prepare(&ctx, deadline);
   v1::PutStateResponse resp;
@@ -407,7 +408,7 @@ absl::Status RemoteNowcaster::UploadOnceLocked(int64_t step, const torch::Tensor
   // zero-copy frames of proto/chunk_codec.h (docs/BENCHMARKS.md, section 5).
   std::unique_ptr<grpc::ClientWriterInterface<v1::StateChunk>> writer =
       stub_->PutState(&ctx, &resp);
-  for (const wire::ChunkSpan& span : *spans) {
+  for (const wire::ChunkSpan& span : spans) {
     v1::StateChunk chunk = wire::MakeStateChunk(current_job_id_, token_, step, payload, span);
     if (options_.before_send_chunk_for_testing) options_.before_send_chunk_for_testing(&chunk);
     if (!writer->Write(chunk)) break;

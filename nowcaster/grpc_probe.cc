@@ -4,6 +4,7 @@
 #include <grpcpp/generic/generic_stub.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/status/status_macros.h"
 #include "nowcaster/grpc_status.h"
 
 namespace nino::nowcaster {
@@ -77,11 +78,10 @@ absl::StatusOr<ServingStatus> CheckHealth(const std::shared_ptr<grpc::Channel>& 
   Await(&cq, &tag);
   ShutdownAndDrain(&cq);
   if (!status.ok()) return FromGrpcStatus(status, "Health/Check");
-  absl::StatusOr<std::string> bytes = FromByteBuffer(response);
-  if (!bytes.ok()) return bytes.status();
+  NINO_ASSIGN_OR_RETURN(const std::string bytes, FromByteBuffer(response));
   // HealthCheckResponse { ServingStatus status = 1; } (absent = UNKNOWN)
   UnknownFieldSet fields;
-  if (!fields.ParseFromString(*bytes)) return absl::DataLossError("bad HealthCheckResponse");
+  if (!fields.ParseFromString(bytes)) return absl::DataLossError("bad HealthCheckResponse");
   for (int i = 0; i < fields.field_count(); ++i) {
     const UnknownField& f = fields.field(i);
     if (f.number() == 1 && f.type() == UnknownField::TYPE_VARINT) {
@@ -123,12 +123,11 @@ absl::StatusOr<std::vector<std::string>> ListServices(const std::shared_ptr<grpc
   ShutdownAndDrain(&cq);
   if (!status.ok()) return FromGrpcStatus(status, "ServerReflectionInfo");
   if (!got_response) return absl::UnavailableError("ServerReflectionInfo: no response");
-  absl::StatusOr<std::string> bytes = FromByteBuffer(response);
-  if (!bytes.ok()) return bytes.status();
+  NINO_ASSIGN_OR_RETURN(const std::string bytes, FromByteBuffer(response));
   // ServerReflectionResponse { ListServiceResponse list_services_response = 6; }
   // ListServiceResponse { repeated ServiceResponse service = 1; } ServiceResponse { name = 1; }
   UnknownFieldSet top;
-  if (!top.ParseFromString(*bytes)) return absl::DataLossError("bad ServerReflectionResponse");
+  if (!top.ParseFromString(bytes)) return absl::DataLossError("bad ServerReflectionResponse");
   std::vector<std::string> names;
   for (int i = 0; i < top.field_count(); ++i) {
     if (top.field(i).number() != 6 || top.field(i).type() != UnknownField::TYPE_LENGTH_DELIMITED) {

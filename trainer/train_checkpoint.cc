@@ -109,26 +109,25 @@ absl::Status SaveTrainCheckpoint(Env* env, const std::string& path, const TrainC
 }
 
 absl::StatusOr<TrainCheckpoint> LoadTrainCheckpoint(const std::string& path) {
-  auto file = io::LoadTorchFile(path);
-  if (!file.ok()) return file.status();
-  if (!file->is_dict())
+  NINO_ASSIGN_OR_RETURN(const PickleValue file, io::LoadTorchFile(path));
+  if (!file.is_dict())
     return absl::DataLossError(absl::StrCat(path, ": the top level is not a dict"));
-  const PickleValue* fmt = file->Find("format");
+  const PickleValue* fmt = file.Find("format");
   if (fmt == nullptr || !fmt->is_string() || fmt->as_string() != kTrainCheckpointFormat) {
     return absl::FailedPreconditionError(
         absl::StrCat(path, " is not a ", kTrainCheckpointFormat, " checkpoint (format ",
                      fmt == nullptr ? std::string("absent") : fmt->DebugString(1), ")"));
   }
-  const Reader r(path, *file);
+  const Reader r(path, file);
   TrainCheckpoint c;
-  NINO_ASSIGN_OR_RETURN(c.task, r.String(*file, "task", "task"));
+  NINO_ASSIGN_OR_RETURN(c.task, r.String(file, "task", "task"));
   const PickleValue* model = nullptr;
-  NINO_ASSIGN_OR_RETURN(model, r.Get(*file, "model", "model"));
+  NINO_ASSIGN_OR_RETURN(model, r.Get(file, "model", "model"));
   auto sd = io::ToNamedTensors(*model);
   if (!sd.ok()) return Lost(path, "model", absl::StrCat("is malformed: ", sd.status().message()));
   c.model = std::move(*sd);
   const PickleValue* optimizer = nullptr;
-  NINO_ASSIGN_OR_RETURN(optimizer, r.Get(*file, "optimizer", "optimizer"));
+  NINO_ASSIGN_OR_RETURN(optimizer, r.Get(file, "optimizer", "optimizer"));
   if (!optimizer->is_dict()) return Lost(path, "optimizer", "is not a dict");
   c.optimizer = *optimizer;
   if (absl::Status s = ReadNino(r, &c); !s.ok()) return s;

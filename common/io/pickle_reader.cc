@@ -811,9 +811,7 @@ class Unpickler {
       return InvalidArg(absl::StrCat("pickle references storage '", Printable(key),
                                      "' but no storage records are available"));
     }
-    absl::StatusOr<torch::Tensor> loaded = loader_(key, dtype, numel);
-    if (!loaded.ok()) return loaded.status();
-    torch::Tensor s = *loaded;
+    NINO_ASSIGN_OR_RETURN(torch::Tensor s, loader_(key, dtype, numel));
     if (!s.defined() || s.dim() != 1 || s.numel() != numel || s.scalar_type() != dtype) {
       return absl::InternalError(
           absl::StrCat("storage loader returned a wrong tensor for key '", Printable(key), "'"));

@@ -514,8 +514,7 @@ absl::StatusOr<NeuralGraph> BuildGpt2Graph(const std::vector<ParamSpec>& params,
     for (int64_t j = 0; j < d; ++j) b.AddWithSlot0(base, XL + j, kEdgeNormWeight, lnfw->offset + j);
     for (int64_t j = 0; j < d; ++j) b.AddWithSlot0(base + 1, XL + j, kEdgeBias, lnfb->offset + j);
   }
-  absl::Status used = named.CheckAllUsed();
-  if (!used.ok()) return used;
+  NINO_RETURN_IF_ERROR(named.CheckAllUsed());
   g.pos_w.assign(num_nodes, 0);
   for (int64_t v = 0; v < V; ++v) g.pos_w[v] = v + 1;
   return b.Finish(TotalParams(params), num_nodes);
@@ -851,9 +850,9 @@ absl::StatusOr<GraphSpec> InferGraphSpec(const std::vector<ParamSpec>& params, i
 absl::StatusOr<NeuralGraph> BuildGraph(const std::vector<ParamSpec>& params,
                                        const GraphSpec& spec) {
   if (spec.kind == GraphSpec::Kind::kAuto) {
-    absl::StatusOr<GraphSpec> inferred = InferGraphSpec(params, spec.num_heads, spec.num_kv_heads);
-    if (!inferred.ok()) return inferred.status();
-    return BuildGraph(params, *inferred);
+    NINO_ASSIGN_OR_RETURN(const GraphSpec inferred,
+                          InferGraphSpec(params, spec.num_heads, spec.num_kv_heads));
+    return BuildGraph(params, inferred);
   }
   if (spec.kind == GraphSpec::Kind::kGpt2) return BuildGpt2Graph(params, spec.num_heads);
   if (spec.kind == GraphSpec::Kind::kLlama) {
