@@ -15,7 +15,9 @@ absl::StatusOr<JobFootprint> EstimateJobFootprint(const JobSpec& spec, const NiN
   absl::StatusOr<NowcastMemoryEstimate> engine =
       EstimateNowcastMemory(spec.params, spec.graph, config, options);
   if (!engine.ok()) {
-    return absl::InvalidArgumentError(
+    // The estimator's code (INVALID_ARGUMENT for a layout it cannot map), not a remapped one.
+    return absl::Status(
+        engine.status().code(),
         absl::StrCat("params/graph: no NiNo graph for this layout: ", engine.status().message()));
   }
   JobFootprint f;
