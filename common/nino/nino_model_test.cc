@@ -10,16 +10,15 @@
 
 #include "common/io/torch_file.h"
 #include "common/nino/nowcast_engine.h"
+#include "tests/testing/test_util.h"
 
 namespace nino {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string CkptDir() {
-  const char* env = std::getenv("NINO_SHARED_DIR");
-  return std::string(env && *env ? env : NINO_SHARED_DIR_DEFAULT) + "/reference/checkpoints";
-}
+// The official checkpoints (these tests compare with them: they skip without ../shared).
+std::string CkptDir() { return nino::testing::SharedDir() + "/reference/checkpoints"; }
 
 class NiNoModelTest : public ::testing::Test {
  protected:
@@ -28,8 +27,8 @@ class NiNoModelTest : public ::testing::Test {
       GTEST_SKIP() << "official checkpoints absent under " << CkptDir()
                    << " (set NINO_SHARED_DIR to the shared folder)";
     }
-    tmp_ = fs::temp_directory_path() / ("nino_model_test_" + std::to_string(::getpid()));
-    fs::create_directories(tmp_);
+    tmp_ = nino::testing::MakeTestDir("nino_model_test");
+    ASSERT_FALSE(tmp_.empty());
   }
   void TearDown() override {
     std::error_code ec;
@@ -437,9 +436,8 @@ NiNoConfig NoPoswConfig() {
 }
 
 TEST(SyntheticNiNoModelTest, SaveLoadRoundTripIsExactForBothVariants) {
-  const fs::path dir =
-      fs::temp_directory_path() / ("nino_synth_test_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
+  const fs::path dir = nino::testing::MakeTestDir("nino_synth_test");
+  ASSERT_FALSE(dir.empty());
   NiNoConfig mlp_config;
   mlp_config.gnn = false;
   for (const NiNoConfig& config : {NoPoswConfig(), mlp_config}) {
