@@ -119,7 +119,7 @@ class PredictCall : public std::enable_shared_from_this<PredictCall> {
     core_.metrics->ObserveNowcastSeconds(seconds);
     pinned_ = {};  // the snapshots may be recycled now
     Decide(std::move(status), std::move(prediction), seconds);
-    ReturnFreedHeap();  // the nowcast's chunk temporaries
+    ReturnFreedHeapAfterNowcast(job_->engine_bytes());  // the nowcast's chunk temporaries
   }
 
   PredictReactor* const reactor_;  // used once, by the decider

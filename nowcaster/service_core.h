@@ -56,11 +56,34 @@ struct ServiceCore {
 // keeps up to 1 GiB of free heap per malloc arena (runtime::TuneAllocatorForTensors), and every
 // worker and the builder thread have their own arena: without this, the resident memory would
 // follow each thread's high-water mark instead of the jobs' reservations. Costs milliseconds,
-// once per build or nowcast (which take far longer).
+// once per build (which takes far longer).
 inline void ReturnFreedHeap() {
 #if defined(__GLIBC__)
   malloc_trim(0);
 #endif
+}
+
+// After a nowcast whose job reserved `engine_bytes`: trims when that is large (>= 64 MiB, where a
+// step takes far longer than the trim), and otherwise at most once a second per process. A trim
+// makes the next steps fault their temporaries in again, and on a VM a page fault costs ~20x the
+// write: trimming after every FM-16 nowcast cut the load test's throughput 3.6x
+// (docs/BENCHMARKS.md section 8). Small jobs' freed temporaries (< 64 MiB per worker) may then
+// stay resident for up to a second.
+inline void ReturnFreedHeapAfterNowcast(int64_t engine_bytes) {
+  constexpr int64_t kLargeWorkBytes = int64_t{64} << 20;
+  constexpr int64_t kSmallWorkTrimIntervalNs = 1'000'000'000;
+  static std::atomic<int64_t> last_trim_ns{0};
+  const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  int64_t last = last_trim_ns.load(std::memory_order_relaxed);
+  if (engine_bytes < kLargeWorkBytes &&
+      (now - last < kSmallWorkTrimIntervalNs ||
+       !last_trim_ns.compare_exchange_strong(last, now, std::memory_order_relaxed))) {
+    return;  // a trim ran within the second (or another thread is starting one now)
+  }
+  if (engine_bytes >= kLargeWorkBytes) last_trim_ns.store(now, std::memory_order_relaxed);
+  ReturnFreedHeap();
 }
 
 }  // namespace nino::nowcaster
