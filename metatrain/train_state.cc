@@ -7,6 +7,8 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "common/status/status_macros.h"
+#include "common/status/torch_guard.h"
 
 namespace nino::metatrain {
 namespace {
@@ -37,11 +39,12 @@ absl::Status SaveTrainState(const std::string& path, torch::nn::Module& model,
     ar.write("rng", c10::IValue(progress.rng));
     ar.write("config_json", c10::IValue(progress.config_json));
     ar.save_to(tmp);
-  } catch (const c10::Error& e) {
+  } catch (...) {
     std::remove(tmp.c_str());
-    return absl::UnavailableError(absl::StrCat("writing ", tmp, ": ", e.what_without_backtrace()));
+    return StatusFromCurrentException(absl::StrCat("writing ", tmp),
+                                      absl::StatusCode::kUnavailable);
   }
-  if (auto s = FsyncPath(tmp, false); !s.ok()) return s;
+  NINO_RETURN_IF_ERROR(FsyncPath(tmp, false));
   if (std::rename(tmp.c_str(), path.c_str()) != 0)
     return absl::UnavailableError(absl::StrCat("cannot rename ", tmp, " to ", path));
   const std::string dir =
@@ -70,8 +73,8 @@ absl::Status LoadTrainState(const std::string& path, torch::nn::Module& model,
     progress->rng = v.toStringRef();
     ar.read("config_json", v);
     progress->config_json = v.toStringRef();
-  } catch (const c10::Error& e) {
-    return absl::DataLossError(absl::StrCat(path, ": ", e.what_without_backtrace()));
+  } catch (...) {
+    return StatusFromCurrentException(path, absl::StatusCode::kDataLoss);
   }
   return absl::OkStatus();
 }
