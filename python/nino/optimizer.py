@@ -462,7 +462,21 @@ class NowcastOptimizer(torch.optim.Optimizer):
                 return False, error or "rank 0's nowcast failed (rank 0 logs why)"
             buf = (pred.to(self._device) if self._rank == 0 else
                    torch.empty(self._num_params, dtype=torch.float32, device=self._device))
-            torch.distributed.broadcast(buf, src=0)
+            try:
+                torch.distributed.broadcast(buf, src=0)
+                ok = 1.0 if bool(torch.isfinite(buf).all()) else 0.0
+            except Exception as e:  # noqa: BLE001  this rank did not get the prediction
+                ok, error = 0.0, "broadcast failed on rank %d: %s" % (self._rank, e)
+            # Every rank checks what it received and all agree before any applies it: a
+            # prediction damaged or lost on one rank is applied by none, so ranks stay identical.
+            agreed = torch.tensor([ok], device=self._device)
+            try:
+                torch.distributed.all_reduce(agreed, op=torch.distributed.ReduceOp.MIN)
+            except Exception as e:  # noqa: BLE001
+                return False, error or "agreeing on the prediction failed: %s" % e
+            if agreed.item() != 1.0:
+                return False, error or ("a rank received a prediction that failed its checks "
+                                        "(NaN/Inf or a failed broadcast); no rank applies it")
             pred = buf
         if pred is None:
             return False, error

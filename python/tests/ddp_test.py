@@ -32,6 +32,16 @@ def worker(rank, port, address, out_dir, mode):
     if mode == "refused":
         inner.add_module("conv", torch.nn.Conv2d(1, 2, 5))  # 5x5 kernels: NiNo cannot map it
     model = torch.nn.parallel.DistributedDataParallel(inner)
+    if mode == "nan_on_rank1" and rank == 1:  # the prediction arrives damaged on rank 1 only
+        real_broadcast = dist.broadcast
+
+        def broadcast(tensor, *args, **kwargs):
+            work = real_broadcast(tensor, *args, **kwargs)
+            if tensor.numel() > 3:
+                tensor[3] = float("nan")
+            return work
+
+        dist.broadcast = broadcast
     base = torch.optim.Adam(model.parameters(), lr=1e-2)
     result = {"rank": rank}
     try:
@@ -98,6 +108,13 @@ class DdpTest(unittest.TestCase):
         self.assertEqual(r1["applied"], [False, False])
         self.assertEqual(r1["stats"]["nino_failures"], 2)
         self.assertEqual(r0["flat"], r1["flat"])
+
+    def test_a_prediction_damaged_on_one_rank_is_applied_by_none(self):
+        r0, r1 = self.run_ranks(self.server.address, mode="nan_on_rank1")
+        self.assertEqual(r0["applied"], [False, False])  # rank 0's copy was fine
+        self.assertEqual(r1["applied"], [False, False])
+        self.assertEqual(r0["stats"]["nino_failures"], 2)
+        self.assertEqual(r0["flat"], r1["flat"])  # the ranks stay identical
 
     def test_a_refused_job_raises_on_every_rank(self):
         r0, r1 = self.run_ranks(self.server.address, mode="refused")
