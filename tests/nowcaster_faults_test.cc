@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -125,6 +126,23 @@ class Daemon {
   int port_ = 0;
 };
 
+// True once /proc says `pid` is stopped (state T): kill(SIGSTOP) only queues the stop, and on a
+// loaded machine a daemon thread could still finish a call before it takes effect.
+bool WaitUntilStopped(pid_t pid, std::chrono::milliseconds timeout) {
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < end) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    const size_t paren = line.rfind(')');
+    if (paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'T') {
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return false;
+}
+
 // Failure test 1: `stop_before_step` runs just before the first NiNo step (call 9) and arranges
 // the kill during it. 25 calls: NiNo steps 9 and 19 both become ordinary steps.
 void ExpectAKilledNowcasterLeavesAnOrdinaryRun(Daemon& daemon,
@@ -172,6 +190,7 @@ TEST(NowcasterKilled, DuringAnUploadTheRunEqualsOneWithAnOrdinaryStep) {
       daemon,
       [&] {
         ASSERT_EQ(kill(daemon.pid(), SIGSTOP), 0);
+        ASSERT_TRUE(WaitUntilStopped(daemon.pid(), std::chrono::seconds(5)));
         killer = std::thread([pid = daemon.pid()] {
           std::this_thread::sleep_for(std::chrono::milliseconds(700));
           kill(pid, SIGKILL);
