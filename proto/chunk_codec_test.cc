@@ -59,8 +59,7 @@ TEST(StateChunkFrameTest, DataIsNotCopiedAndTheKeepaliveIsReleased) {
   std::weak_ptr<std::vector<float>> watch = values;
   const absl::string_view payload = AsBytes(*values);
   {
-    StateChunkFrame frame =
-        StateChunkFrame::Encode("j", "t", 1, payload, {0, 0, 256}, values);
+    StateChunkFrame frame = StateChunkFrame::Encode("j", "t", 1, payload, {0, 0, 256}, values);
     values.reset();
     EXPECT_FALSE(watch.expired()) << "the frame must keep the payload alive";
     std::vector<grpc::Slice> slices;
@@ -101,16 +100,16 @@ TEST(ReceivedStateChunkTest, AcceptsAnyFieldOrderUnknownFieldsAndLastWins) {
   // Hand-written wire bytes: total_bytes first, an unknown varint, fixed64, fixed32 and
   // length-delimited field, job_id twice (the last one counts), negative step.
   std::string m;
-  m += "\x30\x08";                           // total_bytes = 8
-  m += std::string("\xa0\x01\x05", 3);       // field 20 varint 5 (unknown)
-  m += "\x0a\x03old";                        // job_id = "old"
+  m += "\x30\x08";                                           // total_bytes = 8
+  m += std::string("\xa0\x01\x05", 3);                       // field 20 varint 5 (unknown)
+  m += "\x0a\x03old";                                        // job_id = "old"
   m += std::string("\xa9\x01", 2) + std::string(8, '\x01');  // field 21 fixed64 (unknown)
-  m += std::string("\xb2\x01\x02zz", 5);     // field 22 bytes (unknown)
+  m += std::string("\xb2\x01\x02zz", 5);                     // field 22 bytes (unknown)
   m += std::string("\xbd\x01", 2) + std::string(4, '\x02');  // field 23 fixed32 (unknown)
-  m += "\x3a\x08" + std::string("abcdefgh"); // data
-  m += "\x0a\x03new";                        // job_id again
+  m += "\x3a\x08" + std::string("abcdefgh");                 // data
+  m += "\x0a\x03new";                                        // job_id again
   m += std::string("\x18\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 11);  // step = -1
-  m += std::string("\x45\x78\x56\x34\x12", 5);  // crc32c = 0x12345678
+  m += std::string("\x45\x78\x56\x34\x12", 5);                           // crc32c = 0x12345678
   ReceivedStateChunk got;
   ASSERT_TRUE(got.ParseBytes(m).ok());
   EXPECT_EQ(got.job_id(), "new");

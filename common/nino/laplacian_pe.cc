@@ -1,10 +1,10 @@
 #include "common/nino/laplacian_pe.h"
 
-#include <Eigen/Dense>
-#include <Eigen/Sparse>
 #include <Spectra/MatOp/SparseSymMatProd.h>
 #include <Spectra/SymEigsSolver.h>
 
+#include <Eigen/Dense>
+#include <Eigen/Sparse>
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -95,8 +95,10 @@ absl::StatusOr<LpeResult> ComputeLaplacianPE(const NeuralGraph& graph, const Lpe
     solver.init();
     solver.compute(Spectra::SortRule::LargestAlge, 5000, 1e-10, Spectra::SortRule::LargestAlge);
     if (solver.info() != Spectra::CompInfo::Successful) {
-      return absl::InternalError(absl::StrCat("sparse eigensolver (Spectra Lanczos) did not "
-                                              "converge for a graph of ", n, " nodes"));
+      return absl::InternalError(
+          absl::StrCat("sparse eigensolver (Spectra Lanczos) did not "
+                       "converge for a graph of ",
+                       n, " nodes"));
     }
     Eigen::VectorXd ev = solver.eigenvalues();  // descending in M = ascending in L
     Eigen::MatrixXd evec = solver.eigenvectors();
@@ -115,8 +117,8 @@ absl::StatusOr<LpeResult> ComputeLaplacianPE(const NeuralGraph& graph, const Lpe
     out.residuals[c] = (lv - vals[c] * v).norm();
     if (!(out.residuals[c] <= opts.max_residual)) {
       return absl::InternalError(absl::StrCat("positional encoding column ", c,
-                                              " is not an eigenvector: residual ",
-                                              out.residuals[c], " (eigenvalue ", vals[c], ")"));
+                                              " is not an eigenvector: residual ", out.residuals[c],
+                                              " (eigenvalue ", vals[c], ")"));
     }
     const double sign = (rng() & 1) ? 1.0 : -1.0;
     for (int64_t i = 0; i < n; ++i) acc[i][c] = static_cast<float>(sign * v[i]);

@@ -1,8 +1,7 @@
 #include "common/nino/neural_graph.h"
 
-#include <cctype>
-
 #include <algorithm>
+#include <cctype>
 #include <map>
 #include <set>
 #include <unordered_map>
@@ -130,7 +129,8 @@ absl::StatusOr<GraphSpec> ParseGraphKind(const std::string& kind, int64_t num_he
       if (num_kv_heads < 0 || (num_kv_heads > 0 && num_heads % num_kv_heads != 0)) {
         return absl::InvalidArgumentError(
             absl::StrCat("graph kind llama needs num_kv_heads = 0 (same as num_heads) or a divisor "
-                         "of num_heads ", num_heads, ", got ", num_kv_heads));
+                         "of num_heads ",
+                         num_heads, ", got ", num_kv_heads));
       }
       spec.num_kv_heads = num_kv_heads;
     }
@@ -163,9 +163,7 @@ torch::Tensor NeuralGraph::EdgeIndexTensor() const {
   return t;
 }
 
-torch::Tensor NeuralGraph::EdgeTypeTensor() const {
-  return torch::tensor(type, torch::kInt64);
-}
+torch::Tensor NeuralGraph::EdgeTypeTensor() const { return torch::tensor(type, torch::kInt64); }
 
 torch::Tensor NeuralGraph::ParamIndexTensor() const {
   return torch::tensor(param_index, torch::kInt64).view({num_edges(), feat_size});
@@ -219,7 +217,8 @@ absl::StatusOr<NeuralGraph> BuildGenericGraph(const std::vector<ParamSpec>& para
   for (const auto& p : params) {
     if (p.shape.size() > 4) {
       return absl::InvalidArgumentError(absl::StrCat("parameter '", p.name, "' has ",
-                                                     p.shape.size(), " dimensions; the generic "
+                                                     p.shape.size(),
+                                                     " dimensions; the generic "
                                                      "graph supports at most 4"));
     }
     if (p.shape.size() >= 3) {
@@ -239,9 +238,11 @@ absl::StatusOr<NeuralGraph> BuildGenericGraph(const std::vector<ParamSpec>& para
       if (first || m != current) {
         if (!first) closed.insert(current);
         if (closed.count(m)) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "parameters of module '", m, "' are not contiguous in named_parameters order "
-              "(at '", p.name, "'); the generic chain graph cannot map this layout"));
+          return absl::InvalidArgumentError(
+              absl::StrCat("parameters of module '", m,
+                           "' are not contiguous in named_parameters order "
+                           "(at '",
+                           p.name, "'); the generic chain graph cannot map this layout"));
         }
         current = m;
         first = false;
@@ -283,10 +284,10 @@ absl::StatusOr<NeuralGraph> BuildGenericGraph(const std::vector<ParamSpec>& para
       if (l == 0) {
         c = n_in;
       } else if (n_in != prev_out) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "weight '", p.name, "' ", ShapeString(p.shape), " takes ", n_in,
-            " inputs but the preceding layer has ", prev_out,
-            " outputs; the generic chain graph needs a strict chain of layers"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("weight '", p.name, "' ", ShapeString(p.shape), " takes ", n_in,
+                         " inputs but the preceding layer has ", prev_out,
+                         " outputs; the generic chain graph needs a strict chain of layers"));
       }
       prev_out = n_out;
     }
@@ -323,7 +324,8 @@ absl::StatusOr<NeuralGraph> BuildGenericGraph(const std::vector<ParamSpec>& para
           b.SetSlot(e, 0, p.offset + j);
         } else {
           // weight (out, in, k...): slot f of edge i -> j holds W[j, i, f].
-          for (int64_t f = 0; f < slots; ++f) b.SetSlot(e, f, p.offset + (j * rp.n_in + i) * slots + f);
+          for (int64_t f = 0; f < slots; ++f)
+            b.SetSlot(e, f, p.offset + (j * rp.n_in + i) * slots + f);
         }
       }
     }
@@ -340,8 +342,7 @@ class Gpt2Params {
   explicit Gpt2Params(const std::vector<ParamSpec>& params) {
     for (const auto& p : params) by_name_[p.name] = &p;
   }
-  absl::StatusOr<const ParamSpec*> Get(const std::string& name,
-                                       const std::vector<int64_t>& shape) {
+  absl::StatusOr<const ParamSpec*> Get(const std::string& name, const std::vector<int64_t>& shape) {
     auto it = by_name_.find(name);
     if (it == by_name_.end()) {
       return absl::InvalidArgumentError(
@@ -383,8 +384,8 @@ absl::StatusOr<NeuralGraph> BuildGpt2Graph(const std::vector<ParamSpec>& params,
                                            int64_t num_heads) {
   if (params.empty()) return absl::InvalidArgumentError("the model has no parameters");
   Gpt2Params named(params);
-  const std::string pre = absl::StartsWith(params.front().name, "transformer.") ? "transformer."
-                                                                                  : "";
+  const std::string pre =
+      absl::StartsWith(params.front().name, "transformer.") ? "transformer." : "";
   // Dimensions from the first block / embeddings.
   const ParamSpec* attn0 = named.Raw(pre + "h.0.attn.c_attn.weight");
   if (attn0 == nullptr || attn0->shape.size() != 2) {
@@ -438,7 +439,8 @@ absl::StatusOr<NeuralGraph> BuildGpt2Graph(const std::vector<ParamSpec>& params,
   const int64_t lead0 = L > 0 ? 3 : (has_lnf ? 2 : 0);
   int64_t x0 = base0 + lead0;  // X_0[0]
   for (int64_t v = 0; v < V; ++v)
-    for (int64_t j = 0; j < d; ++j) b.AddWithSlot0(v, x0 + j, kEdgeWordEmbedding, wte->offset + v * d + j);
+    for (int64_t j = 0; j < d; ++j)
+      b.AddWithSlot0(v, x0 + j, kEdgeWordEmbedding, wte->offset + v * d + j);
   for (int64_t p = 0; p < Ppos; ++p)
     for (int64_t j = 0; j < d; ++j)
       b.AddWithSlot0(V + p, x0 + j, kEdgePosEmbedding, wpe->offset + p * d + j);
@@ -462,8 +464,7 @@ absl::StatusOr<NeuralGraph> BuildGpt2Graph(const std::vector<ParamSpec>& params,
     const int64_t B = base;
     const int64_t LN1W = B, LN1B = B + 1, KB = B + 2, X = B + 3, HD = B + 3 + d;
     const int64_t QB = B + 3 + d + H, VB = QB + 1, Q = VB + 1, VN = Q + d, CPB = VN + d;
-    const int64_t LN2W = CPB + 1, LN2B = CPB + 2, Y = CPB + 3, FB = Y + d, M = FB + 1,
-                  MPB = M + Fb;
+    const int64_t LN2W = CPB + 1, LN2B = CPB + 2, Y = CPB + 3, FB = Y + d, M = FB + 1, MPB = M + Fb;
     const int64_t next_base = MPB + 1;
     const int64_t XN = next_base + lead_after(blk);
 
@@ -471,9 +472,11 @@ absl::StatusOr<NeuralGraph> BuildGpt2Graph(const std::vector<ParamSpec>& params,
     for (int64_t j = 0; j < d; ++j) b.AddWithSlot0(LN1B, X + j, kEdgeBias, ln1b->offset + j);
     // q: X[i] -> Q[j], c_attn.weight[i, j]
     for (int64_t i = 0; i < d; ++i)
-      for (int64_t j = 0; j < d; ++j) b.AddWithSlot0(X + i, Q + j, kEdgeQuery, attw->offset + i * 3 * d + j);
+      for (int64_t j = 0; j < d; ++j)
+        b.AddWithSlot0(X + i, Q + j, kEdgeQuery, attw->offset + i * 3 * d + j);
     for (int64_t hh = 0; hh < H; ++hh)
-      for (int64_t j = 0; j < dh; ++j) b.AddWithSlot0(HD + hh, Q + hh * dh + j, kEdgeHead, kSlotOne);
+      for (int64_t j = 0; j < dh; ++j)
+        b.AddWithSlot0(HD + hh, Q + hh * dh + j, kEdgeHead, kSlotOne);
     for (int64_t j = 0; j < d; ++j) b.AddWithSlot0(QB, Q + j, kEdgeBias, attb->offset + j);
     // k (reversed): Q[j] -> X[i], c_attn.weight[i, d + j], i-major
     for (int64_t i = 0; i < d; ++i)
@@ -485,7 +488,8 @@ absl::StatusOr<NeuralGraph> BuildGpt2Graph(const std::vector<ParamSpec>& params,
       for (int64_t j = 0; j < d; ++j)
         b.AddWithSlot0(X + i, VN + j, kEdgeValue, attw->offset + i * 3 * d + 2 * d + j);
     for (int64_t hh = 0; hh < H; ++hh)
-      for (int64_t j = 0; j < dh; ++j) b.AddWithSlot0(HD + hh, VN + hh * dh + j, kEdgeHead, kSlotOne);
+      for (int64_t j = 0; j < dh; ++j)
+        b.AddWithSlot0(HD + hh, VN + hh * dh + j, kEdgeHead, kSlotOne);
     for (int64_t j = 0; j < d; ++j) b.AddWithSlot0(VB, VN + j, kEdgeBias, attb->offset + 2 * d + j);
     for (int64_t j = 0; j < d; ++j) b.AddWithSlot0(X + j, Y + j, kEdgeResidual, kSlotOne);
     for (int64_t i = 0; i < d; ++i)
@@ -569,9 +573,9 @@ absl::StatusOr<NeuralGraph> BuildGpt2Graph(const std::vector<ParamSpec>& params,
 namespace {
 
 constexpr const char* kLlamaLayerParams[] = {
-    "self_attn.q_proj.weight", "self_attn.k_proj.weight",        "self_attn.v_proj.weight",
-    "self_attn.o_proj.weight", "mlp.gate_proj.weight",           "mlp.up_proj.weight",
-    "mlp.down_proj.weight",    "input_layernorm.weight", "post_attention_layernorm.weight"};
+    "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
+    "self_attn.o_proj.weight", "mlp.gate_proj.weight",    "mlp.up_proj.weight",
+    "mlp.down_proj.weight",    "input_layernorm.weight",  "post_attention_layernorm.weight"};
 
 constexpr const char* kLlamaEmbed = "model.embed_tokens.weight";
 constexpr const char* kLlamaNorm = "model.norm.weight";
@@ -619,8 +623,8 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> LlamaNamedShapes(const
   return out;
 }
 
-absl::StatusOr<NeuralGraph> BuildLlamaGraph(const std::vector<ParamSpec>& params,
-                                            int64_t num_heads, int64_t num_kv_heads) {
+absl::StatusOr<NeuralGraph> BuildLlamaGraph(const std::vector<ParamSpec>& params, int64_t num_heads,
+                                            int64_t num_kv_heads) {
   if (params.empty()) return absl::InvalidArgumentError("the model has no parameters");
   if (num_heads <= 0) {
     return absl::InvalidArgumentError(
@@ -629,8 +633,8 @@ absl::StatusOr<NeuralGraph> BuildLlamaGraph(const std::vector<ParamSpec>& params
   const int64_t H = num_heads;
   const int64_t KV = num_kv_heads == 0 ? num_heads : num_kv_heads;
   if (KV < 0 || H % KV != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "Llama graph: num_kv_heads ", num_kv_heads, " does not divide num_heads ", H));
+    return absl::InvalidArgumentError(
+        absl::StrCat("Llama graph: num_kv_heads ", num_kv_heads, " does not divide num_heads ", H));
   }
   // 1. Every name belongs to the layout; the number of layers is 1 + the largest layer index.
   std::map<std::string, const ParamSpec*> by_name;
@@ -658,9 +662,9 @@ absl::StatusOr<NeuralGraph> BuildLlamaGraph(const std::vector<ParamSpec>& params
     for (const char* suffix : kLlamaLayerParams) {
       const std::string name = absl::StrCat("model.layers.", i, ".", suffix);
       if (!by_name.count(name)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "Llama graph: missing parameter '", name, "' (the model has parameters of layer ",
-            L - 1, ")"));
+        return absl::InvalidArgumentError(absl::StrCat("Llama graph: missing parameter '", name,
+                                                       "' (the model has parameters of layer ",
+                                                       L - 1, ")"));
       }
     }
   }
@@ -699,14 +703,14 @@ absl::StatusOr<NeuralGraph> BuildLlamaGraph(const std::vector<ParamSpec>& params
   for (const auto& [name, s] : expected) {
     it = by_name.find(name);
     if (it == by_name.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("Llama graph: missing parameter '", name,
-                                                     "' ", ShapeString(s)));
+      return absl::InvalidArgumentError(
+          absl::StrCat("Llama graph: missing parameter '", name, "' ", ShapeString(s)));
     }
     if (it->second->shape != s) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "Llama graph: parameter '", name, "' has shape ", ShapeString(it->second->shape),
-          ", expected ", ShapeString(s), " (vocab ", V, ", dim ", d, ", heads ", H, ", kv heads ",
-          KV, ", ffn ", ff, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("Llama graph: parameter '", name, "' has shape ",
+                       ShapeString(it->second->shape), ", expected ", ShapeString(s), " (vocab ", V,
+                       ", dim ", d, ", heads ", H, ", kv heads ", KV, ", ffn ", ff, ")"));
     }
   }
   if (params.size() != expected.size()) {
@@ -716,11 +720,12 @@ absl::StatusOr<NeuralGraph> BuildLlamaGraph(const std::vector<ParamSpec>& params
   }
   for (size_t k = 0; k < expected.size(); ++k) {
     if (params[k].name != expected[k].first) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "Llama graph: parameter '", params[k].name, "' is out of order at position ", k,
-          "; expected '", expected[k].first, "' there (HF named_parameters order: embed_tokens, "
-          "layers 0..L-1 each q, k, v, o, gate, up, down, input_layernorm, "
-          "post_attention_layernorm, then norm, lm_head)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("Llama graph: parameter '", params[k].name, "' is out of order at position ",
+                       k, "; expected '", expected[k].first,
+                       "' there (HF named_parameters order: embed_tokens, "
+                       "layers 0..L-1 each q, k, v, o, gate, up, down, input_layernorm, "
+                       "post_attention_layernorm, then norm, lm_head)"));
     }
   }
 
@@ -731,7 +736,8 @@ absl::StatusOr<NeuralGraph> BuildLlamaGraph(const std::vector<ParamSpec>& params
   GraphBuilder b(1);
   // embed_tokens (V, d): token v -> X_0[j] carries E[v, j].
   for (int64_t v = 0; v < V; ++v)
-    for (int64_t j = 0; j < d; ++j) b.AddWithSlot0(v, V + j, kEdgeWordEmbedding, embed->offset + v * d + j);
+    for (int64_t j = 0; j < d; ++j)
+      b.AddWithSlot0(v, V + j, kEdgeWordEmbedding, embed->offset + v * d + j);
   int64_t x = V;  // X_b[0]
   for (int64_t blk = 0; blk < L; ++blk) {
     const size_t base = 1 + static_cast<size_t>(blk) * 9;  // index of q_proj in `params`
@@ -744,13 +750,16 @@ absl::StatusOr<NeuralGraph> BuildLlamaGraph(const std::vector<ParamSpec>& params
     const int64_t XN = last ? PN + 2 : PN + 1;  // after the last layer, NF = PN + 1 comes first
     const int64_t R = Q + Dkv;                  // o_proj input rows (quirk 1)
     for (int64_t i = 0; i < d; ++i)
-      for (int64_t j = 0; j < Dq; ++j) b.AddWithSlot0(x + i, Q + j, kEdgeQuery, wq.offset + j * d + i);
+      for (int64_t j = 0; j < Dq; ++j)
+        b.AddWithSlot0(x + i, Q + j, kEdgeQuery, wq.offset + j * d + i);
     for (int64_t h = 0; h < H; ++h)
       for (int64_t j = 0; j < hd; ++j) b.AddWithSlot0(HD + h, Q + h * hd + j, kEdgeHead, kSlotOne);
     for (int64_t i = 0; i < d; ++i)
-      for (int64_t j = 0; j < Dkv; ++j) b.AddWithSlot0(Q + j, x + i, kEdgeKey, wk.offset + j * d + i);
+      for (int64_t j = 0; j < Dkv; ++j)
+        b.AddWithSlot0(Q + j, x + i, kEdgeKey, wk.offset + j * d + i);
     for (int64_t i = 0; i < d; ++i)
-      for (int64_t j = 0; j < Dkv; ++j) b.AddWithSlot0(x + i, VN + j, kEdgeValue, wv.offset + j * d + i);
+      for (int64_t j = 0; j < Dkv; ++j)
+        b.AddWithSlot0(x + i, VN + j, kEdgeValue, wv.offset + j * d + i);
     for (int64_t g = 0; g < KV; ++g)
       for (int64_t j = 0; j < hd; ++j) b.AddWithSlot0(HD + g, VN + g * hd + j, kEdgeHead, kSlotOne);
     for (int64_t j = 0; j < d; ++j) b.AddWithSlot0(x + j, Y + j, kEdgeResidual, kSlotOne);
@@ -772,7 +781,8 @@ absl::StatusOr<NeuralGraph> BuildLlamaGraph(const std::vector<ParamSpec>& params
     for (int64_t j = 0; j < d; ++j) b.AddWithSlot0(PN, XN + j, kEdgeNormWeight, npost.offset + j);
     if (last) {
       const ParamSpec& norm = params[base + 9];
-      for (int64_t j = 0; j < d; ++j) b.AddWithSlot0(PN + 1, XN + j, kEdgeNormWeight, norm.offset + j);
+      for (int64_t j = 0; j < d; ++j)
+        b.AddWithSlot0(PN + 1, XN + j, kEdgeNormWeight, norm.offset + j);
     }
     x = XN;
   }
@@ -792,7 +802,8 @@ namespace {
 
 // "<anything>.<block>.<digits>.<rest>" or "<block>.<digits>.<rest>" at the start.
 bool HasBlockPattern(const std::string& name, const std::string& block, const std::string& rest) {
-  for (size_t at = name.find(block + "."); at != std::string::npos; at = name.find(block + ".", at + 1)) {
+  for (size_t at = name.find(block + "."); at != std::string::npos;
+       at = name.find(block + ".", at + 1)) {
     if (at != 0 && name[at - 1] != '.') continue;
     size_t i = at + block.size() + 1, digits = 0;
     while (i < name.size() && std::isdigit(static_cast<unsigned char>(name[i]))) ++i, ++digits;
@@ -802,7 +813,8 @@ bool HasBlockPattern(const std::string& name, const std::string& block, const st
 }
 
 bool LooksLikeAttention(const std::string& name) {
-  for (const char* key : {"attn", "attention", "q_proj", "k_proj", "v_proj", "query", "key", "value", "qkv"}) {
+  for (const char* key :
+       {"attn", "attention", "q_proj", "k_proj", "v_proj", "query", "key", "value", "qkv"}) {
     if (name.find(key) != std::string::npos) return true;
   }
   return false;
@@ -831,15 +843,16 @@ absl::StatusOr<GraphSpec> InferGraphSpec(const std::vector<ParamSpec>& params, i
   if (gpt2 || llama) {
     const char* kind = gpt2 ? "gpt2" : "llama";
     if (num_heads <= 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "parameter '", (gpt2 ? gpt2 : llama)->name, "' makes this a ", kind,
-          " model: its graph needs the number of attention heads (num_heads > 0)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("parameter '", (gpt2 ? gpt2 : llama)->name, "' makes this a ", kind,
+                       " model: its graph needs the number of attention heads (num_heads > 0)"));
     }
     return ParseGraphKind(kind, num_heads, num_kv_heads);
   }
   if (other_attention) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "parameter '", other_attention->name, "' looks like attention, but the model follows "
+        "parameter '", other_attention->name,
+        "' looks like attention, but the model follows "
         "neither the GPT-2 layout (transformer.h.<i>.attn.c_attn.weight) nor the Llama layout "
         "(model.layers.<i>.self_attn.q_proj.weight); the generic graph maps only chains of linear "
         "and conv layers"));

@@ -22,7 +22,8 @@ TEST(Schedule, MatchesTheOfficialNumbers) {
   EXPECT_EQ(HorizonSchedule(15000, 1000),
             (std::vector<int>{40, 35, 31, 27, 23, 20, 16, 13, 11, 8, 6, 5, 3, 2, 1}));
   EXPECT_EQ(HorizonSchedule(5000, 1000), (std::vector<int>{40, 25, 13, 5, 1}));
-  EXPECT_EQ(HorizonSchedule(10000, 1000, 1.0), (std::vector<int>{40, 36, 31, 27, 23, 18, 14, 10, 5, 1}));
+  EXPECT_EQ(HorizonSchedule(10000, 1000, 1.0),
+            (std::vector<int>{40, 36, 31, 27, 23, 18, 14, 10, 5, 1}));
   EXPECT_EQ(HorizonSchedule(500, 1000), (std::vector<int>{40}));
   auto s = HorizonSchedule(10000, 1000);
   EXPECT_EQ(HorizonAt(s, 999, 1000), 40);
@@ -43,7 +44,8 @@ TEST(Scaling, PerTensorStdAndFrozenTensors) {
   const double mu = a.mean().item<double>(), sd = a.std().item<double>();
   EXPECT_NEAR(s.mu[0].item<double>(), mu, 1e-6);
   EXPECT_NEAR(s.sigma[0].item<double>(), sd, 1e-6);
-  EXPECT_NEAR(s.scaled[0][3].item<double>(), (states[3][0].item<double>() - mu) / (sd + 1e-6), 1e-5);
+  EXPECT_NEAR(s.scaled[0][3].item<double>(), (states[3][0].item<double>() - mu) / (sd + 1e-6),
+              1e-5);
   // sigma = 0: scaled values are 0 and the way back is exactly mu.
   EXPECT_EQ(s.sigma[2].item<float>(), 0.0f);
   EXPECT_EQ(s.scaled.narrow(0, 9, 4).abs().max().item<float>(), 0.0f);
@@ -52,8 +54,12 @@ TEST(Scaling, PerTensorStdAndFrozenTensors) {
 }
 
 NeuralGraph MlpGraph() {
-  auto t = *MakeParamTable({{"fc.0.weight", {32, 784}}, {"fc.0.bias", {32}}, {"fc.2.weight", {32, 32}},
-                            {"fc.2.bias", {32}}, {"fc.4.weight", {10, 32}}, {"fc.4.bias", {10}}});
+  auto t = *MakeParamTable({{"fc.0.weight", {32, 784}},
+                            {"fc.0.bias", {32}},
+                            {"fc.2.weight", {32, 32}},
+                            {"fc.2.bias", {32}},
+                            {"fc.4.weight", {10, 32}},
+                            {"fc.4.bias", {10}}});
   return *BuildGenericGraph(t);
 }
 
@@ -195,7 +201,9 @@ TEST(NinoOptimizer, RestoreValidatesAndResumes) {
   EXPECT_FALSE(opt.Restore(-1, {}).ok());
   std::vector<torch::Tensor> five(5, torch::zeros({4}));
   EXPECT_FALSE(opt.Restore(10, five).ok());
-  ASSERT_TRUE(opt.Restore(999, {torch::zeros({4}), torch::ones({4}), torch::ones({4}), torch::ones({4})}).ok());
+  ASSERT_TRUE(
+      opt.Restore(999, {torch::zeros({4}), torch::ones({4}), torch::ones({4}), torch::ones({4})})
+          .ok());
   EXPECT_FALSE(opt.need_grads());  // step_idx 999 with 4 states: the next step nowcasts
   EXPECT_FALSE(opt.SetFlatParams(torch::zeros({5})).ok());
 }
