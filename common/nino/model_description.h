@@ -1,0 +1,85 @@
+// A model description: how a model's parameters connect, not only their names and shapes
+// (issue 15). It is the input of the one graph builder (graph_from_description.h) and travels in
+// the protocol (nino.v1.ModelDescription) and as a JSON file (`nino_nowcast --model_description`).
+//
+// Vocabulary (docs/GRAPH_DESCRIPTION.md has the full contract and the graph each op produces):
+// * A *group* is a named set of neurons: a model input, a layer's output units (channels of a
+//   conv, features of a linear layer), or the units a structural op yields. Groups are named by
+//   the description's author (the Python tracer uses torch.fx node names).
+// * *Ops* come in execution order and refer to groups created by earlier ops:
+//     input    name, units                      a model input (features, or channels of an image)
+//     dense    weight [, bias], input -> output  nn.Linear (out, in) or nn.Conv2d (out, in, kh, kw)
+//     norm     weight and/or bias, input -> output  per-unit affine params (BatchNorm, LayerNorm,
+//                                               GroupNorm gains/shifts); output aliases input
+//     alias    kind, input -> output            parameter-free, unit-preserving ops (activation,
+//                                               pooling, dropout, identity): output = input
+//     flatten  input -> output, positions        (B, C, *spatial) -> (B, C * positions); positions
+//                                               = prod(spatial); 1 position = alias
+//     add      inputs [a, b] -> output           residual addition of two groups of equal size
+//     concat   inputs [a, b, ...] -> output      channel concatenation (no new neurons)
+// * Every parameter of the model appears in exactly one op (weight or bias), by its
+//   named_parameters() name; the builder checks names and shapes against the parameter table.
+//
+// Versioned: `version` must be kModelDescriptionVersion; readers refuse other versions.
+#ifndef NINO_COMMON_NINO_MODEL_DESCRIPTION_H_
+#define NINO_COMMON_NINO_MODEL_DESCRIPTION_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace nino {
+
+inline constexpr int64_t kModelDescriptionVersion = 1;
+
+struct DescriptionOp {
+  enum class Kind { kInput, kDense, kNorm, kAlias, kFlatten, kAdd, kConcat };
+  Kind kind = Kind::kInput;
+  std::string output;               // the group this op creates (every op has one)
+  std::vector<std::string> inputs;  // input groups: none (input), one, or >= 2 (add, concat)
+  std::string weight;               // dense: the weight; norm: the gain ("" if none)
+  std::string bias;                 // dense/norm: the bias or shift ("" if none)
+  int64_t units = 0;                // input: its number of units
+  int64_t positions = 0;            // flatten: spatial positions per channel
+  std::string alias_kind;           // alias: what it stands for ("relu", "max_pool2d", ...)
+};
+
+struct ModelDescription {
+  int64_t version = kModelDescriptionVersion;
+  std::vector<DescriptionOp> ops;
+};
+
+std::string DescriptionOpKindName(DescriptionOp::Kind kind);  // "input", "dense", ...
+
+// JSON form (docs/GRAPH_DESCRIPTION.md): {"version": 1, "ops": [{"op": "dense", "weight": ...}]}.
+// INVALID_ARGUMENT, naming the op by index and output, for malformed JSON, an unknown op or
+// field, a wrong version, or a missing field.
+absl::StatusOr<ModelDescription> ModelDescriptionFromJson(const std::string& json);
+std::string ModelDescriptionToJson(const ModelDescription& description);
+
+// A small builder for C++ users; each call appends an op and returns the name of its output
+// group. Group names are generated ("g0", "g1", ...) unless given.
+class ModelDescriptionBuilder {
+ public:
+  std::string Input(int64_t units, std::string name = "");
+  std::string Dense(const std::string& input, std::string weight, std::string bias = "",
+                    std::string name = "");
+  std::string Norm(const std::string& input, std::string weight, std::string bias = "",
+                   std::string name = "");
+  std::string Alias(const std::string& input, std::string alias_kind, std::string name = "");
+  std::string Flatten(const std::string& input, int64_t positions, std::string name = "");
+  std::string Add(const std::string& a, const std::string& b, std::string name = "");
+  std::string Concat(std::vector<std::string> inputs, std::string name = "");
+  const ModelDescription& description() const { return description_; }
+
+ private:
+  std::string NameOr(std::string name);
+  ModelDescription description_;
+  int64_t next_ = 0;
+};
+
+}  // namespace nino
+
+#endif  // NINO_COMMON_NINO_MODEL_DESCRIPTION_H_
