@@ -58,7 +58,7 @@ def main(argv):
     if target is not None:
         plots.append(f"{target} with lines dt 2 lc rgb 'gray' title 'target {target}'")
     script = "\n".join([
-        "set terminal pngcairo size 900,540",
+        "set terminal pngcairo size 900,540 noenhanced",  # labels hold underscores
         f"set output '{out}'",
         f"set title '{title}'",
         "set xlabel 'training step'",
