@@ -213,7 +213,9 @@ absl::StatusOr<std::unique_ptr<Task>> MakeTask(const TaskOptions& o) {
     Gpt2Options net;  // 3 layers, d=64, 4 heads, bytes, context 128
     info.metric = "ppl";
     info.higher_is_better = false;
-    info.target = 4.0;
+    // Adam's validation perplexity at step 10,000 (seed 1000, 4.105; docs/BENCHMARKS.md section 3),
+    // as the official LM targets are set.
+    info.target = 4.11;
     info.lr = 1e-3;
     info.weight_decay = 0.01;
     info.global_batch = o.global_batch > 0 ? o.global_batch : 32;
