@@ -6,7 +6,7 @@ BatchPrediction PredictBatch(const TrainableNiNo& model, const GraphSample& batc
   const auto& c = model.config();
   BatchPrediction out;
   if (c.gnn) {
-    out.pred = model.Forward(batch.x, batch.edge_type, batch.edge_index, batch.pos);
+    out.pred = model.Forward(batch.x, batch.edge_type, batch.edge_index, batch.pos, batch.pos_w);
     out.y = batch.y;
     out.mask = batch.y_mask;
     return out;

@@ -24,6 +24,7 @@ GraphSample GraphSample::To(const torch::Device& device) const {
   s.edge_type = edge_type.to(device);
   s.edge_index = edge_index.to(device);
   if (pos.defined()) s.pos = pos.to(device);
+  if (pos_w.defined()) s.pos_w = pos_w.to(device);
   return s;
 }
 
@@ -31,7 +32,7 @@ GraphSample MergeGraphs(const std::vector<GraphSample>& samples, int64_t ctx) {
   TORCH_CHECK(!samples.empty(), "MergeGraphs needs at least one sample");
   int64_t fmax = 0;
   for (const auto& s : samples) fmax = std::max(fmax, s.feat_size(ctx));
-  std::vector<torch::Tensor> xs, ys, ms, types, indices, poss;
+  std::vector<torch::Tensor> xs, ys, ms, types, indices, poss, pos_ws;
   int64_t offset = 0;
   for (const auto& s : samples) {
     const int64_t extra = fmax - s.feat_size(ctx);
@@ -41,6 +42,7 @@ GraphSample MergeGraphs(const std::vector<GraphSample>& samples, int64_t ctx) {
     types.push_back(s.edge_type);
     indices.push_back(s.edge_index + offset);
     if (s.pos.defined()) poss.push_back(s.pos);
+    if (s.pos_w.defined()) pos_ws.push_back(s.pos_w);
     offset += s.num_nodes;
   }
   TORCH_CHECK(poss.empty() || poss.size() == samples.size(),
@@ -52,6 +54,8 @@ GraphSample MergeGraphs(const std::vector<GraphSample>& samples, int64_t ctx) {
   out.edge_type = torch::cat(types, 0);
   out.edge_index = torch::cat(indices, 1);
   if (!poss.empty()) out.pos = torch::cat(poss, 0);
+  // pos_w only when every sample has one (samples built by hand may lack it).
+  if (pos_ws.size() == samples.size()) out.pos_w = torch::cat(pos_ws, 0);
   out.num_nodes = offset;
   return out;
 }

@@ -15,9 +15,11 @@
 namespace nino::metatrain {
 namespace {
 
-WindowOptions WindowsFor(bool gnn) {
+WindowOptions WindowsFor(const MetaTrainOptions& o) {
   WindowOptions w;
-  w.lpe_dim = gnn ? 8 : 0;
+  w.lpe_dim = o.gnn ? 8 : 0;
+  w.wte_size = o.wte_size;
+  w.lm_global_scale = o.lm_global_scale;
   return w;
 }
 
@@ -58,22 +60,30 @@ absl::StatusOr<std::unique_ptr<MetaTrainer>> MetaTrainer::Create(MetaTrainOption
 
 nlohmann::json MetaTrainer::RecipeJson() const {
   const auto& o = options_;
-  return {{"variant", o.gnn ? "gnn" : "wnn+"},
-          {"hid", o.hid},
-          {"steps", o.steps},
-          {"batch_trajectories", o.batch_trajectories},
-          {"lr", o.lr},
-          {"min_lr", o.min_lr},
-          {"weight_decay", o.weight_decay},
-          {"clip", o.clip},
-          {"seed", o.seed}};
+  nlohmann::json recipe = {{"variant", o.gnn ? "gnn" : "wnn+"},
+                           {"hid", o.hid},
+                           {"steps", o.steps},
+                           {"batch_trajectories", o.batch_trajectories},
+                           {"lr", o.lr},
+                           {"min_lr", o.min_lr},
+                           {"weight_decay", o.weight_decay},
+                           {"clip", o.clip},
+                           {"seed", o.seed}};
+  // The LM options only when they differ from the official recipe, so that checkpoints written
+  // before they existed still resume.
+  const MetaTrainOptions defaults;
+  if (o.wte_size != defaults.wte_size) recipe["wte_size"] = o.wte_size;
+  if (o.lm_global_scale != defaults.lm_global_scale) recipe["lm_global_scale"] = o.lm_global_scale;
+  return recipe;
 }
 
 absl::Status MetaTrainer::InitOrResume() {
   NiNoConfig config;
   config.gnn = options_.gnn;
   config.hid = options_.hid;
-  config.wte_pos_enc = false;  // no LM data: the word-token encoding is never trained
+  // As nino_no_posw.pt (any tokenizer): the samples carry pos_w, but the word-token encoding
+  // is not trained (not part of this recipe; see docs/METATRAINING.md).
+  config.wte_pos_enc = false;
   auto model = TrainableNiNo::Create(config, options_.seed);
   if (!model.ok()) return model.status();
   model_ = *model;
@@ -103,11 +113,11 @@ absl::Status MetaTrainer::InitOrResume() {
   }
   wall_at_start_ = progress_.wall_seconds;
   started_ = std::chrono::steady_clock::now();
-  auto train = TrajectoryWindows::Open(options_.train_dirs, WindowsFor(options_.gnn));
+  auto train = TrajectoryWindows::Open(options_.train_dirs, WindowsFor(options_));
   if (!train.ok()) return train.status();
   train_ = std::move(*train);
   if (!options_.val_dirs.empty()) {
-    auto val = TrajectoryWindows::Open(options_.val_dirs, WindowsFor(options_.gnn));
+    auto val = TrajectoryWindows::Open(options_.val_dirs, WindowsFor(options_));
     if (!val.ok()) return val.status();
     val_ = std::move(*val);
   }

@@ -49,9 +49,11 @@ struct MetaTrainOptions {
   std::string out_dir;
   std::string model_out;  // default: <out_dir>/nino.pt
   int64_t ckpt_every = 200;
-  int64_t log_every = 50;  // stderr progress lines (metrics.jsonl gets every step)
-  int64_t val_every = 0;   // 0: validate only at the end
-  int64_t val_slices = 8;  // validation slices per held-out trajectory
+  int64_t log_every = 50;       // stderr progress lines (metrics.jsonl gets every step)
+  int64_t val_every = 0;        // 0: validate only at the end
+  int64_t val_slices = 8;       // validation slices per held-out trajectory
+  int64_t wte_size = 1000;      // LM data: token-embedding rows kept per sample (0: all)
+  bool lm_global_scale = true;  // LM data: the official GPT-2 global-scaling quirk
   int64_t max_rollbacks = 50;
   double max_seconds = 0;  // > 0: checkpoint and stop after this much wall time
   int64_t stop_at = 0;     // > 0: checkpoint and stop at this step (resumable)

@@ -41,6 +41,10 @@ ABSL_FLAG(int64_t, ckpt_every, 200, "steps between checkpoints");
 ABSL_FLAG(int64_t, log_every, 50, "steps between progress lines");
 ABSL_FLAG(int64_t, val_every, 0, "steps between validations (0: at the end)");
 ABSL_FLAG(int64_t, val_slices, 8, "validation slices per held-out trajectory (x4 windows)");
+ABSL_FLAG(int64_t, wte_size, 1000,
+          "LM data: token-embedding rows kept per sample (official 1000; 0 keeps all)");
+ABSL_FLAG(bool, lm_global_scale, true,
+          "LM data: one global mu/sigma for GPT-2 layouts (the official training quirk)");
 ABSL_FLAG(double, max_seconds, 0, "stop (resumably) after this many seconds; 0: no limit");
 ABSL_FLAG(int64_t, stop_at, 0, "stop (resumably) at this step; 0: run to --steps");
 ABSL_FLAG(int, threads, 1, "intra-op threads (at::set_num_threads)");
@@ -78,6 +82,8 @@ int Evaluate(const torch::Device& device) {
     (*trainable)->eval();
     WindowOptions w;
     w.lpe_dim = model->is_gnn() ? model->config().lpe : 0;
+    w.wte_size = absl::GetFlag(FLAGS_wte_size);
+    w.lm_global_scale = absl::GetFlag(FLAGS_lm_global_scale);
     auto data = TrajectoryWindows::Open(val_dirs, w);
     if (!data.ok()) {
       std::fprintf(stderr, "%s\n", std::string(data.status().message()).c_str());
@@ -131,6 +137,8 @@ int main(int argc, char** argv) {
   o.log_every = absl::GetFlag(FLAGS_log_every);
   o.val_every = absl::GetFlag(FLAGS_val_every);
   o.val_slices = absl::GetFlag(FLAGS_val_slices);
+  o.wte_size = absl::GetFlag(FLAGS_wte_size);
+  o.lm_global_scale = absl::GetFlag(FLAGS_lm_global_scale);
   o.max_seconds = absl::GetFlag(FLAGS_max_seconds);
   o.stop_at = absl::GetFlag(FLAGS_stop_at);
   o.device = device;

@@ -36,4 +36,64 @@ int64_t WriteTestTrajectory(const std::string& dir, uint64_t seed, int64_t rows)
   return P;
 }
 
+std::vector<std::pair<std::string, std::vector<int64_t>>> Gpt2NamedShapes(const Gpt2TestShape& s) {
+  const int64_t d = s.dim;
+  std::vector<std::pair<std::string, std::vector<int64_t>>> named = {
+      {"transformer.wte.weight", {s.vocab, d}}, {"transformer.wpe.weight", {s.positions, d}}};
+  for (int64_t b = 0; b < s.layers; ++b) {
+    const std::string h = "transformer.h." + std::to_string(b) + ".";
+    named.push_back({h + "ln_1.weight", {d}});
+    named.push_back({h + "ln_1.bias", {d}});
+    named.push_back({h + "attn.c_attn.weight", {d, 3 * d}});
+    named.push_back({h + "attn.c_attn.bias", {3 * d}});
+    named.push_back({h + "attn.c_proj.weight", {d, d}});
+    named.push_back({h + "attn.c_proj.bias", {d}});
+    named.push_back({h + "ln_2.weight", {d}});
+    named.push_back({h + "ln_2.bias", {d}});
+    named.push_back({h + "mlp.c_fc.weight", {d, 4 * d}});
+    named.push_back({h + "mlp.c_fc.bias", {4 * d}});
+    named.push_back({h + "mlp.c_proj.weight", {4 * d, d}});
+    named.push_back({h + "mlp.c_proj.bias", {d}});
+  }
+  named.push_back({"transformer.ln_f.weight", {d}});
+  named.push_back({"transformer.ln_f.bias", {d}});
+  return named;
+}
+
+int64_t WriteGpt2TestTrajectory(const std::string& dir, uint64_t seed, int64_t rows,
+                                const Gpt2TestShape& shape, const RowFunction& values) {
+  GraphSpec graph;
+  graph.kind = GraphSpec::Kind::kAuto;  // as the trainer's LM task
+  graph.num_heads = shape.heads;
+  return WriteLmTestTrajectory(dir, seed, rows, Gpt2NamedShapes(shape), graph, values);
+}
+
+int64_t WriteLmTestTrajectory(const std::string& dir, uint64_t seed, int64_t rows,
+                              std::vector<std::pair<std::string, std::vector<int64_t>>> named,
+                              const GraphSpec& graph, const RowFunction& values) {
+  trainer::TrajectoryInfo info;
+  info.task = "lm-test";
+  info.seed = seed;
+  info.lr = 1e-3;
+  info.optimizer = "adamw";
+  info.max_steps = (rows - 1) * 200;
+  info.every = 200;
+  info.params = std::move(named);
+  info.graph = graph;
+  int64_t P = 0;
+  for (const auto& [name, dims] : info.params) {
+    int64_t n = 1;
+    for (int64_t v : dims) n *= v;
+    P += n;
+  }
+  auto writer = trainer::TrajectoryWriter::Open(dir, info, -1);
+  TORCH_CHECK(writer.ok(), writer.status().ToString());
+  for (int64_t r = 0; r < rows; ++r) {
+    const torch::Tensor row = values ? values(r, P) : TrajectoryRow(seed, r, P);
+    TORCH_CHECK((*writer)->Append(r * 200, row).ok());
+  }
+  TORCH_CHECK((*writer)->Finish({{"final_ppl", 0}}).ok());
+  return P;
+}
+
 }  // namespace nino::metatrain::testing
