@@ -6,6 +6,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/nino/graph_from_description.h"
 #include "common/nino/nowcast_engine.h"
 
 namespace nino {
@@ -149,6 +150,18 @@ absl::StatusOr<GraphSize> CountLlama(const std::vector<ParamSpec>& params, int64
   return GraphSize{nodes, edges, 1, TotalParams(params)};
 }
 
+// The description's resolve pass without the edge list (graph_from_description.h): exact, and
+// O(ops + parameters), so no closed form of its own.
+absl::StatusOr<GraphSize> CountDescribed(const std::vector<ParamSpec>& params,
+                                         const GraphSpec& spec) {
+  if (spec.description == nullptr) {
+    return absl::InvalidArgumentError("graph kind described: no model description given");
+  }
+  absl::StatusOr<DescribedGraphSize> size = CountGraphFromDescription(params, *spec.description);
+  if (!size.ok()) return size.status();
+  return GraphSize{size->nodes, size->edges, size->feat_size, TotalParams(params)};
+}
+
 }  // namespace
 
 absl::StatusOr<GraphSize> CountGraph(const std::vector<ParamSpec>& params, const GraphSpec& spec) {
@@ -163,6 +176,8 @@ absl::StatusOr<GraphSize> CountGraph(const std::vector<ParamSpec>& params, const
       return CountGpt2(params, spec.num_heads);
     case GraphSpec::Kind::kLlama:
       return CountLlama(params, spec.num_heads, spec.num_kv_heads);
+    case GraphSpec::Kind::kDescribed:
+      return CountDescribed(params, spec);
     case GraphSpec::Kind::kGeneric:
       break;
   }

@@ -5,7 +5,9 @@
 //
 // Contract: for every layout that BuildGraph() accepts, CountGraph() returns exactly the
 // num_nodes, num_edges() and feat_size of the graph BuildGraph() builds (checked by
-// memory_estimate_test for generic, GPT-2 and Llama layouts). For a layout BuildGraph() rejects,
+// memory_estimate_test for generic, GPT-2, Llama and described layouts). Described graphs are
+// counted by the description's resolve pass (CountGraphFromDescription), which checks as much
+// as BuildGraphFromDescription does. For a layout BuildGraph() rejects,
 // CountGraph() either returns INVALID_ARGUMENT or some size; it never crashes. It checks only
 // what it needs to count (the builders keep the authority over what is mappable).
 #ifndef NINO_COMMON_NINO_GRAPH_SIZE_H_

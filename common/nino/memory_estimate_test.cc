@@ -12,11 +12,13 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "common/nino/graph_size.h"
+#include "common/nino/model_description.h"
 #include "common/nino/neural_graph.h"
 #include "common/nino/nino_model.h"
 #include "common/nino/nowcast_engine.h"
@@ -58,6 +60,32 @@ Shapes Llama(int64_t V, int64_t d, int64_t L, int64_t H, int64_t KV, int64_t ff,
   return LlamaNamedShapes(s);
 }
 
+// A residual CNN (stem conv + BN, a block whose 1x1 projection shortcut joins by an add), then a
+// flatten of 2x2 positions into a linear layer: flatten ties and residual edges in the graph.
+Shapes ResidualCnn(int64_t width) {
+  return {{"conv0.weight", {width, 3, 3, 3}},
+          {"bn0.weight", {width}},
+          {"bn0.bias", {width}},
+          {"conv1.weight", {2 * width, width, 3, 3}},
+          {"bn1.weight", {2 * width}},
+          {"bn1.bias", {2 * width}},
+          {"down.weight", {2 * width, width, 1, 1}},
+          {"fc.weight", {10, 8 * width}},
+          {"fc.bias", {10}}};
+}
+
+GraphSpec ResidualCnnSpec() {
+  ModelDescriptionBuilder b;
+  std::string x = b.Norm(b.Dense(b.Input(3), "conv0.weight"), "bn0.weight", "bn0.bias");
+  const std::string h = b.Norm(b.Dense(x, "conv1.weight"), "bn1.weight", "bn1.bias");
+  x = b.Add(h, b.Dense(x, "down.weight"));
+  b.Dense(b.Flatten(b.Alias(x, "max_pool2d"), 4), "fc.weight", "fc.bias");
+  GraphSpec spec;
+  spec.kind = GraphSpec::Kind::kDescribed;
+  spec.description = std::make_shared<const ModelDescription>(b.description());
+  return spec;
+}
+
 GraphSpec Kind(GraphSpec::Kind kind, int64_t heads = 0, int64_t kv_heads = 0) {
   GraphSpec g;
   g.kind = kind;
@@ -91,6 +119,15 @@ TEST(GraphSize, CountsEqualTheBuiltGraphs) {
   ExpectCountMatchesBuild(Llama(40, 16, 2, 4, 2, 44, false), Kind(K::kLlama, 4, 2), "llama gqa");
   ExpectCountMatchesBuild(Llama(40, 16, 3, 4, 0, 40, true), Kind(K::kLlama, 4, 0), "llama tied");
   ExpectCountMatchesBuild(Llama(40, 16, 1, 2, 1, 24, false), Kind(K::kAuto, 2, 1), "llama auto");
+  ExpectCountMatchesBuild(ResidualCnn(4), ResidualCnnSpec(), "described residual cnn");
+}
+
+TEST(GraphSize, DescribedLayoutsItCannotCountAreRefused) {
+  EXPECT_EQ(CountGraph(Table(Fm16()), Kind(GraphSpec::Kind::kDescribed)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // The description names parameters this layout does not have.
+  EXPECT_EQ(CountGraph(Table(Fm16()), ResidualCnnSpec()).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(GraphSize, SubgraphPartsEqualTheBuiltBlocks) {
@@ -264,6 +301,10 @@ TEST_F(EngineMemoryTest, Gpt2FullAndSubgraph) {
   NowcastTuning t;
   t.subgraph = true;
   Check(Gpt2(3, 64, 256, 128, 256), spec, t, "gpt2 3-64 subgraph");
+}
+
+TEST_F(EngineMemoryTest, DescribedResidualCnn) {
+  Check(ResidualCnn(32), ResidualCnnSpec(), {}, "described residual cnn");
 }
 
 TEST_F(EngineMemoryTest, Llama) {

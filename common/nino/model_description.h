@@ -24,10 +24,12 @@
 #ifndef NINO_COMMON_NINO_MODEL_DESCRIPTION_H_
 #define NINO_COMMON_NINO_MODEL_DESCRIPTION_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace nino {
@@ -53,14 +55,27 @@ struct ModelDescription {
 
 std::string DescriptionOpKindName(DescriptionOp::Kind kind);  // "input", "dense", ...
 
+// How errors name an op: `op 3 (dense 'conv1')` (index in `ops`, kind, output group).
+std::string DescriptionOpLabel(size_t index, const DescriptionOp& op);
+
+// The checks that need no parameter table: the version; at least one op; every output named and
+// unique; each op's inputs named groups of earlier ops, as many as its kind takes (input none;
+// dense, norm, alias, flatten one; add two; concat two or more); the fields its kind reads set
+// (input: units >= 1; dense: weight; norm: weight and/or bias; alias: kind; flatten:
+// positions >= 1) and the fields it does not read left empty / 0. INVALID_ARGUMENT naming the op
+// (DescriptionOpLabel) otherwise. ModelDescriptionFromJson and BuildGraphFromDescription run it.
+absl::Status ValidateModelDescription(const ModelDescription& description);
+
 // JSON form (docs/GRAPH_DESCRIPTION.md): {"version": 1, "ops": [{"op": "dense", "weight": ...}]}.
 // INVALID_ARGUMENT, naming the op by index and output, for malformed JSON, an unknown op or
-// field, a wrong version, or a missing field.
+// field, a wrong version, a missing field, a field of the wrong JSON type, or a description
+// ValidateModelDescription refuses. ToJson writes one op per line, only the fields each op reads.
 absl::StatusOr<ModelDescription> ModelDescriptionFromJson(const std::string& json);
 std::string ModelDescriptionToJson(const ModelDescription& description);
 
 // A small builder for C++ users; each call appends an op and returns the name of its output
-// group. Group names are generated ("g0", "g1", ...) unless given.
+// group. Group names are generated ("g0", "g1", ...; skipping names already used) unless given.
+// The builder does not check: ValidateModelDescription / BuildGraphFromDescription do.
 class ModelDescriptionBuilder {
  public:
   std::string Input(int64_t units, std::string name = "");

@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cctype>
 #include <map>
+#include <memory>
 #include <set>
 #include <unordered_map>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
@@ -12,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "common/nino/graph_from_description.h"
 #include "common/status/status_macros.h"
 
 namespace nino {
@@ -106,8 +109,22 @@ int64_t TotalParams(const std::vector<ParamSpec>& params) {
 }
 
 absl::StatusOr<GraphSpec> ParseGraphKind(const std::string& kind, int64_t num_heads,
-                                         int64_t num_kv_heads) {
+                                         int64_t num_kv_heads,
+                                         std::shared_ptr<const ModelDescription> description) {
   GraphSpec spec;
+  if (kind == "described") {
+    if (description == nullptr) {
+      return absl::InvalidArgumentError(
+          "graph kind described needs a model description (docs/GRAPH_DESCRIPTION.md)");
+    }
+    spec.kind = GraphSpec::Kind::kDescribed;
+    spec.description = std::move(description);
+    return spec;
+  }
+  if (description != nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "graph kind ", kind, " does not read a model description (use kind described)"));
+  }
   if (kind == "generic" || kind == "mlp" || kind == "cnn") {
     spec.kind = GraphSpec::Kind::kGeneric;
   } else if (kind == "auto") {
@@ -135,8 +152,8 @@ absl::StatusOr<GraphSpec> ParseGraphKind(const std::string& kind, int64_t num_he
       spec.num_kv_heads = num_kv_heads;
     }
   } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown graph kind '", kind, "' (expected generic, gpt2, llama or auto)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unknown graph kind '", kind, "' (expected generic, gpt2, llama, auto or described)"));
   }
   return spec;
 }
@@ -149,6 +166,8 @@ std::string GraphKindName(GraphSpec::Kind kind) {
       return "llama";
     case GraphSpec::Kind::kAuto:
       return "auto";
+    case GraphSpec::Kind::kDescribed:
+      return "described";
     case GraphSpec::Kind::kGeneric:
       break;
   }
@@ -866,6 +885,12 @@ absl::StatusOr<NeuralGraph> BuildGraph(const std::vector<ParamSpec>& params,
     NINO_ASSIGN_OR_RETURN(const GraphSpec inferred,
                           InferGraphSpec(params, spec.num_heads, spec.num_kv_heads));
     return BuildGraph(params, inferred);
+  }
+  if (spec.kind == GraphSpec::Kind::kDescribed) {
+    if (spec.description == nullptr) {
+      return absl::InvalidArgumentError("graph kind described: no model description given");
+    }
+    return BuildGraphFromDescription(params, *spec.description);
   }
   if (spec.kind == GraphSpec::Kind::kGpt2) return BuildGpt2Graph(params, spec.num_heads);
   if (spec.kind == GraphSpec::Kind::kLlama) {

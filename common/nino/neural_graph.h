@@ -10,11 +10,13 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/nino/model_description.h"
 
 namespace nino {
 
@@ -35,15 +37,22 @@ int64_t TotalParams(const std::vector<ParamSpec>& params);
 // Which graph construction applies to a model.
 struct GraphSpec {
   // kAuto: chosen from the parameter names when the graph is built (InferGraphSpec).
-  enum class Kind { kGeneric, kGpt2, kLlama, kAuto };
+  // kDescribed: built from `description` (graph_from_description.h, docs/GRAPH_DESCRIPTION.md).
+  enum class Kind { kGeneric, kGpt2, kLlama, kAuto, kDescribed };
   Kind kind = Kind::kGeneric;
   int64_t num_heads = 0;     // gpt2 and llama
   int64_t num_kv_heads = 0;  // llama only: key/value heads (grouped-query attention); 0 = num_heads
+  // kDescribed only (required there; read by no other kind, InferGraphSpec included). Shared and
+  // immutable: copies of a GraphSpec are cheap.
+  std::shared_ptr<const ModelDescription> description;
 };
-// kind: "generic" (also "mlp", "cnn"), "gpt2", "llama" or "auto". num_kv_heads is read for llama
-// and auto only.
-absl::StatusOr<GraphSpec> ParseGraphKind(const std::string& kind, int64_t num_heads,
-                                         int64_t num_kv_heads = 0);
+// kind: "generic" (also "mlp", "cnn"), "gpt2", "llama", "auto" or "described". num_kv_heads is
+// read for llama and auto only. "described" needs a non-null `description` (then kept in the
+// spec; its ops are checked against the parameters when the graph is built); every other kind
+// refuses one. INVALID_ARGUMENT naming the kind otherwise.
+absl::StatusOr<GraphSpec> ParseGraphKind(
+    const std::string& kind, int64_t num_heads, int64_t num_kv_heads = 0,
+    std::shared_ptr<const ModelDescription> description = nullptr);
 std::string GraphKindName(GraphSpec::Kind kind);
 
 // The model description -> graph mapping without per-model code: the parameter names and shapes
@@ -129,6 +138,8 @@ struct LlamaShape {
 };
 std::vector<std::pair<std::string, std::vector<int64_t>>> LlamaNamedShapes(const LlamaShape& s);
 
+// The graph `spec` selects: kAuto resolved by InferGraphSpec, kDescribed by
+// BuildGraphFromDescription (INVALID_ARGUMENT if its description is null).
 absl::StatusOr<NeuralGraph> BuildGraph(const std::vector<ParamSpec>& params,
                                        const GraphSpec& spec);
 

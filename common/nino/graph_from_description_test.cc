@@ -1,0 +1,758 @@
+// The graph builder driven by a model description (docs/GRAPH_DESCRIPTION.md): derived graphs
+// equal the hand-written generic graph edge for edge; new structures (LeNet, residual blocks,
+// concatenation, pooling, flatten) have closed-form sizes and carry every parameter in exactly
+// one slot and back; every refusal is INVALID_ARGUMENT naming the op and the parameter; the JSON
+// form and the C++ builder. Synthetic layouts only: nothing here reads ../shared.
+#include "common/nino/graph_from_description.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/nino/model_description.h"
+#include "common/nino/neural_graph.h"
+#include "common/nino/test_layouts.h"
+
+namespace nino {
+namespace {
+
+using Shapes = std::vector<std::pair<std::string, std::vector<int64_t>>>;
+
+std::vector<ParamSpec> Table(const Shapes& s) {
+  auto t = MakeParamTable(s);
+  EXPECT_TRUE(t.ok()) << t.status();
+  return *t;
+}
+
+void ExpectSameGraph(const NeuralGraph& a, const NeuralGraph& b) {
+  EXPECT_EQ(a.num_nodes, b.num_nodes);
+  EXPECT_EQ(a.num_params, b.num_params);
+  EXPECT_EQ(a.feat_size, b.feat_size);
+  ASSERT_EQ(a.num_edges(), b.num_edges());
+  for (int64_t e = 0; e < a.num_edges(); ++e) {
+    ASSERT_EQ(a.src[e], b.src[e]) << "edge " << e;
+    ASSERT_EQ(a.dst[e], b.dst[e]) << "edge " << e;
+    ASSERT_EQ(a.type[e], b.type[e]) << "edge " << e;
+  }
+  EXPECT_EQ(a.param_index, b.param_index);
+  EXPECT_EQ(a.pos_w, b.pos_w);
+}
+
+// Every scalar parameter in exactly one slot and back: distinct values go into edge slots through
+// param_index and are written back to a fresh flat vector; constants sit in slot 0 only.
+void ExpectEveryParameterRoundTrips(const NeuralGraph& g) {
+  ASSERT_TRUE(g.Validate().ok()) << g.Validate();
+  const int64_t F = g.feat_size;
+  std::vector<double> flat(g.num_params);
+  for (int64_t r = 0; r < g.num_params; ++r) flat[r] = 1000.0 + static_cast<double>(r);
+  std::vector<double> slots(g.param_index.size(), 0.0);
+  for (size_t i = 0; i < slots.size(); ++i) {
+    const int64_t r = g.param_index[i];
+    slots[i] = r >= 0 ? flat[r] : r == kSlotOne ? 1.0 : r == kSlotTwo ? 2.0 : 0.0;
+  }
+  std::vector<double> back(g.num_params, std::nan(""));
+  std::vector<int> hits(g.num_params, 0);
+  for (size_t i = 0; i < slots.size(); ++i) {
+    const int64_t r = g.param_index[i];
+    if (r < 0) continue;
+    back[r] = slots[i];
+    ++hits[r];
+  }
+  for (int64_t r = 0; r < g.num_params; ++r) {
+    ASSERT_EQ(hits[r], 1) << "row " << r;
+    ASSERT_EQ(back[r], flat[r]) << "row " << r;
+  }
+  for (int64_t e = 0; e < g.num_edges(); ++e) {
+    const int64_t slot0 = g.param_index[e * F];
+    if (g.type[e] == kEdgeResidual) {
+      EXPECT_EQ(slot0, kSlotOne) << e;
+    }
+    if (g.type[e] == kEdgeSelfLoop) {
+      EXPECT_EQ(slot0, kSlotTwo) << e;
+    }
+    if (slot0 < 0) {
+      for (int64_t f = 1; f < F; ++f) EXPECT_EQ(g.param_index[e * F + f], kSlotZero) << e;
+    }
+  }
+}
+
+// Builds, checks the invariants and that the count (CountGraphFromDescription) is exact.
+NeuralGraph BuildChecked(const std::vector<ParamSpec>& params, const ModelDescription& d) {
+  absl::StatusOr<NeuralGraph> g = BuildGraphFromDescription(params, d);
+  EXPECT_TRUE(g.ok()) << g.status();
+  if (!g.ok()) return NeuralGraph{};
+  ExpectEveryParameterRoundTrips(*g);
+  absl::StatusOr<DescribedGraphSize> size = CountGraphFromDescription(params, d);
+  EXPECT_TRUE(size.ok()) << size.status();
+  if (size.ok()) {
+    EXPECT_EQ(size->nodes, g->num_nodes);
+    EXPECT_EQ(size->edges, g->num_edges());
+    EXPECT_EQ(size->feat_size, g->feat_size);
+  }
+  return std::move(*g);
+}
+
+int64_t CountType(const NeuralGraph& g, int64_t type) {
+  int64_t n = 0;
+  for (int64_t t : g.type) n += t == type;
+  return n;
+}
+
+// The generic graph and the graph of DescribeGenericChain's description are the same.
+void ExpectChainParity(const Shapes& shapes) {
+  const std::vector<ParamSpec> params = Table(shapes);
+  absl::StatusOr<NeuralGraph> generic = BuildGenericGraph(params);
+  ASSERT_TRUE(generic.ok()) << generic.status();
+  absl::StatusOr<ModelDescription> d = DescribeGenericChain(params);
+  ASSERT_TRUE(d.ok()) << d.status();
+  ExpectSameGraph(BuildChecked(params, *d), *generic);
+}
+
+// ---- Layouts ----
+
+Shapes Mlp() {
+  return {{"fc.0.weight", {32, 784}}, {"fc.0.bias", {32}},       {"fc.2.weight", {32, 32}},
+          {"fc.2.bias", {32}},        {"fc.4.weight", {10, 32}}, {"fc.4.bias", {10}}};
+}
+
+Shapes CnnWithBatchNorm() {
+  return {{"c.0.weight", {4, 3, 3, 3}},
+          {"c.0.bias", {4}},
+          {"c.1.weight", {4}},
+          {"c.1.bias", {4}},
+          {"c.3.weight", {6, 4, 3, 3}},
+          {"c.4.weight", {6}},
+          {"c.4.bias", {6}},
+          {"fc.weight", {2, 6}},
+          {"fc.bias", {2}}};
+}
+
+Shapes LeNet() {
+  return {{"conv1.weight", {6, 1, 5, 5}},  {"conv1.bias", {6}},
+          {"conv2.weight", {16, 6, 5, 5}}, {"conv2.bias", {16}},
+          {"fc1.weight", {120, 256}},      {"fc1.bias", {120}},
+          {"fc2.weight", {84, 120}},       {"fc2.bias", {84}},
+          {"fc3.weight", {10, 84}},        {"fc3.bias", {10}}};
+}
+
+ModelDescription LeNetDescription() {
+  ModelDescriptionBuilder b;
+  std::string h = b.Input(1, "x");
+  h = b.Dense(h, "conv1.weight", "conv1.bias", "conv1");
+  h = b.Alias(h, "relu", "relu1");
+  h = b.Alias(h, "max_pool2d", "pool1");
+  h = b.Dense(h, "conv2.weight", "conv2.bias", "conv2");
+  h = b.Alias(h, "relu", "relu2");
+  h = b.Alias(h, "max_pool2d", "pool2");
+  h = b.Flatten(h, 16, "flatten");
+  h = b.Dense(h, "fc1.weight", "fc1.bias", "fc1");
+  h = b.Alias(h, "relu", "relu3");
+  h = b.Dense(h, "fc2.weight", "fc2.bias", "fc2");
+  h = b.Alias(h, "relu", "relu4");
+  b.Dense(h, "fc3.weight", "fc3.bias", "fc3");
+  return b.description();
+}
+
+// Stem conv0+bn0 (3 -> 8), a basic block conv1/bn1/relu/conv2/bn2 (8 -> `width`) plus a shortcut
+// (identity when width == 8, else a 1x1 projection conv + BN computed after bn2, as torchvision
+// orders it), relu, global pooling, fc (10, width).
+Shapes ResidualLayout(int64_t width) {
+  Shapes s = {
+      {"conv0.weight", {8, 3, 3, 3}},         {"bn0.weight", {8}},     {"bn0.bias", {8}},
+      {"conv1.weight", {width, 8, 3, 3}},     {"bn1.weight", {width}}, {"bn1.bias", {width}},
+      {"conv2.weight", {width, width, 3, 3}}, {"bn2.weight", {width}}, {"bn2.bias", {width}}};
+  if (width != 8) {
+    s.push_back({"down.0.weight", {width, 8, 1, 1}});
+    s.push_back({"down.1.weight", {width}});
+    s.push_back({"down.1.bias", {width}});
+  }
+  s.push_back({"fc.weight", {10, width}});
+  s.push_back({"fc.bias", {10}});
+  return s;
+}
+
+ModelDescription ResidualDescription(bool projection, bool shortcut_first) {
+  ModelDescriptionBuilder b;
+  std::string x = b.Input(3, "x");
+  x = b.Dense(x, "conv0.weight", "", "conv0");
+  x = b.Norm(x, "bn0.weight", "bn0.bias", "bn0");
+  x = b.Alias(x, "relu", "relu0");
+  std::string h = b.Dense(x, "conv1.weight", "", "conv1");
+  h = b.Norm(h, "bn1.weight", "bn1.bias", "bn1");
+  h = b.Alias(h, "relu", "relu1");
+  h = b.Dense(h, "conv2.weight", "", "conv2");
+  h = b.Norm(h, "bn2.weight", "bn2.bias", "bn2");
+  std::string shortcut = x;
+  if (projection) {
+    shortcut = b.Dense(x, "down.0.weight", "", "down0");
+    shortcut = b.Norm(shortcut, "down.1.weight", "down.1.bias", "down1");
+  }
+  h = shortcut_first ? b.Add(shortcut, h, "add") : b.Add(h, shortcut, "add");
+  h = b.Alias(h, "relu", "relu2");
+  h = b.Alias(h, "adaptive_avg_pool2d", "pool");
+  h = b.Flatten(h, 1, "flatten");
+  b.Dense(h, "fc.weight", "fc.bias", "fc");
+  return b.description();
+}
+
+// ---- Derived == hand-written ----
+
+TEST(DescribedGraph, GenericChainsEqualTheHandWrittenGraph) {
+  ExpectChainParity(Mlp());
+  ExpectChainParity(testing::Fm16Layout());
+  ExpectChainParity(CnnWithBatchNorm());
+  // LayerNorm between linear layers, a bias-free layer, a BatchNorm without a conv bias.
+  ExpectChainParity({{"fc.0.weight", {24, 30}},
+                     {"fc.0.bias", {24}},
+                     {"ln.weight", {24}},
+                     {"ln.bias", {24}},
+                     {"fc.2.weight", {7, 24}}});
+  ExpectChainParity({{"conv.weight", {5, 2, 3, 3}},
+                     {"bn.weight", {5}},
+                     {"bn.bias", {5}},
+                     {"head.weight", {3, 5}},
+                     {"head.bias", {3}}});
+  // Odd 1-D parameters keep parameter order: a second shift of the layer's own module, a norm
+  // whose shift comes before its gain, a norm module with two shifts.
+  ExpectChainParity({{"fc.weight", {6, 4}},
+                     {"fc.bias", {6}},
+                     {"fc.shift", {6}},
+                     {"n.bias", {6}},
+                     {"n.weight", {6}},
+                     {"m.a", {6}},
+                     {"m.b", {6}},
+                     {"out.weight", {2, 6}}});
+}
+
+TEST(DescribedGraph, Fm16MatchesTheSpecWorkedExample) {
+  const std::vector<ParamSpec> params = Table(testing::Fm16Layout());
+  // What the tracer writes for utils.vision.Net: activations, pooling and a flatten of 1x1.
+  ModelDescriptionBuilder b;
+  std::string h = b.Input(1);
+  for (const char* conv : {"fc.0", "fc.2", "fc.4"}) {
+    h = b.Dense(h, std::string(conv) + ".weight", std::string(conv) + ".bias");
+    h = b.Alias(h, "relu");
+  }
+  h = b.Alias(h, "adaptive_avg_pool2d");
+  h = b.Flatten(h, 1);
+  b.Dense(h, "fc.8.weight", "fc.8.bias");
+  const NeuralGraph g = BuildChecked(params, b.description());
+  EXPECT_EQ(g.num_nodes, 95);
+  EXPECT_EQ(g.num_edges(), 2057);
+  EXPECT_EQ(g.feat_size, 9);
+  absl::StatusOr<NeuralGraph> generic = BuildGenericGraph(params);
+  ASSERT_TRUE(generic.ok());
+  ExpectSameGraph(g, *generic);
+}
+
+TEST(DescribedGraph, MlpMatchesTheSpecWorkedExample) {
+  const std::vector<ParamSpec> params = Table(Mlp());
+  absl::StatusOr<ModelDescription> d = DescribeGenericChain(params);
+  ASSERT_TRUE(d.ok()) << d.status();
+  const NeuralGraph g = BuildChecked(params, *d);
+  EXPECT_EQ(g.num_nodes, 861);
+  EXPECT_EQ(g.num_edges(), 27367);
+  EXPECT_EQ(g.src[25088], 784);  // fc.0's bias node
+  EXPECT_EQ(g.dst[25088], 785);
+}
+
+TEST(DescribedGraph, BuildGraphDispatchesOnTheDescribedKind) {
+  const std::vector<ParamSpec> params = Table(LeNet());
+  auto d = std::make_shared<const ModelDescription>(LeNetDescription());
+  absl::StatusOr<GraphSpec> spec = ParseGraphKind("described", 0, 0, d);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->kind, GraphSpec::Kind::kDescribed);
+  EXPECT_EQ(spec->description, d);
+  EXPECT_EQ(GraphKindName(spec->kind), "described");
+  absl::StatusOr<NeuralGraph> via_spec = BuildGraph(params, *spec);
+  ASSERT_TRUE(via_spec.ok()) << via_spec.status();
+  ExpectSameGraph(*via_spec, BuildChecked(params, *d));
+
+  absl::StatusOr<GraphSpec> missing = ParseGraphKind("described", 0);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(missing.status().message().find("needs a model description"), std::string::npos);
+  absl::StatusOr<GraphSpec> unread = ParseGraphKind("generic", 0, 0, d);
+  ASSERT_FALSE(unread.ok());
+  EXPECT_NE(unread.status().message().find("generic"), std::string::npos);
+  EXPECT_EQ(ParseGraphKind("auto", 0, 0, d).status().code(), absl::StatusCode::kInvalidArgument);
+  GraphSpec null_description;
+  null_description.kind = GraphSpec::Kind::kDescribed;
+  EXPECT_EQ(BuildGraph(params, null_description).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// ---- New structures ----
+
+TEST(DescribedGraph, LeNetFlattenGivesEveryLinearInputItsOwnNode) {
+  const std::vector<ParamSpec> params = Table(LeNet());
+  EXPECT_EQ(BuildGenericGraph(params).status().code(), absl::StatusCode::kInvalidArgument);
+  const NeuralGraph g = BuildChecked(params, LeNetDescription());
+  // Nodes: input 0; conv1 bias 1, channels 2..7; conv2 bias 8, channels 9..24; flatten units
+  // 25..280 (16 channels x 16 positions); fc1 bias 281, units 282..401; fc2 bias 402, units
+  // 403..486; fc3 bias 487, logits 488..497.
+  const int64_t nodes = 1 + (1 + 6) + (1 + 16) + 16 * 16 + (1 + 120) + (1 + 84) + (1 + 10);
+  EXPECT_EQ(g.num_nodes, nodes);
+  const int64_t params_edges =
+      6 * 1 + 6 + 16 * 6 + 16 + 120 * 256 + 120 + 84 * 120 + 84 + 10 * 84 + 10;
+  const int64_t ties = 16 * 16;
+  EXPECT_EQ(g.num_edges(), params_edges + ties + nodes);
+  EXPECT_EQ(g.feat_size, 25);
+  EXPECT_EQ(CountType(g, kEdgeConv), 6 + 96);
+  EXPECT_EQ(CountType(g, kEdgeResidual), ties);
+  // conv1's one edge 0 -> 2 carries the 5x5 kernel W[0, 0] in slots 0..24.
+  EXPECT_EQ(g.src[0], 0);
+  EXPECT_EQ(g.dst[0], 2);
+  for (int f = 0; f < 25; ++f) EXPECT_EQ(g.param_index[f], f);
+  // fc1's first edge: flatten unit 0 (node 25) -> fc1 unit 0 (node 282); then 25 -> 283.
+  const int64_t e_fc1 = 6 + 6 + 96 + 16;
+  EXPECT_EQ(g.src[e_fc1], 25);
+  EXPECT_EQ(g.dst[e_fc1], 282);
+  EXPECT_EQ(g.param_index[e_fc1 * 25], params[4].offset);
+  EXPECT_EQ(g.dst[e_fc1 + 1], 283);
+  EXPECT_EQ(g.param_index[(e_fc1 + 1) * 25], params[4].offset + 256);  // W[1, 0]
+  // The ties follow the parameter edges: channel c of conv2 (node 9 + c) -> units 25 + 16c + p.
+  const int64_t e_tie = params_edges;
+  for (int64_t c : {0, 5, 15}) {
+    for (int64_t p : {0, 7, 15}) {
+      const int64_t e = e_tie + c * 16 + p;
+      EXPECT_EQ(g.src[e], 9 + c);
+      EXPECT_EQ(g.dst[e], 25 + c * 16 + p);
+      EXPECT_EQ(g.type[e], kEdgeResidual);
+    }
+  }
+  EXPECT_EQ(g.src[params_edges + ties], 0);  // self-loops last
+}
+
+TEST(DescribedGraph, ResidualBlockWithIdentityShortcut) {
+  const std::vector<ParamSpec> params = Table(ResidualLayout(8));
+  const NeuralGraph g = BuildChecked(params, ResidualDescription(false, false));
+  // input 0..2; conv0: bn0 aux 3, 4, channels 5..12; conv1: aux 13, 14, channels 15..22;
+  // conv2: aux 23, 24, channels 25..32; fc: aux 33, logits 34..43.
+  const int64_t nodes = 3 + 3 * (2 + 8) + (1 + 10);
+  EXPECT_EQ(g.num_nodes, nodes);
+  const int64_t params_edges = 8 * 3 + 16 + 64 + 16 + 64 + 16 + 80 + 10;
+  EXPECT_EQ(g.num_edges(), params_edges + 8 + nodes);
+  EXPECT_EQ(g.feat_size, 9);
+  EXPECT_EQ(CountType(g, kEdgeNormWeight), 3 * 8);
+  EXPECT_EQ(CountType(g, kEdgeBias), 3 * 8 + 10);
+  // The shortcut's units (conv0's channels) feed the block's output (conv2's channels).
+  for (int64_t k = 0; k < 8; ++k) {
+    EXPECT_EQ(g.src[params_edges + k], 5 + k);
+    EXPECT_EQ(g.dst[params_edges + k], 25 + k);
+  }
+  // fc reads the add's result: its first edge leaves conv2's channel 0.
+  const int64_t e_fc = params_edges - 80 - 10;
+  EXPECT_EQ(g.src[e_fc], 25);
+  EXPECT_EQ(g.dst[e_fc], 34);
+  // The operand order of the add does not matter: the later-allocated operand is the result.
+  ExpectSameGraph(BuildChecked(params, ResidualDescription(false, true)), g);
+}
+
+TEST(DescribedGraph, ResidualBlockWithProjectionShortcut) {
+  const std::vector<ParamSpec> params = Table(ResidualLayout(16));
+  const NeuralGraph g = BuildChecked(params, ResidualDescription(true, false));
+  // input 0..2; conv0 aux 3, 4, ch 5..12; conv1 aux 13, 14, ch 15..30; conv2 aux 31, 32,
+  // ch 33..48; down.0 aux (down.1's) 49, 50, ch 51..66; fc aux 67, logits 68..77.
+  const int64_t nodes = 3 + (2 + 8) + 3 * (2 + 16) + (1 + 10);
+  EXPECT_EQ(g.num_nodes, nodes);
+  const int64_t params_edges = 8 * 3 + 16 + 16 * 8 + 32 + 16 * 16 + 32 + 16 * 8 + 32 + 160 + 10;
+  EXPECT_EQ(g.num_edges(), params_edges + 16 + nodes);
+  // The 1x1 projection conv uses slot 0 of its 9; its first edge: conv0 channel 0 -> node 51.
+  const int64_t e_down = 8 * 3 + 16 + 16 * 8 + 32 + 16 * 16 + 32;
+  EXPECT_EQ(g.type[e_down], kEdgeConv);
+  EXPECT_EQ(g.src[e_down], 5);
+  EXPECT_EQ(g.dst[e_down], 51);
+  EXPECT_EQ(g.param_index[e_down * 9], params[9].offset);
+  for (int f = 1; f < 9; ++f) EXPECT_EQ(g.param_index[e_down * 9 + f], kSlotZero);
+  // torchvision computes the projection after bn2: the projection is allocated later and is the
+  // add's result; the main path's channels feed it, and fc reads it.
+  for (int64_t k = 0; k < 16; ++k) {
+    EXPECT_EQ(g.src[params_edges + k], 33 + k);
+    EXPECT_EQ(g.dst[params_edges + k], 51 + k);
+  }
+  EXPECT_EQ(g.src[params_edges - 170], 51);
+  ExpectSameGraph(BuildChecked(params, ResidualDescription(true, true)), g);
+}
+
+TEST(DescribedGraph, ConcatJoinsUnitsAndANormOnItGetsItsOwnNodes) {
+  const std::vector<ParamSpec> params = Table({{"a.weight", {3, 4}},
+                                               {"a.bias", {3}},
+                                               {"b.weight", {5, 4}},
+                                               {"b.bias", {5}},
+                                               {"in_norm.weight", {4}},
+                                               {"ln.weight", {8}},
+                                               {"ln.bias", {8}},
+                                               {"c.weight", {2, 8}}});
+  ModelDescriptionBuilder b;
+  std::string x = b.Input(4, "x");
+  x = b.Norm(x, "in_norm.weight", "", "in_norm");
+  const std::string a = b.Dense(x, "a.weight", "a.bias", "a");
+  const std::string bb = b.Dense(x, "b.weight", "b.bias", "b");
+  std::string h = b.Concat({a, bb}, "cat");
+  h = b.Norm(h, "ln.weight", "ln.bias", "ln");
+  b.Dense(h, "c.weight", "", "c");
+  const NeuralGraph g = BuildChecked(params, b.description());
+  // in_norm aux 0 (a norm on an input precedes its units), inputs 1..4; a: aux 5, units 6..8;
+  // b: aux 9, units 10..14; ln's aux 15, 16 where the norm stands; c: units 17, 18.
+  EXPECT_EQ(g.num_nodes, 1 + 4 + (1 + 3) + (1 + 5) + 2 + 2);
+  EXPECT_EQ(g.num_edges(), 12 + 3 + 20 + 5 + 4 + 8 + 8 + 16 + g.num_nodes);
+  EXPECT_EQ(g.src[0], 1);  // a.weight: input 0 (node 1) -> a's unit 0 (node 6)
+  EXPECT_EQ(g.dst[0], 6);
+  const int64_t e_in_norm = 12 + 3 + 20 + 5;
+  EXPECT_EQ(g.src[e_in_norm], 0);
+  EXPECT_EQ(g.dst[e_in_norm], 1);
+  EXPECT_EQ(g.type[e_in_norm], kEdgeNormWeight);
+  const int64_t e_ln = e_in_norm + 4;
+  for (int64_t k = 0; k < 8; ++k) {
+    const int64_t unit = k < 3 ? 6 + k : 10 + (k - 3);
+    EXPECT_EQ(g.src[e_ln + k], 15);  // ln.weight's node -> the k-th unit of the concatenation
+    EXPECT_EQ(g.dst[e_ln + k], unit);
+    EXPECT_EQ(g.src[e_ln + 8 + k], 16);
+    EXPECT_EQ(g.type[e_ln + 8 + k], kEdgeBias);
+    // c.weight reads the concatenation: input k -> c's units 17, 18.
+    EXPECT_EQ(g.src[e_ln + 16 + 2 * k], unit);
+    EXPECT_EQ(g.dst[e_ln + 16 + 2 * k + 1], 18);
+  }
+}
+
+TEST(DescribedGraph, PoolingAndFlattenOfOnePositionAreAliases) {
+  const std::vector<ParamSpec> params = Table(testing::Fm16Layout());
+  auto describe = [](bool with_aliases) {
+    ModelDescriptionBuilder b;
+    std::string h = b.Input(1);
+    for (const char* conv : {"fc.0", "fc.2", "fc.4"}) {
+      h = b.Dense(h, std::string(conv) + ".weight", std::string(conv) + ".bias");
+      if (with_aliases) {
+        for (const char* kind : {"relu", "max_pool2d", "avg_pool2d", "dropout", "identity"}) {
+          h = b.Alias(h, kind);
+        }
+      }
+    }
+    if (with_aliases) {
+      h = b.Alias(h, "adaptive_avg_pool2d");
+      h = b.Flatten(h, 1);
+    }
+    b.Dense(h, "fc.8.weight", "fc.8.bias");
+    return b.description();
+  };
+  const NeuralGraph bare = BuildChecked(params, describe(false));
+  ExpectSameGraph(BuildChecked(params, describe(true)), bare);
+  EXPECT_EQ(CountType(bare, kEdgeResidual), 0);
+}
+
+TEST(DescribedGraph, ChainedAddsAndANormAfterAnAdd) {
+  // x -> d1 -> d2 ; s = d2 + x ; n = norm(s) ; t = d3(n) + s ; out = d4(t).
+  const std::vector<ParamSpec> params = Table({{"d1.weight", {4, 4}},
+                                               {"d2.weight", {4, 4}},
+                                               {"n.weight", {4}},
+                                               {"n.bias", {4}},
+                                               {"d3.weight", {4, 4}},
+                                               {"d4.weight", {2, 4}}});
+  ModelDescriptionBuilder b;
+  const std::string x = b.Input(4, "x");
+  std::string h = b.Dense(b.Dense(x, "d1.weight"), "d2.weight");
+  const std::string s = b.Add(h, x);
+  const std::string n = b.Norm(s, "n.weight", "n.bias");
+  const std::string t = b.Add(b.Dense(n, "d3.weight"), s);
+  b.Dense(t, "d4.weight");
+  const NeuralGraph g = BuildChecked(params, b.description());
+  // inputs 0..3; d1 4..7; d2: n's aux 8, 9 (the add's result is d2's group), units 10..13;
+  // d3 14..17; d4 18, 19.
+  EXPECT_EQ(g.num_nodes, 20);
+  EXPECT_EQ(g.num_edges(), 16 * 3 + 8 + 8 + 8 + 20);  // weights, norm, d4, two adds, loops
+  const int64_t e_res = 16 + 16 + 8 + 16 + 8;
+  EXPECT_EQ(g.src[e_res], 0);  // x -> d2
+  EXPECT_EQ(g.dst[e_res], 10);
+  EXPECT_EQ(g.src[e_res + 4], 10);  // s (d2) -> d3
+  EXPECT_EQ(g.dst[e_res + 4], 14);
+  EXPECT_EQ(g.src[16 + 16 + 8 + 16], 14);  // d4 reads d3's units
+}
+
+// ---- Refusals ----
+
+void ExpectRefused(const Shapes& shapes, const ModelDescription& d,
+                   const std::vector<std::string>& mentions) {
+  const std::vector<ParamSpec> params = Table(shapes);
+  absl::StatusOr<NeuralGraph> g = BuildGraphFromDescription(params, d);
+  ASSERT_FALSE(g.ok());
+  EXPECT_EQ(g.status().code(), absl::StatusCode::kInvalidArgument) << g.status();
+  for (const std::string& m : mentions) {
+    EXPECT_NE(g.status().message().find(m), std::string::npos)
+        << "'" << m << "' not in: " << g.status().message();
+  }
+  absl::StatusOr<DescribedGraphSize> size = CountGraphFromDescription(params, d);
+  EXPECT_EQ(size.status(), g.status());
+}
+
+// LeNet's description with one op changed by `edit`.
+ModelDescription EditedLeNet(const std::function<void(ModelDescription*)>& edit) {
+  ModelDescription d = LeNetDescription();
+  edit(&d);
+  return d;
+}
+
+TEST(DescribedGraphErrors, ParametersMustBeNamedExactlyOnce) {
+  ExpectRefused(LeNet(), EditedLeNet([](ModelDescription* d) { d->ops[1].weight = "conv1.w"; }),
+                {"op 1 (dense 'conv1')", "weight 'conv1.w'", "not a parameter"});
+  ExpectRefused(LeNet(), EditedLeNet([](ModelDescription* d) { d->ops[4].bias = "conv1.bias"; }),
+                {"op 4 (dense 'conv2')", "'conv1.bias'", "already used by op 1 (dense 'conv1')"});
+  ExpectRefused(LeNet(), EditedLeNet([](ModelDescription* d) { d->ops[12].bias = ""; }),
+                {"parameter 'fc3.bias'", "in no op"});
+  ExpectRefused({}, LeNetDescription(), {"no parameters"});
+}
+
+TEST(DescribedGraphErrors, ShapesMustMatchTheGroups) {
+  // The flatten says 4x4 positions but fc1 reads 16 * 5 * 5.
+  Shapes wide = LeNet();
+  wide[4].second = {120, 400};
+  ExpectRefused(wide, LeNetDescription(),
+                {"op 8 (dense 'fc1')", "'fc1.weight' (120, 400)", "'flatten' has 256"});
+  Shapes bad_bias = LeNet();
+  bad_bias[5].second = {119};
+  ExpectRefused(bad_bias, LeNetDescription(), {"op 8 (dense 'fc1')", "bias 'fc1.bias'", "(119)"});
+  Shapes conv1d = LeNet();
+  conv1d[0].second = {6, 1, 5};
+  ExpectRefused(conv1d, LeNetDescription(),
+                {"op 1 (dense 'conv1')", "'conv1.weight'", "(6, 1, 5)"});
+  Shapes bias_2d = LeNet();
+  bias_2d[1].second = {6, 1};
+  ExpectRefused(bias_2d, LeNetDescription(), {"op 1 (dense 'conv1')", "bias 'conv1.bias'"});
+  // A BatchNorm of the wrong width.
+  Shapes bn = ResidualLayout(8);
+  bn[4].second = {7};
+  ExpectRefused(bn, ResidualDescription(false, false),
+                {"op 5 (norm 'bn1')", "weight 'bn1.weight'", "(7)", "expected (8)"});
+}
+
+TEST(DescribedGraphErrors, GroupedConvolutionsAreNamed) {
+  const Shapes depthwise = {{"dw.weight", {8, 1, 3, 3}}};
+  ModelDescriptionBuilder b;
+  b.Dense(b.Input(8, "x"), "dw.weight", "", "dw");
+  ExpectRefused(depthwise, b.description(),
+                {"op 1 (dense 'dw')", "'dw.weight'", "grouped or depthwise", "groups = 8"});
+  const Shapes grouped = {{"g.weight", {8, 2, 3, 3}}};
+  ModelDescriptionBuilder b2;
+  b2.Dense(b2.Input(4, "x"), "g.weight", "", "g");
+  ExpectRefused(grouped, b2.description(), {"'g.weight'", "groups = 2"});
+}
+
+TEST(DescribedGraphErrors, AddOperandsMustHaveEqualSizes) {
+  const Shapes shapes = {{"a.weight", {4, 3}}, {"b.weight", {5, 3}}};
+  ModelDescriptionBuilder b;
+  const std::string x = b.Input(3, "x");
+  b.Add(b.Dense(x, "a.weight", "", "a"), b.Dense(x, "b.weight", "", "b"), "sum");
+  ExpectRefused(shapes, b.description(), {"op 3 (add 'sum')", "'a' (4 units)", "'b' (5 units)"});
+}
+
+TEST(DescribedGraphErrors, GroupNamesMustExistAndBeUnique) {
+  ExpectRefused(LeNet(), EditedLeNet([](ModelDescription* d) { d->ops[4].inputs = {"pool9"}; }),
+                {"op 4 (dense 'conv2')", "input 'pool9'", "not the output of an earlier op"});
+  ExpectRefused(LeNet(), EditedLeNet([](ModelDescription* d) { d->ops[4].inputs = {"relu2"}; }),
+                {"op 4", "input 'relu2'"});  // defined later
+  ExpectRefused(LeNet(), EditedLeNet([](ModelDescription* d) { d->ops[5].output = "conv1"; }),
+                {"op 5 (alias 'conv1')", "already a group"});
+  ExpectRefused(LeNet(), EditedLeNet([](ModelDescription* d) { d->ops[2].output = ""; }),
+                {"op 2", "missing field 'output'"});
+}
+
+TEST(DescribedGraphErrors, OpsMustCarryTheirFieldsOnly) {
+  ExpectRefused(LeNet(), EditedLeNet([](ModelDescription* d) { d->ops[0].units = 0; }),
+                {"op 0 (input 'x')", "units must be >= 1"});
+  ExpectRefused(LeNet(), EditedLeNet([](ModelDescription* d) { d->ops[7].positions = 0; }),
+                {"op 7 (flatten 'flatten')", "positions must be >= 1"});
+  ExpectRefused(LeNet(), EditedLeNet([](ModelDescription* d) { d->ops[2].alias_kind = ""; }),
+                {"op 2 (alias 'relu1')", "missing field 'kind'"});
+  ExpectRefused(LeNet(), EditedLeNet([](ModelDescription* d) { d->ops[1].weight = ""; }),
+                {"op 1 (dense 'conv1')", "missing field 'weight'"});
+  ExpectRefused(LeNet(),
+                EditedLeNet([](ModelDescription* d) { d->ops[0].weight = "conv1.weight"; }),
+                {"op 0 (input 'x')", "field 'weight' does not apply"});
+  ExpectRefused(LeNet(), EditedLeNet([](ModelDescription* d) { d->ops[2].inputs.push_back("x"); }),
+                {"op 2 (alias 'relu1')", "takes 1 input group(s), got 2"});
+  ExpectRefused(LeNet(), EditedLeNet([](ModelDescription* d) { d->version = 2; }),
+                {"version: 2", "reads version 1"});
+  ExpectRefused(LeNet(), ModelDescription{}, {"no ops"});
+  ModelDescriptionBuilder b;
+  b.Concat({b.Input(2, "x")}, "cat");
+  ExpectRefused({{"w", {1, 2}}}, b.description(), {"op 1 (concat 'cat')", "at least 2"});
+  ModelDescriptionBuilder empty_norm;
+  empty_norm.Norm(empty_norm.Input(2, "x"), "", "", "n");
+  ExpectRefused({{"w", {1, 2}}}, empty_norm.description(), {"op 1 (norm 'n')", "'weight'"});
+}
+
+TEST(DescribedGraphErrors, HugeGroupsAreRefusedBeforeAnythingIsAllocated) {
+  ModelDescriptionBuilder b;
+  b.Input(int64_t{1} << 41, "x");
+  ExpectRefused({{"w", {1, 2}}}, b.description(), {"op 0 (input 'x')", "2^40"});
+  ModelDescriptionBuilder f;
+  f.Flatten(f.Input(4, "x"), int64_t{1} << 39, "flat");
+  ExpectRefused({{"w", {1, 2}}}, f.description(), {"op 1 (flatten 'flat')", "2^40"});
+}
+
+TEST(DescribedGraphErrors, DescribeGenericChainRefusesWhatTheChainCannotMap) {
+  auto refused = [](const Shapes& s, const std::string& mention) {
+    absl::StatusOr<ModelDescription> d = DescribeGenericChain(Table(s));
+    ASSERT_FALSE(d.ok()) << mention;
+    EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(d.status().message().find(mention), std::string::npos) << d.status();
+  };
+  refused({}, "no parameters");
+  refused({{"n.weight", {4}}, {"a.weight", {2, 4}}}, "'n.weight' is 1-D");
+  refused({{"a.weight", {8, 4}}, {"b.weight", {8, 8}}, {"a.bias", {8}}}, "module 'a'");
+  refused({{"c.weight", {8, 4, 3}}}, "'c.weight' has shape (8, 4, 3)");
+  refused({{"a.weight", {8, 4}}, {"a.res.bias", {8}}}, "'a.res.bias'");
+  // A chain that does not connect is described, and the builder names the layer.
+  const std::vector<ParamSpec> broken = Table({{"a.weight", {8, 4}}, {"b.weight", {3, 5}}});
+  absl::StatusOr<ModelDescription> d = DescribeGenericChain(broken);
+  ASSERT_TRUE(d.ok()) << d.status();
+  absl::StatusOr<NeuralGraph> g = BuildGraphFromDescription(broken, *d);
+  ASSERT_FALSE(g.ok());
+  EXPECT_NE(g.status().message().find("'b.weight' (3, 5) reads 5"), std::string::npos)
+      << g.status();
+}
+
+// ---- JSON and the C++ builder ----
+
+void ExpectSameDescription(const ModelDescription& a, const ModelDescription& b) {
+  EXPECT_EQ(a.version, b.version);
+  ASSERT_EQ(a.ops.size(), b.ops.size());
+  for (size_t i = 0; i < a.ops.size(); ++i) {
+    const DescriptionOp &x = a.ops[i], &y = b.ops[i];
+    EXPECT_EQ(x.kind, y.kind) << i;
+    EXPECT_EQ(x.output, y.output) << i;
+    EXPECT_EQ(x.inputs, y.inputs) << i;
+    EXPECT_EQ(x.weight, y.weight) << i;
+    EXPECT_EQ(x.bias, y.bias) << i;
+    EXPECT_EQ(x.units, y.units) << i;
+    EXPECT_EQ(x.positions, y.positions) << i;
+    EXPECT_EQ(x.alias_kind, y.alias_kind) << i;
+  }
+}
+
+TEST(ModelDescriptionJson, RoundTripsEveryOpKind) {
+  for (const ModelDescription& d :
+       {LeNetDescription(), ResidualDescription(true, false), ResidualDescription(false, true)}) {
+    const std::string json = ModelDescriptionToJson(d);
+    absl::StatusOr<ModelDescription> back = ModelDescriptionFromJson(json);
+    ASSERT_TRUE(back.ok()) << back.status() << "\n" << json;
+    ExpectSameDescription(*back, d);
+    EXPECT_EQ(ModelDescriptionToJson(*back), json);
+  }
+  ModelDescriptionBuilder b;
+  const std::string x = b.Input(2, "x");
+  b.Norm(b.Concat({b.Dense(x, "a.weight"), b.Dense(x, "b.weight", "b.bias")}), "", "n.bias");
+  absl::StatusOr<ModelDescription> back =
+      ModelDescriptionFromJson(ModelDescriptionToJson(b.description()));
+  ASSERT_TRUE(back.ok()) << back.status();
+  ExpectSameDescription(*back, b.description());
+}
+
+TEST(ModelDescriptionJson, TheBuilderWritesTheLeNetOfTheDocs) {
+  const std::string expected = R"({"version": 1, "ops": [
+  {"op":"input","output":"x","units":1},
+  {"op":"dense","output":"conv1","inputs":["x"],"weight":"conv1.weight","bias":"conv1.bias"},
+  {"op":"alias","output":"relu1","inputs":["conv1"],"kind":"relu"},
+  {"op":"alias","output":"pool1","inputs":["relu1"],"kind":"max_pool2d"},
+  {"op":"dense","output":"conv2","inputs":["pool1"],"weight":"conv2.weight","bias":"conv2.bias"},
+  {"op":"alias","output":"relu2","inputs":["conv2"],"kind":"relu"},
+  {"op":"alias","output":"pool2","inputs":["relu2"],"kind":"max_pool2d"},
+  {"op":"flatten","output":"flatten","inputs":["pool2"],"positions":16},
+  {"op":"dense","output":"fc1","inputs":["flatten"],"weight":"fc1.weight","bias":"fc1.bias"},
+  {"op":"alias","output":"relu3","inputs":["fc1"],"kind":"relu"},
+  {"op":"dense","output":"fc2","inputs":["relu3"],"weight":"fc2.weight","bias":"fc2.bias"},
+  {"op":"alias","output":"relu4","inputs":["fc2"],"kind":"relu"},
+  {"op":"dense","output":"fc3","inputs":["relu4"],"weight":"fc3.weight","bias":"fc3.bias"}
+]}
+)";
+  EXPECT_EQ(ModelDescriptionToJson(LeNetDescription()), expected);
+  absl::StatusOr<ModelDescription> parsed = ModelDescriptionFromJson(expected);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  ExpectSameDescription(*parsed, LeNetDescription());
+}
+
+TEST(ModelDescriptionJson, TheDocsExampleParses) {
+  // docs/GRAPH_DESCRIPTION.md, "The description (version 1)".
+  absl::StatusOr<ModelDescription> d = ModelDescriptionFromJson(R"({"version": 1, "ops": [
+    {"op": "input",   "output": "x",     "units": 1},
+    {"op": "dense",   "output": "conv1", "inputs": ["x"], "weight": "conv1.weight", "bias": "conv1.bias"},
+    {"op": "alias",   "output": "relu",  "inputs": ["conv1"], "kind": "relu"},
+    {"op": "alias",   "output": "pool",  "inputs": ["relu"], "kind": "max_pool2d"},
+    {"op": "flatten", "output": "flat",  "inputs": ["pool"], "positions": 16},
+    {"op": "dense",   "output": "fc1",   "inputs": ["flat"], "weight": "fc1.weight", "bias": "fc1.bias"}
+  ]})");
+  ASSERT_TRUE(d.ok()) << d.status();
+  ASSERT_EQ(d->ops.size(), 6u);
+  EXPECT_EQ(d->ops[4].kind, DescriptionOp::Kind::kFlatten);
+  EXPECT_EQ(d->ops[4].positions, 16);
+  const NeuralGraph g = BuildChecked(Table({{"conv1.weight", {6, 1, 5, 5}},
+                                            {"conv1.bias", {6}},
+                                            {"fc1.weight", {10, 96}},
+                                            {"fc1.bias", {10}}}),
+                                     *d);
+  EXPECT_EQ(g.num_nodes, 1 + 7 + 96 + 11);
+}
+
+TEST(ModelDescriptionJson, RefusalsNameTheOpAndTheField) {
+  auto refused = [](const std::string& json, const std::vector<std::string>& mentions) {
+    absl::StatusOr<ModelDescription> d = ModelDescriptionFromJson(json);
+    ASSERT_FALSE(d.ok()) << json;
+    EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument);
+    for (const std::string& m : mentions) {
+      EXPECT_NE(d.status().message().find(m), std::string::npos)
+          << "'" << m << "' not in: " << d.status().message();
+    }
+  };
+  const std::string x = R"({"op": "input", "output": "x", "units": 3})";
+  auto with = [&x](const std::string& op) {
+    return R"({"version": 1, "ops": [)" + x + ", " + op + "]}";
+  };
+  refused("{\"version\": 1, \"ops\": [", {"not JSON"});
+  refused("[]", {"JSON object"});
+  refused(R"({"version": 2, "ops": []})", {"version: 2", "reads version 1"});
+  refused(R"({"version": "1", "ops": []})", {"'version' must be an integer"});
+  refused(R"({"ops": []})", {"missing field 'version'"});
+  refused(R"({"version": 1})", {"missing field 'ops'"});
+  refused(R"({"version": 1, "ops": [], "name": "x"})", {"unknown field 'name'"});
+  refused(R"({"version": 1, "ops": []})", {"no ops"});
+  refused(with(R"({"op": "conv", "output": "c", "inputs": ["x"]})"),
+          {"op 1 (output 'c')", "unknown op 'conv'", "dense"});
+  refused(with(R"({"op": "dense", "output": "c", "inputs": ["x"], "wieght": "c.weight"})"),
+          {"op 1 (output 'c')", "unknown field 'wieght'", "weight, bias"});
+  refused(with(R"({"op": "dense", "output": "c", "inputs": ["x"]})"),
+          {"op 1 (output 'c')", "missing field 'weight'"});
+  refused(with(R"({"op": "alias", "output": "r", "kind": "relu"})"),
+          {"op 1 (output 'r')", "missing field 'inputs'"});
+  refused(with(R"({"op": "input", "output": "y", "units": 3, "inputs": []})"),
+          {"op 1 (output 'y')", "unknown field 'inputs'"});
+  refused(with(R"({"op": "flatten", "output": "f", "inputs": ["x"], "positions": 2.5})"),
+          {"op 1 (output 'f')", "'positions' must be an integer"});
+  refused(with(R"({"op": "flatten", "output": "f", "inputs": "x", "positions": 2})"),
+          {"op 1 (output 'f')", "'inputs' must be an array"});
+  refused(with(R"({"op": "dense", "output": "c", "inputs": ["x"], "weight": 7})"),
+          {"op 1 (output 'c')", "'weight' must be a string"});
+  refused(with(R"({"output": "c"})"), {"op 1 (output 'c')", "missing 'op'"});
+  refused(with("3"), {"op 1", "must be an object"});
+  // What the JSON carries correctly but ValidateModelDescription refuses.
+  refused(with(R"({"op": "add", "output": "s", "inputs": ["x", "y"]})"),
+          {"op 1 (add 's')", "input 'y'"});
+}
+
+TEST(ModelDescriptionBuilder, GeneratesUnusedGroupNames) {
+  ModelDescriptionBuilder b;
+  const std::string g1 = b.Input(3, "g1");
+  const std::string a = b.Dense(g1, "w");    // g0
+  const std::string c = b.Alias(a, "relu");  // g1 is taken: g2
+  EXPECT_EQ(a, "g0");
+  EXPECT_EQ(c, "g2");
+  EXPECT_TRUE(ValidateModelDescription(b.description()).ok());
+  EXPECT_EQ(b.description().ops[1].inputs, std::vector<std::string>{"g1"});
+}
+
+}  // namespace
+}  // namespace nino
