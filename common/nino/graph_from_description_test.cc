@@ -653,6 +653,15 @@ TEST(ModelDescriptionJson, RoundTripsEveryOpKind) {
   ExpectSameDescription(*back, b.description());
 }
 
+TEST(ModelDescriptionJson, NamesThatAreNotUtf8AreReplacedNotThrown) {
+  ModelDescriptionBuilder b;
+  b.Dense(b.Input(2, "x"), "bad\xff.weight", "", "d");
+  const std::string json = ModelDescriptionToJson(b.description());
+  absl::StatusOr<ModelDescription> back = ModelDescriptionFromJson(json);
+  ASSERT_TRUE(back.ok()) << back.status() << "\n" << json;
+  EXPECT_EQ(back->ops[1].weight, "bad\xef\xbf\xbd.weight");  // U+FFFD
+}
+
 TEST(ModelDescriptionJson, TheBuilderWritesTheLeNetOfTheDocs) {
   const std::string expected = R"({"version": 1, "ops": [
   {"op":"input","output":"x","units":1},

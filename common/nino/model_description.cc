@@ -350,7 +350,11 @@ absl::StatusOr<ModelDescription> ModelDescriptionFromJson(const std::string& jso
 std::string ModelDescriptionToJson(const ModelDescription& description) {
   std::string out = absl::StrCat("{\"version\": ", description.version, ", \"ops\": [");
   for (size_t i = 0; i < description.ops.size(); ++i) {
-    absl::StrAppend(&out, i == 0 ? "\n  " : ",\n  ", OpToJson(description.ops[i]).dump());
+    // Names that are not UTF-8 (only C++ callers can make them) are written with U+FFFD
+    // instead of throwing.
+    const std::string op =
+        OpToJson(description.ops[i]).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    absl::StrAppend(&out, i == 0 ? "\n  " : ",\n  ", op);
   }
   absl::StrAppend(&out, "\n]}\n");
   return out;

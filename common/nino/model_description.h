@@ -69,7 +69,8 @@ absl::Status ValidateModelDescription(const ModelDescription& description);
 // JSON form (docs/GRAPH_DESCRIPTION.md): {"version": 1, "ops": [{"op": "dense", "weight": ...}]}.
 // INVALID_ARGUMENT, naming the op by index and output, for malformed JSON, an unknown op or
 // field, a wrong version, a missing field, a field of the wrong JSON type, or a description
-// ValidateModelDescription refuses. ToJson writes one op per line, only the fields each op reads.
+// ValidateModelDescription refuses. ToJson writes one op per line, only the fields each op reads
+// (bytes of names that are not UTF-8 become U+FFFD).
 absl::StatusOr<ModelDescription> ModelDescriptionFromJson(const std::string& json);
 std::string ModelDescriptionToJson(const ModelDescription& description);
 
