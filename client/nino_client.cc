@@ -75,6 +75,9 @@ absl::Status ValidateRemote(const NowcastOptimizerOptions& o) {
   if (o.nowcast_timeout <= absl::ZeroDuration() || o.rpc_timeout <= absl::ZeroDuration()) {
     return Bad("nowcast_timeout and rpc_timeout must be > 0");
   }
+  if (o.graph.kind == GraphSpec::Kind::kDescribed && o.graph.description == nullptr) {
+    return Bad("graph: kind described needs a description (see ModelDescriptionBuilder)");
+  }
   if (absl::Status c = ChannelSecurity::Load(o.credentials).status(); !c.ok()) return c;
   NowcastEngineOptions probe;  // the server checks again; a bad value is the caller's error now
   if (absl::Status t = ApplyTuning(o.tuning, NiNoConfig{}, &probe); !t.ok())

@@ -64,6 +64,9 @@ struct NowcastOptimizerOptions {
   std::string job_name = "job";  // prefix of the generated job id
   std::string nino_model;        // a model the server serves; empty: its default
   // How neurons become a graph; kAuto: inferred by the server from the parameter names.
+  // kDescribed with `description` (a ModelDescriptionBuilder's, docs/GRAPH_DESCRIPTION.md): the
+  // graph of any model the description covers (e.g. a CNN with pooling, flatten and linear
+  // layers, or residual blocks); the server checks it against the parameters at registration.
   GraphSpec graph = {GraphSpec::Kind::kAuto, 0, 0};
   int64_t period = 1000;            // steps between NiNo steps
   int64_t ctx = 5;                  // snapshots per NiNo step (period/ctx steps apart)
@@ -102,8 +105,9 @@ class NowcastOptimizer {
   // NiNo steps on the nino_nowcaster at options.nowcaster (rank 0 of `collectives`, or the only
   // process when it is null). INVALID_ARGUMENT, naming the option, for a null base, no or
   // undefined or non-floating parameters, duplicate names, an empty address, period not a
-  // positive multiple of ctx, max_train_steps <= 0, k_decay <= 0, a non-positive timeout, or a
-  // bad tuning. Nothing is contacted here: the job registers at the first upload.
+  // positive multiple of ctx, max_train_steps <= 0, k_decay <= 0, a non-positive timeout, a
+  // described graph without a description, or a bad tuning. Nothing is contacted here: the job
+  // registers at the first upload.
   static absl::StatusOr<std::unique_ptr<NowcastOptimizer>> Create(
       torch::optim::Optimizer* base, NamedParams params, NowcastOptimizerOptions options,
       std::unique_ptr<Collectives> collectives = nullptr);

@@ -14,6 +14,7 @@
 #include "common/status/status_macros.h"
 #include "nino/v1/nowcaster.grpc.pb.h"
 #include "nowcaster/grpc_status.h"
+#include "proto/graph_spec_proto.h"
 #include "proto/wire.h"
 
 namespace nino::client {
@@ -329,9 +330,7 @@ absl::Status RemoteNowcaster::RegisterOnceLocked(absl::Time deadline) {
     for (int64_t d : shape) p->add_shape(d);
     p->set_dtype(v1::DTYPE_FLOAT32);
   }
-  req.mutable_graph()->set_kind(GraphKindName(options_.graph.kind));
-  req.mutable_graph()->set_num_heads(options_.graph.num_heads);
-  req.mutable_graph()->set_num_kv_heads(options_.graph.num_kv_heads);
+  wire::GraphSpecToProto(options_.graph, req.mutable_graph());  // with a kDescribed description
   req.set_nino_model(options_.nino_model);
   req.set_period(options_.period);
   req.set_ctx(options_.ctx);

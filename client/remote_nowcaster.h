@@ -64,7 +64,7 @@ struct RemoteNowcasterOptions {
   absl::Duration re_resolve_interval = absl::Seconds(30);
   std::string job_id;  // unique among the server's open jobs (see MakeJobId)
   std::vector<std::pair<std::string, std::vector<int64_t>>> params;  // named_parameters order
-  GraphSpec graph;
+  GraphSpec graph;  // kDescribed: its description travels in RegisterJob (graph.description)
   std::string nino_model = "nino_no_posw";
   int64_t period = 1000;
   int64_t ctx = 5;

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/nino/schedule.h"
+#include "proto/graph_spec_proto.h"
 
 namespace nino::nowcaster {
 namespace {
@@ -80,9 +81,9 @@ absl::StatusOr<JobSpec> ValidateJobRequest(const v1::RegisterJobRequest& request
   spec.params = std::move(*table);
   spec.num_params = TotalParams(spec.params);
 
-  const std::string kind = request.graph().kind().empty() ? "generic" : request.graph().kind();
-  absl::StatusOr<GraphSpec> graph =
-      ParseGraphKind(kind, request.graph().num_heads(), request.graph().num_kv_heads());
+  // The kind and a description on its own; whether a description fits the parameters is the
+  // graph builder's check, run by EstimateJobFootprint before anything is reserved.
+  absl::StatusOr<GraphSpec> graph = wire::GraphSpecFromProto(request.graph());
   if (!graph.ok()) return Bad("graph", graph.status().message());
   spec.graph = *graph;
 

@@ -3,6 +3,7 @@
 //
 //   nino_nowcast --states s600.pt,s800.pt,s1000.pt,s1200.pt,s1400.pt --step 1400 --out
 //   s1400_nino.pt nino_nowcast --states ... --k 40 --graph gpt2 --num_heads 4 --out nowcast.pt
+//   nino_nowcast --states ... --step 1400 --model_description lenet.json --out nowcast.pt
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -29,7 +30,12 @@ ABSL_FLAG(std::string, nino_model, "default",
           "nino_mlp, nino_mlp_h32: cache, download, ../shared) or a checkpoint file");
 ABSL_FLAG(std::string, nino_ckpt, "", "deprecated alias of --nino_model (a file or a name)");
 ABSL_FLAG(bool, allow_download, true, "download an official checkpoint if not cached");
-ABSL_FLAG(std::string, graph, "auto", "auto (from the parameter names), generic, gpt2 or llama");
+ABSL_FLAG(std::string, graph, "auto",
+          "auto (from the parameter names), generic, gpt2, llama, or described (with "
+          "--model_description)");
+ABSL_FLAG(std::string, model_description, "",
+          "a model description, JSON (docs/GRAPH_DESCRIPTION.md): the graph is built from it "
+          "instead of from the parameter names (implies --graph described)");
 ABSL_FLAG(int64_t, num_heads, 0, "attention heads (GPT-2, Llama)");
 ABSL_FLAG(int64_t, num_kv_heads, 0, "Llama key/value heads (0 = num_heads)");
 ABSL_FLAG(int, k, 0, "horizon in units of period/ctx steps, 1..40 (0: the schedule at --step)");
@@ -58,6 +64,7 @@ int main(int argc, char** argv) {
                                                         : absl::GetFlag(FLAGS_nino_ckpt);
   o.allow_download = absl::GetFlag(FLAGS_allow_download);
   o.graph = absl::GetFlag(FLAGS_graph);
+  o.model_description = absl::GetFlag(FLAGS_model_description);
   o.num_heads = absl::GetFlag(FLAGS_num_heads);
   o.num_kv_heads = absl::GetFlag(FLAGS_num_kv_heads);
   o.k = absl::GetFlag(FLAGS_k);

@@ -4,14 +4,17 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/io/torch_file.h"
 #include "common/nino/model_catalog.h"
+#include "common/nino/model_description.h"
 #include "common/nino/nino_model.h"
 #include "common/nino/nowcast_engine.h"
 #include "common/nino/schedule.h"
@@ -61,6 +64,43 @@ absl::StatusOr<StateFile> ReadState(const std::string& path) {
   return f;
 }
 
+absl::StatusOr<ModelDescription> ReadDescription(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat("model description ", path, ": cannot be read"));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  absl::StatusOr<ModelDescription> d = ModelDescriptionFromJson(text.str());
+  if (!d.ok()) {
+    return absl::Status(d.status().code(),
+                        absl::StrCat("model description ", path, ": ", d.status().message()));
+  }
+  return d;
+}
+
+// The graph construction the options ask for (kAuto still unresolved).
+absl::StatusOr<GraphSpec> RequestedGraph(const OfflineNowcastOptions& o) {
+  if (o.model_description.empty()) {
+    if (o.graph == "described") {
+      return absl::InvalidArgumentError("graph kind described needs a model description file");
+    }
+    return ParseGraphKind(o.graph, o.num_heads, o.num_kv_heads);
+  }
+  if (o.graph != "auto" && o.graph != "described") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("graph kind ", o.graph,
+                     " and a model description exclude each other (the "
+                     "description's graph is kind described)"));
+  }
+  absl::StatusOr<ModelDescription> d = ReadDescription(o.model_description);
+  if (!d.ok()) return d.status();
+  GraphSpec spec;
+  spec.kind = GraphSpec::Kind::kDescribed;
+  spec.description = std::make_shared<const ModelDescription>(std::move(*d));
+  return spec;
+}
+
 bool IsBuffer(const std::string& name, const torch::Tensor& t) {
   return !t.is_floating_point() || absl::EndsWith(name, ".running_mean") ||
          absl::EndsWith(name, ".running_var") || absl::EndsWith(name, ".num_batches_tracked");
@@ -103,7 +143,7 @@ absl::StatusOr<OfflineNowcastResult> RunOfflineNowcast(const OfflineNowcastOptio
     if (!f.ok()) return f.status();
     files.push_back(std::move(*f));
   }
-  // The model description: the newest file's floating-point entries, in order.
+  // The parameter layout: the newest file's floating-point entries, in order.
   const StateFile& last = files.back();
   std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
   std::map<std::string, torch::Tensor> last_params;
@@ -120,7 +160,7 @@ absl::StatusOr<OfflineNowcastResult> RunOfflineNowcast(const OfflineNowcastOptio
   if (shapes.empty())
     return absl::InvalidArgumentError(absl::StrCat(last.path, ": no floating-point parameters"));
 
-  auto spec = ParseGraphKind(o.graph, o.num_heads, o.num_kv_heads);
+  auto spec = RequestedGraph(o);
   if (!spec.ok()) return spec.status();
   {
     auto table = MakeParamTable(shapes);
@@ -199,6 +239,11 @@ absl::StatusOr<OfflineNowcastResult> RunOfflineNowcast(const OfflineNowcastOptio
   eo.lpe.sign_seed = o.lpe_seed;
   if (absl::Status t = ApplyTuning(o.tuning, model->config(), &eo); !t.ok()) return t;
   auto engine = NowcastEngine::Create(model, *table, *spec, eo);
+  if (!engine.ok() && spec->kind == GraphSpec::Kind::kDescribed) {
+    return absl::Status(engine.status().code(),
+                        absl::StrCat("the graph of model description ", o.model_description, ": ",
+                                     engine.status().message()));
+  }
   if (!engine.ok()) return engine.status();
   auto pred = (*engine)->Nowcast(states, result.k);
   if (!pred.ok()) return pred.status();

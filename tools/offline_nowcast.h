@@ -3,10 +3,13 @@
 //
 // Inputs are torch.save files: a bare state dict (`torch.save(model.state_dict(), f)`), or a
 // dict holding it under "model" (the official train_vision.py step files and our nino_train
-// checkpoint.pt). The model description is the state dict itself: floating-point entries in
+// checkpoint.pt). The parameter layout is the state dict itself: floating-point entries in
 // file order are the parameters (buffers such as BatchNorm running statistics are kept as they
 // are and not nowcast), the graph kind is inferred from their names (or given), attention
-// models add their head counts. The output is the newest input with the parameters replaced by
+// models add their head counts. A model the names cannot map (pooling and flatten between
+// layers, residual blocks, ...) comes with a model description instead: a JSON file
+// (docs/GRAPH_DESCRIPTION.md) naming the state dict's parameters, from which the graph is built
+// (graph kind "described"). The output is the newest input with the parameters replaced by
 // the prediction (each in its own dtype), everything else (optimizer state, step counters,
 // buffers) unchanged, written atomically; a GPT-2 lm_head tied to wte gets wte's prediction.
 #ifndef NINO_TOOLS_OFFLINE_NOWCAST_H_
@@ -27,7 +30,7 @@ struct OfflineNowcastOptions {
   std::string nino_model;           // a name or a file, see common/nino/model_catalog.h
   bool allow_download = false;      // for an official name not cached yet
   std::string out;                  // where the nowcast checkpoint goes (not one of the inputs)
-  std::string graph = "auto";       // auto, generic, gpt2 or llama
+  std::string graph = "auto";       // auto, generic, gpt2, llama; described: model_description
   int64_t num_heads = 0;            // attention models
   int64_t num_kv_heads = 0;         // llama with grouped-query attention (0 = num_heads)
   int k = 0;                        // horizon; 0: from the schedule at `step`
@@ -37,6 +40,9 @@ struct OfflineNowcastOptions {
   double k_decay = 2.0;
   uint64_t lpe_seed = 0;  // positional-encoding sign seed
   NowcastTuning tuning;   // edge sampling, subgraph mode, bf16 edge state, chunks
+  // A model description, JSON (docs/GRAPH_DESCRIPTION.md); non-empty: the graph is built from it
+  // (kind "described" implied; `graph` must be "auto" or "described").
+  std::string model_description;
 };
 
 struct OfflineNowcastResult {
@@ -48,7 +54,8 @@ struct OfflineNowcastResult {
 };
 
 // INVALID_ARGUMENT (naming the file and the entry) for inputs that do not describe one model
-// the same way, NOT_FOUND / DATA_LOSS from the readers; `out` is written only on success.
+// the same way, or (naming the description file and the op) for a description that does not fit
+// the parameters; NOT_FOUND / DATA_LOSS from the readers; `out` is written only on success.
 absl::StatusOr<OfflineNowcastResult> RunOfflineNowcast(const OfflineNowcastOptions& options);
 
 }  // namespace nino::tools

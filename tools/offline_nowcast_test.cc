@@ -7,9 +7,15 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "common/io/torch_file.h"
 #include "common/nino/default_model.h"
+#include "common/nino/model_description.h"
 #include "common/nino/nino_model.h"
 #include "common/nino/nowcast_engine.h"
 #include "tools/bench_models.h"
@@ -181,6 +187,153 @@ TEST_F(OfflineNowcastTest, BadInputsAreRefusedAndWriteNothing) {
   auto r = RunOfflineNowcast(overwrite);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("overwrite"), std::string::npos);
+}
+
+// LeNet-5 (5x5 convolutions, pooling, flatten 16 x 4 x 4, three linear layers): the parameter
+// names map to no graph, its description (docs/GRAPH_DESCRIPTION.md) does.
+const std::vector<std::pair<std::string, std::vector<int64_t>>>& LeNet5Shapes() {
+  static const auto* shapes = new std::vector<std::pair<std::string, std::vector<int64_t>>>{
+      {"conv1.weight", {6, 1, 5, 5}},  {"conv1.bias", {6}},
+      {"conv2.weight", {16, 6, 5, 5}}, {"conv2.bias", {16}},
+      {"fc1.weight", {120, 256}},      {"fc1.bias", {120}},
+      {"fc2.weight", {84, 120}},       {"fc2.bias", {84}},
+      {"fc3.weight", {10, 84}},        {"fc3.bias", {10}}};
+  return *shapes;
+}
+
+ModelDescription LeNet5Description() {
+  ModelDescriptionBuilder b;
+  std::string x = b.Input(1, "x");
+  x = b.Alias(b.Dense(x, "conv1.weight", "conv1.bias"), "max_pool2d");
+  x = b.Alias(b.Dense(x, "conv2.weight", "conv2.bias"), "max_pool2d");
+  x = b.Flatten(x, 16);
+  x = b.Alias(b.Dense(x, "fc1.weight", "fc1.bias"), "relu");
+  x = b.Alias(b.Dense(x, "fc2.weight", "fc2.bias"), "relu");
+  b.Dense(x, "fc3.weight", "fc3.bias");
+  return b.description();
+}
+
+class DescribedOfflineNowcastTest : public OfflineNowcastTest {
+ protected:
+  void SetUp() override {
+    OfflineNowcastTest::SetUp();
+    auto table = MakeParamTable(LeNet5Shapes());
+    ASSERT_TRUE(table.ok());
+    table_ = *table;
+    torch::manual_seed(21);
+    const torch::Tensor start = 0.1 * torch::randn({TotalParams(table_)});
+    const torch::Tensor dir = 0.01 * torch::randn({TotalParams(table_)});
+    std::vector<torch::Tensor> rows;
+    for (int s = 0; s < 5; ++s) {
+      rows.push_back(start + s * dir);
+      io::NamedTensors sd;  // a bare state dict, with a buffer that is not a parameter
+      for (const ParamSpec& p : table_) {
+        sd.push_back({p.name, rows.back().narrow(0, p.offset, p.numel).reshape(p.shape).clone()});
+      }
+      sd.push_back({"bn.running_var", torch::ones({6})});
+      o_.states.push_back((dir_ / ("lenet" + std::to_string(s) + ".pt")).string());
+      ASSERT_TRUE(io::SaveTorchFile(o_.states.back(), io::StateDictValue(sd)).ok());
+    }
+    states_ = torch::stack(rows);
+    o_.nino_model = kModel;
+    o_.out = (dir_ / "nowcast.pt").string();
+    o_.k = 20;
+    o_.model_description = WriteText("lenet5.json", ModelDescriptionToJson(LeNet5Description()));
+  }
+  std::string WriteText(const std::string& name, const std::string& text) {
+    const std::string path = (dir_ / name).string();
+    std::ofstream(path) << text;
+    return path;
+  }
+  void ExpectRefused(const OfflineNowcastOptions& bad, absl::StatusCode code,
+                     const std::vector<std::string>& words) {
+    auto r = RunOfflineNowcast(bad);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), code) << r.status();
+    for (const std::string& w : words) {
+      EXPECT_NE(r.status().message().find(w), std::string::npos)
+          << "'" << r.status().message() << "' does not say '" << w << "'";
+    }
+    EXPECT_FALSE(fs::exists(bad.out)) << bad.out;
+  }
+  std::vector<ParamSpec> table_;
+  torch::Tensor states_;
+  OfflineNowcastOptions o_;
+};
+
+TEST_F(DescribedOfflineNowcastTest, TheGraphComesFromTheDescriptionFile) {
+  auto r = RunOfflineNowcast(o_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->graph.kind, GraphSpec::Kind::kDescribed);
+  EXPECT_EQ(r->num_params, 44426);
+  EXPECT_EQ(r->kept, std::vector<std::string>{"bn.running_var"});
+
+  auto model = LoadDefaultModel();
+  ASSERT_TRUE(model.ok());
+  GraphSpec described;
+  described.kind = GraphSpec::Kind::kDescribed;
+  described.description = std::make_shared<const ModelDescription>(LeNet5Description());
+  auto engine = NowcastEngine::Create(std::make_shared<const NiNoModel>(std::move(*model)), table_,
+                                      described);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  EXPECT_EQ(r->num_edges, (*engine)->total_edges());
+  auto expected = (*engine)->Nowcast(states_, 20);
+  ASSERT_TRUE(expected.ok());
+  auto out = io::LoadTorchFile(o_.out);
+  ASSERT_TRUE(out.ok()) << out.status();
+  auto sd = io::ToNamedTensors(*out);
+  ASSERT_TRUE(sd.ok()) << sd.status();
+  std::vector<torch::Tensor> flat;
+  for (const auto& [n, t] : *sd) {
+    if (n != "bn.running_var") flat.push_back(t.reshape({-1}));
+  }
+  EXPECT_LT((torch::cat(flat) - *expected).abs().max().item<double>(), 1e-6);
+  EXPECT_GT((torch::cat(flat) - states_[4]).abs().mean().item<double>(), 1e-4);  // it moved
+
+  // --graph described says the same; without the description the names map to no graph.
+  OfflineNowcastOptions explicit_kind = o_;
+  explicit_kind.graph = "described";
+  explicit_kind.out = (dir_ / "nowcast2.pt").string();
+  EXPECT_TRUE(RunOfflineNowcast(explicit_kind).ok());
+  OfflineNowcastOptions by_names = o_;
+  by_names.model_description.clear();
+  by_names.out = (dir_ / "by_names.pt").string();
+  auto refused = RunOfflineNowcast(by_names);
+  EXPECT_FALSE(refused.ok()) << "the generic chain mapped LeNet-5 after all";
+  EXPECT_FALSE(fs::exists(by_names.out));
+}
+
+TEST_F(DescribedOfflineNowcastTest, BadDescriptionsAreRefusedAndWriteNothing) {
+  ModelDescription unknown = LeNet5Description();
+  unknown.ops.back().weight = "head.weight";
+  OfflineNowcastOptions bad = o_;
+  bad.model_description = WriteText("unknown.json", ModelDescriptionToJson(unknown));
+  ExpectRefused(bad, absl::StatusCode::kInvalidArgument, {"unknown.json", "head.weight"});
+
+  ModelDescription positions = LeNet5Description();
+  for (DescriptionOp& op : positions.ops) {
+    if (op.kind == DescriptionOp::Kind::kFlatten) op.positions = 25;  // 400 inputs, fc1 reads 256
+  }
+  bad.model_description = WriteText("positions.json", ModelDescriptionToJson(positions));
+  ExpectRefused(bad, absl::StatusCode::kInvalidArgument, {"positions.json", "fc1.weight"});
+
+  bad.model_description = WriteText("broken.json", "{\"version\": 1, \"ops\": [");
+  ExpectRefused(bad, absl::StatusCode::kInvalidArgument, {"broken.json"});
+  bad.model_description = WriteText(
+      "version.json",
+      "{\"version\": 7, \"ops\": [{\"op\": \"input\", \"output\": \"x\", \"units\": 1}]}");
+  ExpectRefused(bad, absl::StatusCode::kInvalidArgument, {"version.json", "version"});
+  bad.model_description = (dir_ / "absent.json").string();
+  ExpectRefused(bad, absl::StatusCode::kNotFound, {"absent.json"});
+
+  OfflineNowcastOptions both = o_;
+  both.graph = "gpt2";
+  both.num_heads = 2;
+  ExpectRefused(both, absl::StatusCode::kInvalidArgument, {"gpt2", "exclude each other"});
+  OfflineNowcastOptions no_file = o_;
+  no_file.model_description.clear();
+  no_file.graph = "described";
+  ExpectRefused(no_file, absl::StatusCode::kInvalidArgument, {"needs a model description file"});
 }
 
 }  // namespace

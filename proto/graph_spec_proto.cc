@@ -1,0 +1,116 @@
+#include "proto/graph_spec_proto.h"
+
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status/status_macros.h"
+
+namespace nino::wire {
+namespace {
+
+using OpKind = DescriptionOp::Kind;
+
+constexpr OpKind kOpKinds[] = {OpKind::kInput,   OpKind::kDense, OpKind::kNorm,  OpKind::kAlias,
+                               OpKind::kFlatten, OpKind::kAdd,   OpKind::kConcat};
+
+constexpr char kDescribedKind[] = "described";
+
+absl::StatusOr<OpKind> ParseOpKind(const std::string& name) {
+  std::string known;
+  for (OpKind kind : kOpKinds) {
+    if (DescriptionOpKindName(kind) == name) return kind;
+    absl::StrAppend(&known, known.empty() ? "" : ", ", DescriptionOpKindName(kind));
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unknown op '", name, "' (known: ", known, ")"));
+}
+
+absl::StatusOr<DescriptionOp> OpFromProto(const v1::DescriptionOp& proto) {
+  absl::StatusOr<OpKind> kind = ParseOpKind(proto.op());
+  if (!kind.ok()) return kind.status();
+  DescriptionOp op;
+  op.kind = *kind;
+  op.output = proto.output();
+  op.inputs.assign(proto.inputs().begin(), proto.inputs().end());
+  op.weight = proto.weight();
+  op.bias = proto.bias();
+  op.units = proto.units();
+  op.positions = proto.positions();
+  op.alias_kind = proto.kind();
+  return op;
+}
+
+void OpToProto(const DescriptionOp& op, v1::DescriptionOp* proto) {
+  proto->set_op(DescriptionOpKindName(op.kind));
+  proto->set_output(op.output);
+  for (const std::string& input : op.inputs) proto->add_inputs(input);
+  proto->set_weight(op.weight);
+  proto->set_bias(op.bias);
+  proto->set_units(op.units);
+  proto->set_positions(op.positions);
+  proto->set_kind(op.alias_kind);
+}
+
+}  // namespace
+
+absl::StatusOr<ModelDescription> ModelDescriptionFromProto(const v1::ModelDescription& proto) {
+  if (proto.version() != kModelDescriptionVersion) {  // before the ops, whose meaning it sets
+    return absl::InvalidArgumentError(absl::StrCat(
+        "version: ", proto.version(), ", this reader reads version ", kModelDescriptionVersion));
+  }
+  ModelDescription description;
+  description.version = proto.version();
+  description.ops.reserve(proto.ops_size());
+  for (int i = 0; i < proto.ops_size(); ++i) {
+    absl::StatusOr<DescriptionOp> op = OpFromProto(proto.ops(i));
+    if (!op.ok()) {  // named as DescriptionOpLabel would, without the kind it lacks
+      return absl::InvalidArgumentError(absl::StrCat("op ", i, " (output '", proto.ops(i).output(),
+                                                     "'): ", op.status().message()));
+    }
+    description.ops.push_back(std::move(*op));
+  }
+  NINO_RETURN_IF_ERROR(ValidateModelDescription(description));  // as the JSON reader does
+  return description;
+}
+
+void ModelDescriptionToProto(const ModelDescription& description, v1::ModelDescription* proto) {
+  proto->Clear();
+  proto->set_version(description.version);
+  for (const DescriptionOp& op : description.ops) OpToProto(op, proto->add_ops());
+}
+
+absl::StatusOr<GraphSpec> GraphSpecFromProto(const v1::GraphSpec& proto) {
+  const std::string kind = proto.kind().empty() ? "generic" : proto.kind();
+  if (kind != kDescribedKind) {
+    if (proto.has_description()) {
+      return absl::InvalidArgumentError(absl::StrCat("description: given with kind '", kind,
+                                                     "', which does not read one (use kind '",
+                                                     kDescribedKind, "')"));
+    }
+    return ParseGraphKind(kind, proto.num_heads(), proto.num_kv_heads());  // names the kind
+  }
+  if (!proto.has_description() || proto.description().ops_size() == 0) {
+    return absl::InvalidArgumentError(
+        "description: kind 'described' needs a model description with at least one op");
+  }
+  absl::StatusOr<ModelDescription> description = ModelDescriptionFromProto(proto.description());
+  if (!description.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("description: ", description.status().message()));
+  }
+  return ParseGraphKind(kind, proto.num_heads(), proto.num_kv_heads(),
+                        std::make_shared<const ModelDescription>(std::move(*description)));
+}
+
+void GraphSpecToProto(const GraphSpec& spec, v1::GraphSpec* proto) {
+  proto->Clear();
+  proto->set_kind(GraphKindName(spec.kind));
+  proto->set_num_heads(spec.num_heads);
+  proto->set_num_kv_heads(spec.num_kv_heads);
+  if (spec.kind == GraphSpec::Kind::kDescribed && spec.description != nullptr) {
+    ModelDescriptionToProto(*spec.description, proto->mutable_description());
+  }
+}
+
+}  // namespace nino::wire
