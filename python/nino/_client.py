@@ -38,6 +38,7 @@ import time
 import torch
 
 from . import _crc32c
+from .describe import description_to_proto
 
 log = logging.getLogger("nino")
 
@@ -372,11 +373,13 @@ class RemoteNowcaster:
     background upload. security: a ChannelSecurity (TLS, bearer token); None: plaintext.
     resolver: host name -> numeric addresses (default resolve_host_system); re_resolve_interval:
     seconds between resolutions of the names in `address` before a registration.
+    description: a model description (JSON form, nino.describe_model): the job registers with
+    graph kind "described"; None: kind "auto" (the server maps the parameter names).
     """
 
     def __init__(self, address, job_id, params, nino_model, period, ctx, max_train_steps,
                  k_decay, lpe_seed, timeout, rpc_timeout=30.0, security=None, resolver=None,
-                 re_resolve_interval=30.0):
+                 re_resolve_interval=30.0, description=None):
         import grpc
 
         self._security = security or ChannelSecurity()
@@ -399,6 +402,7 @@ class RemoteNowcaster:
         self._next_resolve = 0.0
         self._base_job_id = job_id
         self._params = params
+        self._description = description
         self._num_params = sum(_numel(shape) for _, shape, _ in params)
         self._nino_model = nino_model
         self._period, self._ctx = period, ctx
@@ -672,7 +676,11 @@ class RemoteNowcaster:
             lpe_seed=self._lpe_seed)
         for name, shape, dtype in self._params:
             req.params.add(name=name, shape=list(shape), dtype=dtype)
-        req.graph.kind = "auto"  # the server infers generic / gpt2 / llama from the names
+        if self._description is not None:
+            req.graph.kind = "described"
+            description_to_proto(self._description, req.graph.description)
+        else:
+            req.graph.kind = "auto"  # the server infers generic / gpt2 / llama from the names
         try:
             resp = self._stub.RegisterJob(
                 req, timeout=min(self._remaining(deadline), self._rpc_timeout), metadata=self._md)

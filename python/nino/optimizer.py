@@ -21,6 +21,7 @@ import weakref
 import torch
 
 from . import _client
+from .describe import check_description, describe_model, normalize_description
 from .schedule import horizon_at, horizon_schedule
 
 log = logging.getLogger("nino")
@@ -159,6 +160,13 @@ class NowcastOptimizer(torch.optim.Optimizer):
         tls_server_name: the name the certificate must carry, if not the address's host.
       auth_token_file: a file whose first line is this job's bearer token (a nowcaster with
         --auth_tokens_file); sent as "authorization: Bearer <token>" with every call.
+      example_input: an input of the model (e.g. one batch; a tuple for several inputs): the
+        model is traced with it (nino.describe_model) and the job registers with its model
+        description (graph kind "described"), so that CNNs with flatten and pooling, residual
+        blocks and concatenations get the right NiNo graph. ValueError if the model cannot be
+        described. None: the server maps the parameter names (strict chains, GPT-2, Llama).
+      model_description: a model description given explicitly instead (the JSON form as a
+        dict, or JSON text; docs/GRAPH_DESCRIPTION.md), checked against the parameters.
 
     With torch.distributed initialised every rank constructs it alike; rank 0 talks to the
     nowcaster and the prediction is broadcast, so every rank applies it or every rank falls back.
@@ -167,7 +175,8 @@ class NowcastOptimizer(torch.optim.Optimizer):
     def __init__(self, optimizer, model, nowcaster, period=1000, ctx=5, max_train_steps=10000,
                  k_decay=2.0, nino_model="", seed=0, timeout=60.0, on_error="raise",
                  job_id=None, tls_ca_file=None, tls_cert_file=None, tls_key_file=None,
-                 tls_server_name=None, auth_token_file=None):
+                 tls_server_name=None, auth_token_file=None, example_input=None,
+                 model_description=None):
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError("optimizer must be a torch.optim.Optimizer, got %s" %
                             type(optimizer).__name__)
@@ -219,8 +228,10 @@ class NowcastOptimizer(torch.optim.Optimizer):
                                 % (n, p.dtype))
             if p.device.type == "meta":
                 raise ValueError("parameter %s is on the meta device (not materialised)" % n)
+        description = self._description_of(module, named, example_input, model_description)
 
         self._base = optimizer
+        self._description = description
         self._names = [n for n, _ in named]
         self._params = [p for _, p in named]
         self._num_params = sum(p.numel() for p in self._params)
@@ -244,13 +255,19 @@ class NowcastOptimizer(torch.optim.Optimizer):
 
         refused = None
         pb2, _ = _client.load_stubs()  # on every rank: a missing install fails everywhere alike
+        if (description is not None and
+                "description" not in pb2.GraphSpec.DESCRIPTOR.fields_by_name):
+            raise RuntimeError("the nino.v1 stubs found (%s) predate model descriptions; "
+                               "reinstall the package (python/install.sh) or rebuild "
+                               "//python:nowcaster_py_stubs" % pb2.__file__)
         if self._rank == 0:
             self._client = _client.RemoteNowcaster(
                 nowcaster, job_id,
                 [(n, tuple(p.shape) if p.dim() > 0 else (1,), _dtype_enum(pb2, p.dtype))
                  for n, p in named],
                 nino_model, period, ctx, max_train_steps, float(k_decay), seed, float(timeout),
-                rpc_timeout=min(30.0, float(timeout)), security=security)
+                rpc_timeout=min(30.0, float(timeout)), security=security,
+                description=description)
             self._finalizer = weakref.finalize(self, self._client.close)
             try:  # eagerly, so that a job the server refuses is reported here
                 self._client.register(timeout=min(10.0, float(timeout)))
@@ -274,6 +291,12 @@ class NowcastOptimizer(torch.optim.Optimizer):
             if flag.item() != 0 and refused is None:
                 refused = "the nowcaster refused the job (rank 0 logs the server's message)"
         if refused:
+            if (description is None and "no NiNo graph for this layout" in refused and
+                    "weights per edge" not in refused):
+                refused += ("; the parameter names alone do not say how this model's layers "
+                            "connect: pass example_input=<one batch of inputs> (or "
+                            "model_description=) to NowcastOptimizer, which then describes the "
+                            "model by tracing it (nino.describe_model)")
             if on_error == "raise":
                 self.close()
                 raise NowcasterRefused("nino: the nowcaster at %s refused the job: %s" %
@@ -282,6 +305,19 @@ class NowcastOptimizer(torch.optim.Optimizer):
                         "training with the base optimizer only", nowcaster, refused)
             self._active = False
             self.close()
+
+    @staticmethod
+    def _description_of(module, named, example_input, model_description):
+        """The model description to register with (None: graph kind "auto")."""
+        if example_input is not None and model_description is not None:
+            raise ValueError("give example_input or model_description, not both")
+        if example_input is not None:
+            return describe_model(module, example_input)
+        if model_description is None:
+            return None
+        description = normalize_description(model_description)
+        check_description(description, [(n, tuple(p.shape)) for n, p in named])
+        return description
 
     # ----- torch.optim.Optimizer interface, delegated to the base optimizer -----
 
@@ -338,6 +374,12 @@ class NowcastOptimizer(torch.optim.Optimizer):
             return True
         records = (self._step_idx + 1) % self._interval == 0
         return not (records and len(self._history) + 1 >= self._ctx)
+
+    @property
+    def model_description(self):
+        """The model description the job registers with (JSON form), or None (graph kind
+        "auto": the server maps the parameter names)."""
+        return self._description
 
     @property
     def step_idx(self):
