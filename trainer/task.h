@@ -6,7 +6,8 @@
 //   mlp         FashionMNIST, MLP 784-512-512-10; Adam lr 1e-3, batch 128; target 88.0%.
 //   lm          byte-level GPT-2 (3 layers, d=64, 4 heads, context 128) on the KJV Bible;
 //               AdamW lr 1e-3 (weight decay 0.01 except biases/norms), batch 32; last 5% of the
-//               text held out; target validation perplexity 4.11, Adam's at step 10,000 (docs/BENCHMARKS.md).
+//               text held out; target validation perplexity 4.11, Adam's at step 10,000
+//               (docs/BENCHMARKS.md).
 #ifndef NINO_TRAINER_TASK_H_
 #define NINO_TRAINER_TASK_H_
 
