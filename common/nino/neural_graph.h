@@ -67,9 +67,9 @@ absl::StatusOr<GraphSpec> InferGraphSpec(const std::vector<ParamSpec>& params, i
                                          int64_t num_kv_heads = 0);
 
 // Special param_index values (slots that do not hold a parameter).
-inline constexpr int64_t kSlotZero = -1;   // padding, value 0.0
-inline constexpr int64_t kSlotOne = -2;    // constant 1.0 (residual / head-membership edges)
-inline constexpr int64_t kSlotTwo = -3;    // constant 2.0 (self-loops)
+inline constexpr int64_t kSlotZero = -1;  // padding, value 0.0
+inline constexpr int64_t kSlotOne = -2;   // constant 1.0 (residual / head-membership edges)
+inline constexpr int64_t kSlotTwo = -3;   // constant 2.0 (self-loops)
 
 // Edge types (index into NiNo's layer_embed), spec section 3.1.
 enum EdgeType : int64_t {
@@ -89,13 +89,13 @@ enum EdgeType : int64_t {
 
 struct NeuralGraph {
   int64_t num_nodes = 0;
-  int64_t num_params = 0;      // P, length of the flat parameter vector
-  int64_t feat_size = 1;       // F: feature slots per edge (max kh*kw of conv weights, else 1)
-  std::vector<int64_t> src;    // [E] source node of each edge
-  std::vector<int64_t> dst;    // [E] target node (messages are averaged here)
-  std::vector<int64_t> type;   // [E] edge type 0..14
+  int64_t num_params = 0;     // P, length of the flat parameter vector
+  int64_t feat_size = 1;      // F: feature slots per edge (max kh*kw of conv weights, else 1)
+  std::vector<int64_t> src;   // [E] source node of each edge
+  std::vector<int64_t> dst;   // [E] target node (messages are averaged here)
+  std::vector<int64_t> type;  // [E] edge type 0..14
   std::vector<int64_t> param_index;  // [E * F] row of the flat vector per slot, or kSlot*
-  std::vector<int64_t> pos_w;  // [N] token id + 1 for wte rows of GPT-2 graphs, else 0
+  std::vector<int64_t> pos_w;        // [N] token id + 1 for wte rows of GPT-2 graphs, else 0
 
   int64_t num_edges() const { return static_cast<int64_t>(src.size()); }
 
@@ -116,8 +116,7 @@ absl::StatusOr<NeuralGraph> BuildGenericGraph(const std::vector<ParamSpec>& para
 
 // The GPT-2 transformer graph (official NeuralGraphGPT, spec 3.5): HF GPT-2 naming
 // (optionally prefixed "transformer."), Conv1D weights stored (in, out), tied lm_head.
-absl::StatusOr<NeuralGraph> BuildGpt2Graph(const std::vector<ParamSpec>& params,
-                                           int64_t num_heads);
+absl::StatusOr<NeuralGraph> BuildGpt2Graph(const std::vector<ParamSpec>& params, int64_t num_heads);
 
 // The Llama graph (official NeuralGraphLlama, spec 3.7), HF LlamaForCausalLM naming:
 // model.embed_tokens.weight (V, d); per layer i, in this order, model.layers.<i>.
@@ -127,8 +126,8 @@ absl::StatusOr<NeuralGraph> BuildGpt2Graph(const std::vector<ParamSpec>& params,
 // (absent when tied to embed_tokens). hd = d / num_heads; num_kv_heads = 0 means num_heads.
 // Parameters must come in exactly this (named_parameters) order. INVALID_ARGUMENT, naming the
 // parameter, for any other layout. Node numbering and edge order: see neural_graph.cc.
-absl::StatusOr<NeuralGraph> BuildLlamaGraph(const std::vector<ParamSpec>& params,
-                                            int64_t num_heads, int64_t num_kv_heads);
+absl::StatusOr<NeuralGraph> BuildLlamaGraph(const std::vector<ParamSpec>& params, int64_t num_heads,
+                                            int64_t num_kv_heads);
 
 // A Llama configuration, and its parameter names and shapes in named_parameters() order (the
 // layout BuildLlamaGraph takes). kv_heads = 0 means heads; head size = dim / heads.
@@ -140,8 +139,7 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> LlamaNamedShapes(const
 
 // The graph `spec` selects: kAuto resolved by InferGraphSpec, kDescribed by
 // BuildGraphFromDescription (INVALID_ARGUMENT if its description is null).
-absl::StatusOr<NeuralGraph> BuildGraph(const std::vector<ParamSpec>& params,
-                                       const GraphSpec& spec);
+absl::StatusOr<NeuralGraph> BuildGraph(const std::vector<ParamSpec>& params, const GraphSpec& spec);
 
 }  // namespace nino
 
