@@ -68,6 +68,7 @@ absl::StatusOr<ModelStore> ModelStore::Load(const std::vector<ModelSpec>& specs,
 }
 
 const ModelStore::Entry* ModelStore::Find(absl::string_view name) const {
+  if (name == "default") name = kDefaultModelName;
   for (const Entry& e : entries_) {
     if (e.name == name) return &e;
   }

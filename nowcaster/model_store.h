@@ -36,7 +36,8 @@ class ModelStore {
   static absl::StatusOr<ModelStore> Load(const std::vector<ModelSpec>& specs,
                                          const torch::Device& device, bool allow_download);
 
-  // nullptr if no model has this name.
+  // nullptr if no model has this name. "default" names the built-in model (kDefaultModelName),
+  // as it does in common/nino/model_catalog.h: served only where the store loaded it.
   const Entry* Find(absl::string_view name) const;
   // The first model: the one used when a request leaves nino_model empty.
   const Entry& default_entry() const { return entries_.front(); }

@@ -580,6 +580,34 @@ TEST_F(NowcasterServerTest, RegisterRejectsBadJobs) {
   EXPECT_TRUE(ListJobIds().empty());
 }
 
+// "default" names the built-in model, as in the model catalog: served under its own name where
+// the server loaded it, refused clearly where it did not (RegisterRejectsBadJobs' server).
+TEST_F(NowcasterServerTest, DefaultNamesTheBuiltInModel) {
+  Start(testing::LoopbackNowcasterOptions({{"nino_no_posw", ckpt_}, {"default", "default"}}));
+  v1::RegisterJobRequest request = Fm16Request("builtin");
+  request.set_nino_model("default");
+  grpc::ClientContext ctx;
+  v1::RegisterJobResponse r;
+  grpc::Status s = stub_->RegisterJob(&ctx, request, &r);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(GetJob("builtin", r.job_token()).nino_model(), "nino_wnn_fm16");
+}
+
+TEST_F(NowcasterServerTest, DefaultIsRefusedWhereTheBuiltInIsNotServed) {
+  Start();
+  v1::RegisterJobRequest request = Fm16Request("builtin");
+  request.set_nino_model("default");
+  grpc::ClientContext ctx;
+  v1::RegisterJobResponse r;
+  grpc::Status s = stub_->RegisterJob(&ctx, request, &r);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_NE(s.error_message().find("'default' (the built-in nino_wnn_fm16) is not served here "
+                                   "(served: nino_no_posw)"),
+            std::string::npos)
+      << s.error_message();
+  EXPECT_TRUE(ListJobIds().empty());
+}
+
 TEST_F(NowcasterServerTest, MemoryBudget) {
   NowcasterOptions o = BaseOptions();
   const int64_t reservation = 6 * kFm16Bytes;  // ctx + 1 snapshots

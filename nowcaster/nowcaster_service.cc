@@ -7,6 +7,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/nino/default_model.h"
 #include "common/nino/nowcast_engine.h"
 #include "common/status/status_macros.h"
 #include "common/status/torch_guard.h"
@@ -109,13 +110,17 @@ grpc::Status NowcasterService::RegisterJob(grpc::ServerContext* context,
 absl::Status NowcasterService::DoRegisterJob(const v1::RegisterJobRequest& request,
                                              const Principal& caller, absl::Time deadline,
                                              v1::RegisterJobResponse* response) {
-  const std::string model_name =
+  const std::string& asked =
       request.nino_model().empty() ? models_->default_entry().name : request.nino_model();
-  const ModelStore::Entry* model = models_->Find(model_name);
+  const ModelStore::Entry* model = models_->Find(asked);
   if (model == nullptr) {
-    return absl::NotFoundError(absl::StrCat(
-        "nino_model '", model_name, "' is not served here (served: ", models_->Names(), ")"));
+    const std::string what = asked == "default"
+                                 ? absl::StrCat("'default' (the built-in ", kDefaultModelName, ")")
+                                 : absl::StrCat("'", asked, "'");
+    return absl::NotFoundError(
+        absl::StrCat("nino_model ", what, " is not served here (served: ", models_->Names(), ")"));
   }
+  const std::string& model_name = model->name;  // "default" resolved to the built-in's name
   absl::StatusOr<JobSpec> spec = ValidateJobRequest(request, model_name, model->model->config());
   if (!spec.ok()) return spec.status();
   spec->principal = caller.name;

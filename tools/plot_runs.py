@@ -1,15 +1,59 @@
 #!/usr/bin/env python3
 """Plots validation curves of nino_train runs on one chart (gnuplot, PNG).
 
-usage: plot_runs.py OUT.png LABEL=RUN_DIR [LABEL=RUN_DIR ...] [--title T]
-Reads RUN_DIR/metrics.jsonl; plots val_acc (or val_ppl) against steps; marks NiNo steps and the
-target (from RUN_DIR/summary.json) when present. Uses only the standard library and gnuplot.
+usage: plot_runs.py OUT.png LABEL=RUN [LABEL=RUN ...] [--title T]
+RUN is a nino_train run directory (reads RUN/metrics.jsonl: val_acc or val_ppl against steps, and
+the target from RUN/summary.json when present) or FILE.jsonl@MODEL/OPTIMIZER/SEED[/NINO_MODEL]:
+the record of python/bench/vision_steps_to_target.py in FILE with those fields (its test
+accuracy every eval_every steps, in %, and its target). Uses only the standard library and
+gnuplot.
 """
 import json
 import os
 import subprocess
 import sys
 import tempfile
+
+
+def read_run_dir(run):
+    """(rows, metric, target) of a nino_train run directory."""
+    path = os.path.join(run, "metrics.jsonl")
+    if not os.path.exists(path):
+        raise ValueError(f"{path} does not exist")
+    rows, metric = [], None
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            r = json.loads(line)
+            for key in ("val_acc", "val_ppl"):
+                if key in r:
+                    metric = key
+                    rows.append((r["step"], r[key]))
+    summary = os.path.join(run, "summary.json")
+    target = json.load(open(summary)).get("target") if os.path.exists(summary) else None
+    return rows, metric, target
+
+
+def read_bench_record(spec):
+    """(rows, "val_acc", target) of FILE.jsonl@MODEL/OPTIMIZER/SEED[/NINO_MODEL]: the last
+    matching record of vision_steps_to_target.py, accuracies in %."""
+    path, _, key = spec.partition("@")
+    fields = key.split("/")
+    if len(fields) not in (3, 4):
+        raise ValueError(f"expected FILE.jsonl@MODEL/OPTIMIZER/SEED[/NINO_MODEL], got {spec}")
+    found = None
+    with open(path) as f:
+        for line in f:
+            r = json.loads(line) if line.strip() else {}
+            if ("evals" in r and [r["model"], r["optimizer"], str(r["seed"])] == fields[:3]
+                    and (len(fields) == 3 or r.get("nino_model") == fields[3])):
+                found = r
+    if found is None:
+        raise ValueError(f"no record {key} in {path}")
+    rows = [(step, 100 * acc) for step, acc in found["evals"]]
+    return rows, "val_acc", round(100 * found["target"], 2)
 
 
 def main(argv):
@@ -29,24 +73,13 @@ def main(argv):
             sys.stderr.write(f"error: expected LABEL=RUN_DIR, got {spec}\n")
             return 2
         label, run = spec.split("=", 1)
-        path = os.path.join(run, "metrics.jsonl")
-        if not os.path.exists(path):
-            sys.stderr.write(f"error: {path} does not exist\n")
+        read = read_bench_record if "@" in run else read_run_dir
+        try:
+            rows, metric, run_target = read(run)
+        except (OSError, ValueError) as e:
+            sys.stderr.write(f"error: {e}\n")
             return 1
-        rows = []
-        with open(path) as f:
-            for line in f:
-                line = line.strip()
-                if not line:
-                    continue
-                r = json.loads(line)
-                for key in ("val_acc", "val_ppl"):
-                    if key in r:
-                        metric = key
-                        rows.append((r["step"], r[key]))
-        summary = os.path.join(run, "summary.json")
-        if os.path.exists(summary):
-            target = json.load(open(summary)).get("target", target)
+        target = run_target if run_target is not None else target
         dat = os.path.join(tmp, f"run{i}.dat")
         with open(dat, "w") as f:
             for s, v in rows:

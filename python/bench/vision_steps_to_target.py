@@ -114,13 +114,15 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    """Stem conv3x3 1->16 + BN, three stages of one BasicBlock (16, 32 stride 2, 64 stride 2),
-    global average pool, fc 64->10."""
+    """Stem conv3x3 1->16 stride 2 + BN (28x28 -> 14x14), three stages of one BasicBlock (16,
+    32 stride 2, 64 stride 2), global average pool, fc 64->10; 77,754 parameters. The stride-2
+    stem makes a step 10x cheaper than at 28x28 (0.03 s vs 0.35 s on one core here), which is
+    what lets 10,000-step runs for 3 seeds fit on this machine."""
 
     def __init__(self):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16),
-                                  nn.ReLU())
+        self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, stride=2, padding=1, bias=False),
+                                  nn.BatchNorm2d(16), nn.ReLU())
         self.layer1 = BasicBlock(16, 16, 1)
         self.layer2 = BasicBlock(16, 32, 2)
         self.layer3 = BasicBlock(32, 64, 2)
