@@ -12,7 +12,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 hash="$(cd "$ROOT" && cat proto/nino/v1/nowcaster.proto python/pyproject.toml python/setup.py \
-  python/nino/*.py python/nino/v1/__init__.py | sha256sum | cut -c1-16)"
+  python/nino/*.py python/nino/describe/*.py python/nino/v1/__init__.py | sha256sum | cut -c1-16)"
 installed="$(cd / && "$PY" -c 'import nino._build_info as b; print(b.SOURCE_HASH)' 2>/dev/null || true)"
 if [ "$installed" = "$hash" ]; then
   echo "setup: python package nino is installed (sources $hash)"

@@ -1,0 +1,99 @@
+"""The describer: walks the traced graph in execution order and dispatches every fx node to
+the op that maps it (_layers), by module type or canonical function / method name."""
+
+import torch
+
+from . import _tables as t
+from ._layers import LayerOps
+from ._values import Const, Param
+
+
+class Describer(LayerOps):
+    """describe_model's walk over one traced GraphModule: run() returns the ops."""
+
+    def call_module(self, node):
+        m = self.gm.get_submodule(node.target)
+        out = self.shape(node)
+        for cls, why in t.REFUSED_MODULES:
+            if isinstance(m, cls):
+                self.fail(why)
+        if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):
+            conv = isinstance(m, torch.nn.Conv2d)
+            if conv and m.groups != 1:
+                self.fail("a grouped or depthwise convolution (groups=%d) is not in description "
+                          "version 1" % m.groups)
+            value = self.only_input(node, type(m).__name__)
+            return self.dense(value, m.weight, m.bias, conv)
+        if out is None:
+            self.fail("the module does not return a single tensor")
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.GroupNorm)):
+            value = self.only_input(node, type(m).__name__)
+            return self.norm(value, m, type(m).__name__.lower(), 1)
+        if isinstance(m, torch.nn.LayerNorm):
+            value = self.only_input(node, "LayerNorm")
+            return self.norm(value, m, "layer_norm", len(value.shape) - 1)
+        if any(True for _ in m.parameters()):
+            self.fail("module type %s holds parameters and has no description op" %
+                      type(m).__name__)
+        for table, handler in ((t.ELEMENTWISE_MODULES, self.keep_units),
+                               (t.POOL_MODULES, self.pool)):
+            kind = table.get(type(m))
+            if kind:
+                return handler(self.only_input(node, type(m).__name__), kind, out)
+        if isinstance(m, torch.nn.Flatten):
+            return self.reshape(self.only_input(node, "Flatten"), "flatten", out)
+        self.fail("module type %s is not supported" % type(m).__name__)
+
+    def call_function(self, node, name):
+        out = self.shape(node)
+        if name in t.QUERY_NAMES and out is None:
+            return None
+        if name in ("linear", "conv2d"):
+            return self.functional_dense(node, name)
+        if out is None:
+            self.fail("the op does not return a single tensor")
+        if name in t.ADD_NAMES:
+            return self.add(node, out)
+        if name in t.CAT_NAMES:
+            return self.cat(node, out)
+        if name in t.ELEMENTWISE_NAMES:
+            return self.keep_units(self.only_input(node, name), name.rstrip("_"), out)
+        if name in t.POOL_NAMES:
+            return self.pool(self.only_input(node, name), name, out)
+        if name in t.RESHAPE_NAMES:
+            return self.reshape(self.only_input(node, name), name, out)
+        if name in t.REDUCE_NAMES:
+            return self.reduce(node, self.only_input(node, name), name, out)
+        for n, v in self.tensor_args(node):
+            if isinstance(v, Param):
+                self.fail("parameter '%s' is used by '%s', which has no description op" %
+                          (v.name, name))
+        if name == "getitem":
+            self.fail("indexing or slicing a tensor has no description op")
+        self.fail("'%s' has no description op" % name)
+
+    def get_attr(self, node):
+        try:
+            obj = self.gm.get_parameter(node.target)
+        except AttributeError:
+            return Const(node.target)
+        return Param(self.param_names.get(id(obj), node.target))
+
+    def run(self):
+        for node in self.gm.graph.nodes:
+            self.node = node
+            if node.op == "placeholder":
+                self.values[node] = self.placeholder(node)
+            elif node.op == "get_attr":
+                self.values[node] = self.get_attr(node)
+            elif node.op == "call_module":
+                self.values[node] = self.call_module(node)
+            elif node.op in ("call_function", "call_method"):
+                self.values[node] = self.call_function(node, self.canonical_name(node))
+            elif node.op == "output":
+                for n, v in self.tensor_args(node):
+                    if isinstance(v, Param):
+                        self.fail("the model returns parameter '%s'" % v.name)
+        self.node = None
+        return self.ops
+

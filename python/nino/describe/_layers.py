@@ -1,0 +1,198 @@
+"""The ops of images and flat features: input, dense (linear / conv), norm, parameter-free
+aliases (activations, pooling, spatial means), flatten, add and concat."""
+
+import math
+
+import torch
+
+from ._base import DescriberBase
+from ._values import Param, Value
+
+
+class LayerOps(DescriberBase):
+    """Maps one fx node each; returns the node's Value (or fails naming it)."""
+
+    def placeholder(self, node):
+        shape = self.shape(node)
+        if shape is None:
+            self.fail("the example input for '%s' is not a tensor" % node.name)
+        if len(shape) < 2:
+            self.fail("input '%s' has shape %s; inputs need a batch axis and a unit axis" %
+                      (node.name, list(shape)))
+        axis = 1 if len(shape) != 3 else 2  # (B, F), (B, C, H, W); (B, T, D): features last
+        g = self.emit({"op": "input", "units": shape[axis]}, shape[axis])
+        g.foldable = True
+        return Value(node.name, axis, shape)
+
+    def dense(self, value, weight, bias, conv):
+        what = "a convolution" if conv else "a linear layer"
+        nd = len(value.shape)
+        if conv and (nd != 4 or value.axis != 1):
+            self.fail("%s needs a (B, C, H, W) input with the units on axis 1, got shape %s" %
+                      (what, list(value.shape)))
+        if not conv and value.axis != nd - 1:
+            self.fail("%s is applied over axis %d, but the units of its input are on axis %d" %
+                      (what, nd - 1, value.axis))
+        units = self.groups[value.group].units
+        if weight.shape[1] != units:
+            self.fail("%s takes %d inputs, its input group has %d units" %
+                      (what, weight.shape[1], units))
+        self.consume(value)
+        op = {"op": "dense", "inputs": [value.group], "weight": self.take_param(weight, "weight")}
+        b = self.take_param(bias, "bias")
+        if b:
+            op["bias"] = b
+        out = self.shape(self.node)
+        self.emit(op, weight.shape[0])
+        return Value(self.node.name, value.axis, out)
+
+    def norm(self, value, module, kind, unit_axis):
+        units = self.groups[value.group].units
+        if value.axis != unit_axis:
+            self.fail("%s normalises axis %d, but the units are on axis %d" %
+                      (kind, unit_axis, value.axis))
+        count = getattr(module, "num_features", None) or getattr(module, "num_channels", None)
+        if count is None:  # LayerNorm
+            shape = tuple(module.normalized_shape)
+            if len(shape) != 1:
+                self.fail("LayerNorm over %s is not over the unit axis alone" % list(shape))
+            count = shape[0]
+        if count != units:
+            self.fail("%s has %d features, its input group has %d units" % (kind, count, units))
+        weight = getattr(module, "weight", None)
+        bias = getattr(module, "bias", None)
+        if weight is None and bias is None:
+            return self.alias(value, kind, self.shape(self.node))
+        self.consume(value)
+        op = {"op": "norm", "inputs": [value.group]}
+        w = self.take_param(weight, "weight")
+        b = self.take_param(bias, "bias")
+        if w:
+            op["weight"] = w
+        if b:
+            op["bias"] = b
+        src = self.groups[value.group]
+        self.emit(op, src.units, src.root)
+        return Value(self.node.name, value.axis, self.shape(self.node))
+
+    def keep_units(self, value, kind, out):
+        """Alias after checking the op kept the units' axis and count."""
+        if len(out) != len(value.shape) or out[value.axis] != value.shape[value.axis]:
+            self.fail("%s changes the unit axis (shape %s -> %s)" %
+                      (kind, list(value.shape), list(out)))
+        return self.alias(value, kind, out)
+
+    def pool(self, value, kind, out):
+        if value.axis != 1 or len(value.shape) < 3:
+            self.fail("%s needs the units on axis 1 of a (B, C, ...) tensor, got shape %s with "
+                      "units on axis %d" % (kind, list(value.shape), value.axis))
+        return self.keep_units(value, kind, out)
+
+    def reduce(self, node, value, kind, out):
+        dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+        keep = node.kwargs.get("keepdim", node.args[2] if len(node.args) > 2 else False)
+        nd = len(value.shape)
+        if dims is None:
+            self.fail("%s over every axis mixes the units" % kind)
+        dims = [dims] if isinstance(dims, int) else list(dims)
+        dims = sorted(d % nd for d in dims)
+        if value.axis != 1 or any(d < 2 for d in dims):
+            self.fail("%s over axes %s is not a pooling over spatial axes (units on axis %d)" %
+                      (kind, dims, value.axis))
+        axis = value.axis if keep else value.axis - sum(1 for d in dims if d < value.axis)
+        if out[axis] != value.shape[value.axis]:
+            self.fail("%s changes the unit count" % kind)
+        return self.alias(value, kind, out, axis)
+
+    def reshape(self, value, kind, out):
+        s = value.shape
+        if out == s:
+            return self.alias(value, kind, out)
+        if len(out) != 2 or out[0] != s[0] or out[1] != math.prod(s[1:]):
+            self.fail("%s from %s to %s is not a flatten from dim 1 (B, -1); other reshapes are "
+                      "not in description version 1" % (kind, list(s), list(out)))
+        src = self.groups[value.group]
+        root = self.groups[src.root]
+        if root.foldable and self.sole_path(src.root):
+            # A flatten of a model input before any layer reads it: fold into the input.
+            root.op["units"] = out[1]
+            root.units = out[1]
+            for g in self.groups.values():
+                if g.root == src.root:
+                    g.units = out[1]
+            return Value(value.group, 1, out)
+        if value.axis != 1:
+            self.fail("%s of a tensor whose units are on axis %d (shape %s); a flatten must "
+                      "keep the units on axis 1 (channel-major)" % (kind, value.axis, list(s)))
+        positions = math.prod(s[2:])
+        if positions == 1:
+            return self.alias(value, "flatten", out, 1)
+        self.consume(value)
+        self.emit({"op": "flatten", "inputs": [value.group], "positions": positions},
+                  src.units * positions)
+        return Value(self.node.name, 1, out)
+
+    def add(self, node, out):
+        if node.kwargs.get("alpha", 1) != 1:
+            self.fail("an addition with alpha != 1")
+        operands = [a for a in list(node.args) + [node.kwargs.get("other")] if a is not None]
+        values = [self.values.get(a) if isinstance(a, torch.fx.Node) else None for a in operands]
+        for v in values:
+            if isinstance(v, Param):
+                self.fail("parameter '%s' is added to a tensor (only tensor + tensor of equal "
+                          "shape is an 'add' op)" % v.name)
+        if len(values) != 2 or not all(isinstance(v, Value) for v in values):
+            self.fail("an addition that is not tensor + tensor (a constant or a scalar)")
+        a, b = values
+        if a.shape != b.shape or a.shape != out or a.axis != b.axis:
+            self.fail("an addition of shapes %s and %s (broadcasting additions are not in "
+                      "description version 1)" % (list(a.shape), list(b.shape)))
+        ga, gb = self.groups[a.group], self.groups[b.group]
+        if ga.root == gb.root:
+            self.fail("adds a tensor to itself or to a parameter-free function of itself")
+        self.consume(a)
+        self.consume(b)
+        # The result stands for the nodes of the operand allocated later (the builder's rule).
+        later = max((ga.root, gb.root), key=lambda r: self.ops.index(self.groups[r].op))
+        self.emit({"op": "add", "inputs": [a.group, b.group]}, ga.units, later)
+        return Value(self.node.name, a.axis, out)
+
+    def cat(self, node, out):
+        tensors = node.args[0] if node.args else node.kwargs.get("tensors")
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+        if not isinstance(tensors, (list, tuple)) or len(tensors) < 2:
+            self.fail("torch.cat of fewer than two tensors")
+        values = [self.values.get(t) if isinstance(t, torch.fx.Node) else None for t in tensors]
+        if not all(isinstance(v, Value) for v in values):
+            self.fail("torch.cat of something that is not a traced tensor (a parameter or a "
+                      "constant)")
+        nd = len(values[0].shape)
+        axis = values[0].axis
+        if any(len(v.shape) != nd or v.axis != axis for v in values) or dim % nd != axis:
+            self.fail("torch.cat along dim %d, but the units are on axis %d" % (dim, axis))
+        for v in values:
+            self.consume(v)
+        units = sum(self.groups[v.group].units for v in values)
+        self.emit({"op": "concat", "inputs": [v.group for v in values]}, units)
+        return Value(self.node.name, axis, out)
+
+    def functional_dense(self, node, name):
+        conv = name == "conv2d"
+        args = list(node.args) + [None] * 7
+        weight = node.kwargs.get("weight", args[1])
+        bias = node.kwargs.get("bias", args[2])
+        groups = node.kwargs.get("groups", args[6] if conv else 1)
+        if conv and groups not in (None, 1):
+            self.fail("a grouped or depthwise convolution (groups=%s) is not in description "
+                      "version 1" % (groups,))
+        params = []
+        for role, a in (("weight", weight), ("bias", bias)):
+            v = self.values.get(a) if isinstance(a, torch.fx.Node) else None
+            if a is not None and not isinstance(v, Param):
+                self.fail("the %s of F.%s is not a parameter of the model" % (role, name))
+            params.append(self.gm.get_parameter(a.target) if a is not None else None)
+        value = self.values.get(node.args[0]) if node.args else None
+        if not isinstance(value, Value):
+            self.fail("F.%s is not applied to a traced tensor" % name)
+        return self.dense(value, params[0], params[1], conv)
+
