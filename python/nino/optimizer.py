@@ -163,7 +163,8 @@ class NowcastOptimizer(torch.optim.Optimizer):
       example_input: an input of the model (e.g. one batch; a tuple for several inputs): the
         model is traced with it (nino.describe_model) and the job registers with its model
         description (graph kind "described"), so that CNNs with flatten and pooling, residual
-        blocks and concatenations get the right NiNo graph. ValueError if the model cannot be
+        blocks and concatenations, and transformers (nn.Embedding, class tokens, positions,
+        nn.MultiheadAttention) get the right NiNo graph. ValueError if the model cannot be
         described. None: the server maps the parameter names (strict chains, GPT-2, Llama).
       model_description: a model description given explicitly instead (the JSON form as a
         dict, or JSON text; docs/GRAPH_DESCRIPTION.md), checked against the parameters.

@@ -1,9 +1,11 @@
 """nino.describe_model (torch.fx tracing into a model description, docs/GRAPH_DESCRIPTION.md):
-the descriptions of an MLP, the FM-16 CNN, LeNet-5, a small ResNet and a model with torch.cat;
-the refusals (attention, embeddings, grouped convolutions, other reshapes, parameters used twice
-or not at all, control flow), the model left unchanged, check_description, the protocol message
-and NowcastOptimizer's example_input / model_description arguments against a fake server. No
-nino_nowcaster (describe_e2e_test runs against the real one)."""
+the descriptions of an MLP, the FM-16 CNN, LeNet-5, a small ResNet, a model with torch.cat
+(version 1), the benchmark's ViT, a batch_first=False ViT and a token model (version 2); the
+refusals (cross-attention, attention written by hand, grouped convolutions, other reshapes,
+parameters used twice, not at all or in other ways, control flow), the model left unchanged,
+check_description, the protocol message and NowcastOptimizer's example_input /
+model_description arguments against a fake server. No nino_nowcaster (describe_e2e_test runs
+against the real one)."""
 
 import copy
 import json
@@ -16,8 +18,10 @@ import torch.nn.functional as F
 import nino
 from nino import describe
 from nino_test_util import FakeNowcaster, make_opt
-from described_models import (BasicBlock, LeNet5, Mlp, SmallResNet, chain_form, fm16,
-                              graph_size)
+from described_models import (BasicBlock, LeNet5, Mlp, SeqFirstViT, SmallResNet, TokenModel,
+                              ViT, chain_form, fm16, graph_size, vit_graph_size)
+
+SUPPORTED = "Supported (docs/GRAPH_DESCRIPTION.md, model description versions 1 and 2)"
 
 
 def ops_of(model, x):
@@ -244,6 +248,182 @@ class ConcatTest(unittest.TestCase):
             nino.describe_model(Net(), torch.randn(2, 4))
 
 
+def compact(ops):
+    """The ops as tuples: (op, output, inputs, the other fields in a fixed order)."""
+    keys = ("units", "weight", "bias", "kind", "heads", "positions")
+    return [(op["op"], op["output"], tuple(op.get("inputs", ())),
+             tuple((k, op[k]) for k in keys if k in op)) for op in ops]
+
+
+def block_ops(b, x, add0):
+    """The ops of ViTBlock `b` (fx names blocks_<b>_*) reading group `x`; add0: the number of
+    the first of its two fx 'add' nodes, getitem_<b + 1> its attention output."""
+    p, n = "blocks.%d." % b, "blocks_%d_" % b
+    a1, a2 = "add_%d" % add0, "add_%d" % (add0 + 1)
+    return [
+        ("norm", n + "ln1", (x,), (("weight", p + "ln1.weight"), ("bias", p + "ln1.bias"))),
+        ("attention", n + "attn.attention", (n + "ln1",),
+         (("weight", p + "attn.in_proj_weight"), ("bias", p + "attn.in_proj_bias"),
+          ("heads", 4))),
+        ("dense", n + "attn", (n + "attn.attention",),
+         (("weight", p + "attn.out_proj.weight"), ("bias", p + "attn.out_proj.bias"))),
+        ("alias", "getitem_%d" % (b + 1), (n + "attn",), (("kind", "attention_output"),)),
+        ("add", a1, (x, "getitem_%d" % (b + 1)), ()),
+        ("norm", n + "ln2", (a1,), (("weight", p + "ln2.weight"), ("bias", p + "ln2.bias"))),
+        ("dense", n + "mlp_0", (n + "ln2",),
+         (("weight", p + "mlp.0.weight"), ("bias", p + "mlp.0.bias"))),
+        ("alias", n + "mlp_1", (n + "mlp_0",), (("kind", "gelu"),)),
+        ("dense", n + "mlp_2", (n + "mlp_1",),
+         (("weight", p + "mlp.2.weight"), ("bias", p + "mlp.2.bias"))),
+        ("add", a2, (a1, n + "mlp_2"), ()),
+    ]
+
+
+class TransformerTest(unittest.TestCase):
+    def test_vit(self):
+        model = ViT()
+        d = nino.describe_model(model, torch.randn(3, 1, 28, 28))
+        self.assertEqual(d["version"], 2)
+        self.assertEqual(compact(d["ops"]), [
+            ("input", "x", (), (("units", 1),)),
+            ("dense", "patch", ("x",), (("weight", "patch.weight"), ("bias", "patch.bias"))),
+            ("alias", "transpose", ("patch",), (("kind", "to_tokens"),)),
+            ("embedding", "cat", ("transpose",), (("weight", "cls"), ("kind", "token"))),
+            ("embedding", "add", ("cat",), (("weight", "pos"), ("kind", "position"))),
+        ] + block_ops(0, "add", 1) + block_ops(1, "add_2", 3) + [
+            ("alias", "getitem_3", ("add_4",), (("kind", "select_token"),)),
+            ("norm", "ln", ("getitem_3",), (("weight", "ln.weight"), ("bias", "ln.bias"))),
+            ("dense", "head", ("ln",), (("weight", "head.weight"), ("bias", "head.bias"))),
+        ])
+        names = [op[r] for op in d["ops"] for r in ("weight", "bias") if op.get(r)]
+        self.assertEqual(sorted(names), sorted(n for n, _ in model.named_parameters()))
+        describe.check_description(d, [(n, tuple(p.shape)) for n, p in model.named_parameters()])
+        self.assertEqual(json.loads(json.dumps(d)), d)
+        # The contract's closed form, written out: d 64, 17 tokens, 4 heads, MLP 256.
+        nodes = (1 + (64 + 1) + 1 + 17 +  # input, patch conv + bias, class token, positions
+                 2 * (2 + (4 + 2 + 1 + 2 * 64) + (64 + 1) + 2 + (256 + 1) + (64 + 1)) +
+                 2 + (10 + 1))            # final LayerNorm, head
+        block = (2 * 64 + (3 * 64 * 64 + 2 * 64 + 3 * 64) + (64 * 64 + 64) + 64 + 2 * 64 +
+                 (256 * 64 + 256) + (64 * 256 + 64) + 64)
+        edges = (64 + 64 + 64 + 17 * 64 + 2 * block + 2 * 64 + 10 * 64 + 10) + nodes
+        self.assertEqual(graph_size(d, model), (nodes, edges))
+        self.assertEqual(vit_graph_size(), (nodes, edges))
+        small = ViT(d=8, depth=1, heads=2)
+        self.assertEqual(graph_size(nino.describe_model(small, torch.randn(1, 1, 28, 28)), small),
+                         vit_graph_size(d=8, depth=1, heads=2))
+
+    def test_vit_batch_first_false(self):
+        model = SeqFirstViT()
+        d = nino.describe_model(model, torch.randn(2, 1, 28, 28))
+        self.assertEqual(d["version"], 2)
+        self.assertEqual([(op["op"], op.get("kind", op.get("weight"))) for op in d["ops"]], [
+            ("input", None), ("dense", "patch.weight"), ("alias", "to_tokens"),
+            ("embedding", "token"), ("embedding", "position"),
+            ("norm", "block.ln1.weight"), ("attention", "block.attn.in_proj_weight"),
+            ("dense", "block.attn.out_proj.weight"), ("alias", "attention_output"), ("add", None),
+            ("norm", "block.ln2.weight"), ("dense", "block.mlp.0.weight"), ("alias", "gelu"),
+            ("dense", "block.mlp.2.weight"), ("add", None), ("alias", "select_token"),
+            ("dense", "head.weight"),
+        ])
+        self.assertEqual(d["ops"][2]["output"], "permute")  # flatten(2).permute(2, 0, 1)
+        self.assertEqual(d["ops"][6]["heads"], 2)
+
+        class Swapped(nn.Module):  # (B, T, d) swapped to (T, B, d) by transpose(0, 1)
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(8, 8)
+                self.attn = nn.MultiheadAttention(8, 2)
+
+            def forward(self, x):
+                h = self.fc(x).transpose(0, 1)
+                r = self.attn(h, h, h)
+                r[1]  # noqa: B018  the weights, unused
+                return r[0].transpose(0, 1).mean(1)
+
+        ops = ops_of(Swapped(), torch.randn(2, 5, 8))
+        self.assertEqual([op.get("kind") for op in ops if op["op"] == "alias"],
+                         ["transpose", "attention_output", "transpose", "token_mean"])
+
+    def test_token_model(self):
+        model = TokenModel()
+        ids = torch.randint(1, 20, (3, 7))
+        d = nino.describe_model(model, ids)
+        self.assertEqual(d["version"], 2)
+        self.assertEqual([(op["op"], op["output"], op.get("inputs"), op.get("kind"),
+                           op.get("weight")) for op in d["ops"]], [
+            ("embedding", "wte", None, "token", "wte.weight"),
+            ("embedding", "add", ["wte"], "position", "wpe.weight"),
+            ("norm", "block_ln1", ["add"], None, "block.ln1.weight"),
+            ("attention", "block_attn.attention", ["block_ln1"], None,
+             "block.attn.in_proj_weight"),
+            ("dense", "block_attn", ["block_attn.attention"], None, "block.attn.out_proj.weight"),
+            ("alias", "getitem_1", ["block_attn"], "attention_output", None),  # getitem: T
+            ("add", "add_1", ["add", "getitem_1"], None, None),
+            ("norm", "block_ln2", ["add_1"], None, "block.ln2.weight"),
+            ("dense", "block_mlp_0", ["block_ln2"], None, "block.mlp.0.weight"),
+            ("alias", "block_mlp_1", ["block_mlp_0"], "gelu", None),
+            ("dense", "block_mlp_2", ["block_mlp_1"], None, "block.mlp.2.weight"),
+            ("add", "add_2", ["add_1", "block_mlp_2"], None, None),
+            ("norm", "ln", ["add_2"], None, "ln.weight"),
+            ("alias", "mean", ["ln"], "token_mean", None),
+            ("dense", "head", ["mean"], None, "head.weight"),  # untied: its own weight
+        ])
+        nodes, edges = graph_size(d, model)
+        # Token rows + units, position rows; one block (d 16, 2 heads, MLP 64); head 20.
+        self.assertEqual(nodes, 20 + 16 + 12 + 2 + (2 + 3 + 32) + 17 + 2 + 65 + 17 + 2 + 21)
+        self.assertEqual(edges - nodes, 20 * 16 + 12 * 16 + 32 + (3 * 16 * 16 + 32 + 48) +
+                         (256 + 16) + 16 + 32 + (64 * 16 + 64) + (16 * 64 + 16) + 16 + 32 +
+                         (20 * 16 + 20))
+
+    def test_embedding_forms(self):
+        class Forms(nn.Module):
+            """Positions as a parameter (1, T, d) and as nn.Embedding of arange added first;
+            the position ids through expand; a class embedding of (B,) labels."""
+
+            def __init__(self, how):
+                super().__init__()
+                self.how = how
+                self.wte = nn.Embedding(10, 4)
+                self.pos = nn.Parameter(torch.zeros(1, 6, 4))
+                self.wpe = nn.Embedding(6, 4)
+                self.fc = nn.Linear(4, 2)
+
+            def forward(self, ids):
+                if self.how == "parameter":
+                    x = self.wte(ids) + self.pos
+                    self.wpe.weight.shape  # noqa: B018  unused: refused as not used
+                else:
+                    pos = torch.arange(6).unsqueeze(0).expand(ids.shape[0], -1)
+                    x = self.wpe(pos) + self.wte(ids)
+                    x = x + self.pos
+                return self.fc(x)
+
+        ids = torch.randint(0, 10, (2, 6))
+        ops = ops_of(Forms("embedding"), ids)
+        self.assertEqual([(op["op"], op.get("inputs"), op.get("weight"), op.get("kind"))
+                          for op in ops], [
+            ("embedding", None, "wte.weight", "token"),
+            ("embedding", ["wte"], "wpe.weight", "position"),
+            ("embedding", ["add"], "pos", "position"),
+            ("dense", ["add_1"], "fc.weight", None),
+        ])
+        with self.assertRaisesRegex(ValueError, r"'wpe\.weight' are not used"):
+            nino.describe_model(Forms("parameter"), ids)
+
+        class Label(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.emb = nn.Embedding(10, 4)
+                self.fc = nn.Linear(4, 2)
+
+            def forward(self, y):
+                return self.fc(self.emb(y))
+
+        ops = ops_of(Label(), torch.tensor([1, 2, 3]))
+        self.assertEqual([(op["op"], op.get("kind")) for op in ops],
+                         [("embedding", "token"), ("dense", None)])
+
+
 class RefusalTest(unittest.TestCase):
     def assert_refused(self, model, x, *patterns):
         with self.assertRaises(ValueError) as cm:
@@ -251,11 +431,11 @@ class RefusalTest(unittest.TestCase):
         msg = str(cm.exception)
         for p in patterns:
             self.assertRegex(msg, p)
-        self.assertIn("Supported in model description version 1", msg)
+        self.assertIn(SUPPORTED, msg)
         return msg
 
-    def test_attention(self):
-        class Attn(nn.Module):
+    def test_cross_attention(self):
+        class Cross(nn.Module):
             def __init__(self):
                 super().__init__()
                 self.proj = nn.Linear(8, 8)
@@ -263,25 +443,192 @@ class RefusalTest(unittest.TestCase):
 
             def forward(self, x):
                 h = self.proj(x)
-                return self.attn(h, h, h)[0]
+                return self.attn(h, x, x)[0]
 
-        msg = self.assert_refused(Attn(), torch.randn(2, 5, 8), r"fx node 'attn'",
+        msg = self.assert_refused(Cross(), torch.randn(2, 5, 8), r"fx node 'attn'",
                                   r"call_module MultiheadAttention", r"module 'attn'",
-                                  r"attention is not in description version 1")
+                                  r"cross-attention \(query, key and value are not the same "
+                                  r"tensor: proj, x, x\) is not mapped")
         self.assertIn("describe_test.py", msg)  # the user's source line
 
-    def test_embedding(self):
-        class Emb(nn.Module):
+    def test_multihead_attention_options(self):
+        class Attn(nn.Module):
+            def __init__(self, **kw):
+                super().__init__()
+                self.attn = nn.MultiheadAttention(8, 2, **kw)
+
+            def forward(self, x):
+                return self.attn(x, x, x)[0]
+
+        class KDim(nn.Module):
             def __init__(self):
                 super().__init__()
+                self.down = nn.Linear(8, 4)
+                self.attn = nn.MultiheadAttention(8, 2, batch_first=True, kdim=4, vdim=4)
+
+            def forward(self, x):
+                y = self.down(x)
+                return self.attn(x, y, y)[0]
+
+        x = torch.randn(2, 5, 8)
+        self.assert_refused(KDim(), x, r"fx node 'attn'",
+                            r"kdim / vdim \(4 / 4\) != embed_dim \(8\) is not mapped")
+        self.assert_refused(Attn(batch_first=True, add_bias_kv=True), x,
+                            r"add_bias_kv=True is not mapped")
+        # A (B, T, d) model input is batch-first: batch_first=False needs a transpose first.
+        self.assert_refused(Attn(), x, r"fx node 'attn'",
+                            r"batch_first=False\) reads \(T, B, d\), but its input has shape "
+                            r"\[2, 5, 8\] with units on axis 2 and tokens on axis 1")
+
+        class Weights(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+                self.fc = nn.Linear(5, 2)
+
+            def forward(self, x):
+                return self.fc(self.attn(x, x, x)[1])
+
+        self.assert_refused(Weights(), x, r"fx node 'getitem'",
+                            r"the attention weights \(\[1\] of nn.MultiheadAttention's result\) "
+                            r"have no description op")
+
+        class Layer(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.layer = nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)
+
+            def forward(self, x):
+                return self.layer(x)
+
+        self.assert_refused(Layer(), x, r"fx node 'layer'",
+                            r"nn.TransformerEncoderLayer is traced as one module.*write the "
+                            r"block with nn.MultiheadAttention.*or pass model_description=")
+
+    def test_attention_written_by_hand(self):
+        class Hand(nn.Module):
+            def __init__(self, how):
+                super().__init__()
+                self.how = how
+                self.q = nn.Linear(8, 8)
+                self.k = nn.Linear(8, 8)
+                self.v = nn.Linear(8, 8)
+
+            def forward(self, x):
+                q, k, v = self.q(x), self.k(x), self.v(x)
+                if self.how == "transpose":
+                    a = (q @ k.transpose(-2, -1)).softmax(-1)
+                elif self.how == "einsum":
+                    a = torch.einsum("btd,bsd->bts", q, k).softmax(-1)
+                else:  # split the heads
+                    return q.view(x.shape[0], x.shape[1], 2, 4) + k.view(x.shape[0], -1, 2, 4)
+                return a @ v
+
+        x = torch.randn(2, 5, 8)
+        hint = r"attention written by hand .* use nn.MultiheadAttention, or pass model_description="
+        self.assert_refused(Hand("transpose"), x, r"fx node 'transpose'",
+                            r"transpose \[0, 2, 1\] of shape \[2, 5, 8\] moves the units", hint)
+        self.assert_refused(Hand("einsum"), x, r"fx node 'einsum'",
+                            r"'einsum' of two traced tensors", hint)
+        self.assert_refused(Hand("heads"), x, r"fx node 'view'",
+                            r"view from \[2, 5, 8\] to \[2, 5, 2, 4\] is neither", hint)
+
+    def test_parameters_used_in_other_ways(self):
+        class Vit(ViT):
+            def __init__(self, how):
+                super().__init__(d=8, depth=1, heads=2)
+                self.how = how
+
+            def forward(self, x):
+                x = self.patch(x).flatten(2).transpose(1, 2)
+                cls = self.cls.expand(x.shape[0], -1, -1)
+                if self.how == "cat units":
+                    x = torch.cat([cls.expand(-1, 16, -1), x], dim=2)[..., :8]
+                elif self.how == "positions first":
+                    x = torch.cat([cls, x + self.pos[:, 1:]], dim=1)
+                elif self.how == "cls twice":
+                    x = torch.cat([cls, torch.cat([cls, x], dim=1)], dim=1)
+                elif self.how == "pos shape":
+                    x = torch.cat([cls, x], dim=1) + self.pos.expand(x.shape[0], -1, -1)
+                elif self.how == "slice":
+                    x = (torch.cat([cls, x], dim=1) + self.pos)[:, 1:]
+                else:
+                    x = torch.cat([cls, x], dim=1) * self.pos
+                return self.head(self.ln(self.blocks(x)[:, 0]))
+
+        x = torch.randn(2, 1, 28, 28)
+        self.assert_refused(Vit("cat units"), x, r"fx node 'cat'",
+                            r"parameter 'cls' is concatenated along dim 2, not along the token "
+                            r"axis of a token sequence \(shape \[2, 16, 8\], tokens on axis 1\)")
+        self.assert_refused(Vit("positions first"), x, r"fx node 'getitem_1'",
+                            r"parameter 'pos' is used by 'getitem'")
+        self.assert_refused(Vit("cls twice"), x, r"fx node 'cat_1'",
+                            r"parameter 'cls' is used twice \(by fx nodes 'cat' and 'cat_1'\)")
+        self.assert_refused(Vit("pos shape"), x, r"fx node 'add'",
+                            r"parameter 'pos' of shape \[2, 17, 8\] does not broadcast over the "
+                            r"batch")
+        self.assert_refused(Vit("slice"), x, r"fx node 'getitem_1'",
+                            r"indexing or slicing a tensor has no description op \(only "
+                            r"selecting one token")
+        self.assert_refused(Vit("mul"), x, r"fx node 'mul'",
+                            r"parameter 'pos' is used by 'mul'")
+
+        class Pos(nn.Module):
+            def __init__(self, shape):
+                super().__init__()
+                self.fc = nn.Linear(4, 4)
+                self.pos = nn.Parameter(torch.zeros(shape))
+
+            def forward(self, x):
+                return self.fc(x) + self.pos
+
+        self.assert_refused(Pos((2, 5, 4)), torch.randn(2, 5, 4), r"fx node 'add'",
+                            r"parameter 'pos' of shape \[2, 5, 4\] does not broadcast over the "
+                            r"batch of the token sequence \[2, 5, 4\]")
+        self.assert_refused(Pos((5, 1)), torch.randn(2, 5, 4), r"parameter 'pos' of shape "
+                            r"\[5, 1\] does not broadcast")
+        self.assertEqual([op["op"] for op in ops_of(Pos((5, 4)), torch.randn(2, 5, 4))],
+                         ["input", "dense", "embedding"])
+
+    def test_embedding_inputs(self):
+        class Emb(nn.Module):
+            def __init__(self, how):
+                super().__init__()
+                self.how = how
                 self.emb = nn.Embedding(10, 4)
+                self.pe = nn.Embedding(10, 4)
                 self.fc = nn.Linear(4, 2)
 
             def forward(self, x):
-                return self.fc(self.emb(x))
+                if self.how == "float":
+                    return self.fc(self.emb(self.fc(x).long()))
+                if self.how == "computed":
+                    return self.fc(self.emb(x * 2))
+                if self.how == "positions alone":
+                    return self.fc(self.pe(torch.arange(x.shape[1])))
+                return self.fc(self.emb(x).sum(1))
 
-        self.assert_refused(Emb(), torch.tensor([[1, 2], [3, 4]]), r"fx node 'emb'",
-                            r"call_module Embedding", r"embeddings are not in description")
+        ids = torch.randint(0, 5, (2, 3))
+        self.assert_refused(Emb("float"), torch.randn(2, 4), r"fx node 'long'",
+                            r"'long' has no description op")
+        self.assert_refused(Emb("computed"), ids, r"fx node 'emb'",
+                            r"nn.Embedding reads ids computed by other ops; its ids must be an "
+                            r"integer model input \(token ids\) or torch.arange \(positions\)")
+        self.assert_refused(Emb("positions alone"), ids, r"fx node 'fc'",
+                            r"Linear reads the position embedding 'pe' \(nn.Embedding of "
+                            r"torch.arange ids\), which must be added to a token sequence")
+        self.assert_refused(Emb("sum"), ids, r"fx node 'sum_1'", r"'sum' has no description op")
+
+        class Bag(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.bag = nn.EmbeddingBag(10, 4)
+
+            def forward(self, x):
+                return self.bag(x)
+
+        self.assert_refused(Bag(), ids, r"fx node 'bag'", r"nn.EmbeddingBag .* has no "
+                            r"description op; nn.Embedding has")
 
     def test_grouped_conv(self):
         class Depthwise(nn.Module):
@@ -308,8 +655,8 @@ class RefusalTest(unittest.TestCase):
                 return self.fc(y)
 
         self.assert_refused(Net(), torch.randn(2, 1, 8, 8), r"fx node 'reshape'",
-                            r"reshape from \[2, 4, 6, 6\] to \[8, 36\] is not a flatten from dim "
-                            r"1")
+                            r"reshape from \[2, 4, 6, 6\] to \[8, 36\] is neither a flatten from "
+                            r"dim 1 \(B, -1\) nor from dim 2")
 
     def test_flatten_from_dim_2_and_permute(self):
         class Net(nn.Module):
@@ -327,10 +674,16 @@ class RefusalTest(unittest.TestCase):
                     y = y.permute(0, 2, 3, 1)
                 return self.fc(y)
 
-        self.assert_refused(Net("flatten2"), torch.randn(2, 1, 28, 28), r"fx node 'flatten'",
-                            r"not a flatten from dim 1")
+        # Patch tokens: the linear layer reads the 4 channels on the last axis; no version-2 op
+        # or field, so version 1.
+        d = nino.describe_model(Net("flatten2"), torch.randn(2, 1, 28, 28))
+        self.assertEqual(d["version"], 1)
+        self.assertEqual([(op["op"], op.get("kind")) for op in d["ops"]],
+                         [("input", None), ("dense", None), ("alias", "to_tokens"),
+                          ("dense", None)])
         self.assert_refused(Net("permute"), torch.randn(2, 1, 28, 28), r"fx node 'permute'",
-                            r"'permute' has no description op")
+                            r"permute \[0, 2, 3, 1\] of shape \[2, 4, 4, 4\] moves the units "
+                            r"from axis 1 to axis 3")
 
     def test_broadcasting_and_parameter_additions(self):
         class Pos(nn.Module):
@@ -502,8 +855,8 @@ class CheckDescriptionTest(unittest.TestCase):
 
     def test_errors_name_the_op(self):
         d = copy.deepcopy(self.d)
-        d["version"] = 2
-        self.refused(d, "version 2 is not supported")
+        d["version"] = 3
+        self.refused(d, "version 3 is not supported")
         d = copy.deepcopy(self.d)
         d["ops"][1]["op"] = "conv"
         self.refused(d, r"op 1 \('conv1'\): 'op' must be one of")
@@ -528,6 +881,64 @@ class CheckDescriptionTest(unittest.TestCase):
         self.refused(d, r"op 0 \('x'\): 'units' must be an integer >= 1")
         self.refused({"version": 1, "ops": []}, "'ops' must be a non-empty list")
         self.refused([], "expected an object")
+
+    def test_version_2(self):
+        model = ViT(d=8, depth=1, heads=2)
+        params = [(n, tuple(p.shape)) for n, p in model.named_parameters()]
+        d = nino.describe_model(model, torch.randn(1, 1, 28, 28))
+        describe.check_description(d, params)
+        by_kind = {op["op"]: i for i, op in enumerate(d["ops"])}
+        att, emb = by_kind["attention"], 3
+
+        def refused(change, pattern):
+            bad = copy.deepcopy(d)
+            change(bad)
+            with self.assertRaisesRegex(ValueError, pattern):
+                describe.check_description(bad, params)
+
+        refused(lambda x: x.update(version=1),
+                r"op 3 \('cat'\): embedding is version 2, the description says version 1")
+        refused(lambda x: x["ops"][att].update(query="q.weight"),
+                r"op %d \('blocks_0_attn.attention'\): an 'attention' op has either 'weight' "
+                r"\(packed\) or query / key / value \(split\), not both \(query\)" % att)
+        refused(lambda x: x["ops"][att].pop("weight"), r"needs 'weight' \(packed q\|k\|v\) or "
+                r"all of query, key, value")
+        refused(lambda x: x["ops"][att].update(heads=3),
+                r"8 q / k / v units are not divisible by 3 heads")
+        refused(lambda x: x["ops"][att].update(heads=0), r"'heads' must be an integer >= 1")
+        refused(lambda x: x["ops"][att].update(transposed=False),
+                r"'transposed' must be true when present")
+        refused(lambda x: x["ops"][att].update(transposed=True),
+                r"packed weight 'blocks.0.attn.in_proj_weight' of shape \[24, 8\] is not "
+                r"\(3 D, 8\) stored \(in, out\)")
+        refused(lambda x: x["ops"][emb].update(kind="class"),
+                r"an 'embedding' op's kind is 'token' or 'position', got 'class'")
+        refused(lambda x: x["ops"][emb].update(weight="head.weight"),
+                r"op 3 \('cat'\): table 'head.weight' of shape \[10, 8\] has rows of 8 units"
+                r"|parameter 'head.weight' appears twice")
+        refused(lambda x: x["ops"][1].update(heads=2),
+                r"op 1 \('patch'\): unknown or misplaced field\(s\) \['heads'\]")
+        # A version-1 description whose dense op says transposed.
+        v1 = copy.deepcopy(self.d)
+        v1["ops"][8]["transposed"] = True
+        with self.assertRaisesRegex(ValueError, r"op 8 \('fc1'\): transposed is version 2, the "
+                                    r"description says version 1"):
+            describe.check_description(v1, self.params)
+        v1["version"] = 2  # (120, 256) read as (in, out): 120 inputs, the group has 256
+        with self.assertRaisesRegex(ValueError, r"weight 'fc1.weight' of shape \[120, 256\] "
+                                    r"does not take the 256 units"):
+            describe.check_description(v1, self.params)
+        split = {"version": 2, "ops": [
+            {"op": "input", "output": "x", "units": 4},
+            {"op": "attention", "output": "a", "inputs": ["x"], "heads": 2, "query": "q",
+             "key": "k", "value": "v", "key_bias": "kb"},
+            {"op": "dense", "output": "o", "inputs": ["a"], "weight": "o"}]}
+        describe.check_description(split, [("q", (4, 4)), ("k", (4, 4)), ("v", (4, 4)),
+                                           ("kb", (4,)), ("o", (3, 4))])
+        with self.assertRaisesRegex(ValueError, r"value weight 'v' of shape \[2, 4\] is not "
+                                    r"\(D, 4\) with q, k, v of equal size"):
+            describe.check_description(split, [("q", (4, 4)), ("k", (4, 4)), ("v", (2, 4)),
+                                               ("kb", (4,)), ("o", (3, 4))])
 
     def test_normalize(self):
         text = json.dumps(self.d)
@@ -560,6 +971,33 @@ class ProtoTest(unittest.TestCase):
         # Round trip through the wire format.
         back = pb2.ModelDescription.FromString(msg.SerializeToString())
         self.assertEqual(back, msg)
+
+    def test_version_2_fields(self):
+        from nino.v1 import nowcaster_pb2 as pb2
+        d = nino.describe_model(ViT(d=8, depth=1, heads=2), torch.randn(1, 1, 28, 28))
+        if "heads" not in pb2.DescriptionOp.DESCRIPTOR.fields_by_name:
+            # Stubs generated before the protocol's version-2 fields: a clear error.
+            with self.assertRaisesRegex(ValueError, r"the nino.v1 stubs predate model "
+                                        r"description version 2 \(no DescriptionOp.heads\)"):
+                describe.description_to_proto(d)
+            return
+        msg = describe.description_to_proto(d)
+        self.assertEqual(msg.version, 2)
+        att = [m for m in msg.ops if m.op == "attention"][0]
+        self.assertEqual((att.heads, att.weight, att.bias, att.transposed),
+                         (2, "blocks.0.attn.in_proj_weight", "blocks.0.attn.in_proj_bias", False))
+        self.assertEqual([(m.op, m.kind, m.weight) for m in msg.ops if m.op == "embedding"],
+                         [("embedding", "token", "cls"), ("embedding", "position", "pos")])
+        split = {"version": 2, "ops": [
+            {"op": "input", "output": "x", "units": 4},
+            {"op": "attention", "output": "a", "inputs": ["x"], "heads": 1, "query": "q",
+             "key": "k", "value": "v", "query_bias": "qb", "key_bias": "kb", "value_bias": "vb"},
+            {"op": "dense", "output": "o", "inputs": ["a"], "weight": "o", "transposed": True}]}
+        msg = describe.description_to_proto(split)
+        a = msg.ops[1]
+        self.assertEqual((a.query, a.key, a.value, a.query_bias, a.key_bias, a.value_bias),
+                         ("q", "k", "v", "qb", "kb", "vb"))
+        self.assertTrue(msg.ops[2].transposed)
 
 
 class OptimizerArgumentsTest(unittest.TestCase):

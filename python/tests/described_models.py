@@ -1,6 +1,8 @@
-"""Models of the describe_model tests (an MLP on images, the FM-16 CNN, LeNet-5, a small ResNet)
-and two helpers: the chain form of a description and the graph size its contract gives
-(docs/GRAPH_DESCRIPTION.md, "Invariants")."""
+"""Models of the describe_model tests (an MLP on images, the FM-16 CNN, LeNet-5, a small ResNet,
+the benchmark's ViT and a token model) and two helpers: the chain form of a description and the
+graph size its contract gives (docs/GRAPH_DESCRIPTION.md, "Invariants" and "Version 2")."""
+
+import math
 
 import torch
 import torch.nn as nn
@@ -92,6 +94,109 @@ class SmallResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
+class ViTBlock(nn.Module):
+    """A pre-norm transformer block (python/bench/vision_steps_to_target.py)."""
+
+    def __init__(self, d, heads, batch_first=True):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d)
+        self.attn = nn.MultiheadAttention(d, heads, batch_first=batch_first)
+        self.ln2 = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+
+    def forward(self, x):
+        h = self.ln1(x)
+        x = x + self.attn(h, h, h, need_weights=False)[0]
+        return x + self.mlp(self.ln2(x))
+
+
+class ViT(nn.Module):
+    """The ViT of python/bench/vision_steps_to_target.py (copied, not imported): patch 7 (16
+    patches of 28x28), d 64, 2 pre-norm blocks, 4 heads, a class token that the linear head
+    reads, learned positions."""
+
+    def __init__(self, d=64, depth=2, heads=4, patch=7):
+        super().__init__()
+        n = (28 // patch) ** 2
+        self.patch = nn.Conv2d(1, d, patch, stride=patch)
+        self.cls = nn.Parameter(torch.zeros(1, 1, d))
+        self.pos = nn.Parameter(torch.randn(1, n + 1, d) * 0.02)
+        self.blocks = nn.Sequential(*[ViTBlock(d, heads) for _ in range(depth)])
+        self.ln = nn.LayerNorm(d)
+        self.head = nn.Linear(d, 10)
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose(1, 2)  # (B, 16, d)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.pos
+        x = self.blocks(x)
+        return self.head(self.ln(x[:, 0]))
+
+
+class SeqFirstViT(nn.Module):
+    """The ViT with batch_first=False attention: (T, B, d) tokens (permute(2, 0, 1) of the
+    patches, a (1, 1, d) class token and (T, 1, d) positions), the class token read as x[0];
+    one block."""
+
+    def __init__(self, d=16, heads=2, patch=7):
+        super().__init__()
+        n = (28 // patch) ** 2
+        self.patch = nn.Conv2d(1, d, patch, stride=patch)
+        self.cls = nn.Parameter(torch.zeros(1, 1, d))
+        self.pos = nn.Parameter(torch.randn(n + 1, 1, d) * 0.02)
+        self.block = ViTBlock(d, heads, batch_first=False)
+        self.head = nn.Linear(d, 10)
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).permute(2, 0, 1)  # (16, B, d)
+        x = torch.cat([self.cls.expand(-1, x.shape[1], -1), x], dim=0) + self.pos
+        return self.head(self.block(x)[0])
+
+
+class TokenModel(nn.Module):
+    """Token ids (B, T) -> nn.Embedding + position nn.Embedding of torch.arange, one
+    attention block with a padding mask, the mean over the tokens, an untied head."""
+
+    def __init__(self, vocab=20, d=16, heads=2, max_len=12):
+        super().__init__()
+        self.wte = nn.Embedding(vocab, d)
+        self.wpe = nn.Embedding(max_len, d)
+        self.block = ViTBlock(d, heads)
+        self.ln = nn.LayerNorm(d)
+        self.head = nn.Linear(d, vocab)
+
+    def forward(self, ids):
+        pos = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0)
+        x = self.wte(ids) + self.wpe(pos)
+        h = self.block.ln1(x)
+        x = x + self.block.attn(h, h, h, key_padding_mask=ids == 0)[0]
+        x = x + self.block.mlp(self.block.ln2(x))
+        return self.head(self.ln(x).mean(1))
+
+
+def vit_graph_size(d=64, depth=2, heads=4, patch=7, classes=10):
+    """(nodes, edges) of the ViT's graph, the contract's closed form written out for ViT(d,
+    depth, heads, patch) on 28x28 images: n = (28 / patch)^2 patches + 1 class token."""
+    tokens = (28 // patch) ** 2 + 1
+    block_nodes = (2 +                       # ln1 gain and shift (on the sequence's group)
+                   heads + 2 + 1 + 2 * d +   # heads, q / v bias, key bias; query, value units
+                   (d + 1) +                 # out_proj units and bias
+                   2 +                       # ln2
+                   (4 * d + 1) + (d + 1))    # MLP
+    nodes = (1 + (d + 1) + 1 + tokens +      # input, patch conv + bias, class token, positions
+             depth * block_nodes + 2 + (classes + 1))  # blocks, final LayerNorm, head
+    block_edges = (2 * d +                             # ln1
+                   3 * d * d + 2 * d + 3 * d +         # q, k, v weights, head ties, biases
+                   d * d + d +                         # out_proj
+                   d +                                 # residual add
+                   2 * d +                             # ln2
+                   4 * d * d + 4 * d + 4 * d * d + d + # MLP
+                   d)                                  # residual add
+    edges = (d + d +                  # patch conv: one edge per (in, out) pair, its bias
+             d + tokens * d +         # class-token row, position rows
+             depth * block_edges + 2 * d + classes * d + classes)
+    return nodes, edges + nodes       # + one self-loop per node
+
+
 def chain_form(description):
     """The description as a strict chain [("input", units), ("dense", weight, bias),
     ("norm", weight, bias), ("flatten", positions), ...] with the aliases resolved;
@@ -118,9 +223,10 @@ def chain_form(description):
 
 def graph_size(description, model):
     """(nodes, edges) of the graph built from the description (the contract's closed form):
-    nodes = input units + units of dense and flatten groups + one per 1-D parameter; edges =
-    parameter numels (conv: out * in) + flatten ties + residual edges + one self-loop per
-    node."""
+    nodes = input units + units of dense and flatten groups + one per 1-D parameter + one per
+    embedding row + units of embeddings without an input + per attention op heads + 2 D (query
+    and value units); edges = parameter numels (conv: out * in) + flatten ties + residual
+    edges + 2 D head edges per attention op + one self-loop per node."""
     shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
     units, nodes, edges = {}, 0, 0
     for op in description["ops"]:
@@ -151,6 +257,22 @@ def graph_size(description, model):
             edges += units[ins[0]]
         elif kind == "concat":
             units[op["output"]] = sum(units[x] for x in ins)
+        elif kind == "embedding":
+            w = shapes[op["weight"]]
+            numel = math.prod(w)
+            nodes += numel // w[-1]  # one node per row
+            edges += numel
+            units[op["output"]] = w[-1]
+            if not ins:
+                nodes += w[-1]
+        elif kind == "attention":  # packed (3 D, d) weight, as nn.MultiheadAttention
+            d3, d = shapes[op["weight"]]
+            units[op["output"]] = d3 // 3
+            nodes += op["heads"] + 2 * (d3 // 3)
+            edges += d3 * d + 2 * (d3 // 3)
+            if op.get("bias"):
+                nodes += 3  # the q- and v-bias nodes, the key bias on the input group
+                edges += d3
         else:
             units[op["output"]] = units[ins[0]]
     return nodes, edges + nodes

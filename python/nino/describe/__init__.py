@@ -31,7 +31,8 @@ message).
 
 import torch
 
-from ._check import DESCRIPTION_VERSION, OPS, check_description, normalize_description
+from ._check import (DESCRIPTION_VERSION, OPS, check_description, lowest_version,
+                     normalize_description)
 from ._describer import Describer
 from ._proto import description_to_proto
 from ._tables import SUPPORTED
@@ -75,6 +76,6 @@ def describe_model(model, example_input):
         raise ValueError("describe_model: parameter(s) %s are not used by the traced forward "
                          "(every parameter must appear in exactly one op). %s." %
                          (", ".join("'%s'" % n for n in missing), SUPPORTED))
-    description = {"version": DESCRIPTION_VERSION, "ops": ops}
+    description = {"version": lowest_version(ops), "ops": ops}
     check_description(description, [(n, tuple(p.shape)) for n, p in named])
     return description

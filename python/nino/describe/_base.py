@@ -6,7 +6,9 @@ import torch
 
 from ._tables import FUNCTION_NAMES, QUERY_NAMES, SUPPORTED
 from ._trace import op_label, source_line
-from ._values import Const, Group, Param, Value
+from ._values import AttentionResult, Const, Group, Ids, Param, Pending, Value
+
+KEEP = object()  # alias(): keep the token axis of the input
 
 
 class DescriberBase:
@@ -16,8 +18,8 @@ class DescriberBase:
         self.gm = gm
         self.param_names = param_names  # id(parameter) -> name (named_parameters, tied once)
         self.ops = []
-        self.values = {}  # fx node -> _Value / _Param / _Const / None (not a tensor)
-        self.groups = {}  # group name -> _Group
+        self.values = {}  # fx node -> a _values class, or None (not a tensor)
+        self.groups = {}  # group name -> Group
         self.used = {}    # parameter name -> fx node name
         self.node = None
 
@@ -54,12 +56,26 @@ class DescriberBase:
                           (v.name, what))
             if isinstance(v, Const):
                 self.fail("%s reads the constant tensor '%s'" % (what, v.target))
+            self.refuse_special(what, v)
             if isinstance(v, Value) and n is not first:
                 self.fail("%s takes a second tensor input ('%s')" % (what, n.name))
         v = self.values.get(first) if isinstance(first, torch.fx.Node) else None
         if not isinstance(v, Value):
             self.fail("%s is not applied to a traced tensor" % what)
         return v
+
+    def refuse_special(self, what, v):
+        """Refuses the values only some ops read: ids, a pending position embedding, the
+        tuple of nn.MultiheadAttention."""
+        if isinstance(v, Ids):
+            self.fail("%s reads the integer %s '%s'; only nn.Embedding reads ids" %
+                      (what, "positions" if v.arange else "ids", v.name))
+        if isinstance(v, Pending):
+            self.fail("%s reads the position embedding '%s' (nn.Embedding of torch.arange ids), "
+                      "which must be added to a token sequence" % (what, v.node_name))
+        if isinstance(v, AttentionResult):
+            self.fail("%s reads the (output, weights) tuple of nn.MultiheadAttention; take its "
+                      "[0]" % what)
 
     def take_param(self, param, role):
         if param is None:
@@ -73,8 +89,10 @@ class DescriberBase:
         self.used[name] = self.node.name
         return name
 
-    def emit(self, op, units, root=None):
-        name = self.node.name
+    def emit(self, op, units, root=None, name=None):
+        """Appends the op (output: `name`, default the fx node's name) and creates its group
+        of `units` units standing for the nodes of `root` (default: its own)."""
+        name = name or self.node.name
         op = dict({"op": op["op"], "output": name}, **op)
         self.ops.append(op)
         group = Group(units, root if root is not None else name, op)
@@ -106,10 +124,13 @@ class DescriberBase:
             return FUNCTION_NAMES.get(node.target, getattr(node.target, "__name__", "?"))
         return ""
 
-    def alias(self, value, kind, out_shape, axis=None):
+    def alias(self, value, kind, out_shape, axis=None, tokens=KEEP):
+        """An alias op of `value`'s group; the result's unit / token axes are `value`'s unless
+        given."""
         src = self.groups[value.group]
         self.emit({"op": "alias", "inputs": [value.group], "kind": kind}, src.units, src.root)
-        return Value(self.node.name, value.axis if axis is None else axis, out_shape)
+        return Value(self.node.name, value.axis if axis is None else axis, out_shape,
+                     value.tokens if tokens is KEEP else tokens)
 
     # ----- ops -----
 

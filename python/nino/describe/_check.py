@@ -1,64 +1,108 @@
-"""The description's JSON form: check_description (structure, unit counts and, given the
-parameter shapes, every parameter exactly once with a consistent shape) and
-normalize_description (a dict or JSON text -> a fresh dict)."""
+"""The description's JSON form: check_description (structure: fields, versions, group names,
+arities, every parameter at most once; with the parameter shapes every parameter exactly once
+and the unit counts, _shapes), lowest_version and normalize_description (a dict or JSON text
+-> a fresh dict)."""
 
 import copy
 import json
 
-DESCRIPTION_VERSION = 1
+from ._shapes import group_units
 
-OPS = ("input", "dense", "norm", "alias", "flatten", "add", "concat")
+DESCRIPTION_VERSION = 2  # the highest version this client reads and writes
+VERSIONS = (1, 2)
 
-_FIELDS = {
+OPS = ("input", "dense", "norm", "alias", "flatten", "add", "concat", "embedding", "attention")
+V2_OPS = ("embedding", "attention")
+V2_FIELDS = ("transposed", "heads", "query", "key", "value", "query_bias", "key_bias",
+             "value_bias")
+# The parameter roles of an op (each names one parameter).
+ROLES = ("weight", "bias", "query", "key", "value", "query_bias", "key_bias", "value_bias")
+
+_SPLIT = {"query", "key", "value", "query_bias", "key_bias", "value_bias"}
+_FIELDS = {  # op: (required, optional)
     "input": ({"units"}, set()),
-    "dense": ({"inputs", "weight"}, {"bias"}),
+    "dense": ({"inputs", "weight"}, {"bias", "transposed"}),
     "norm": ({"inputs"}, {"weight", "bias"}),
     "alias": ({"inputs"}, {"kind"}),
     "flatten": ({"inputs", "positions"}, set()),
     "add": ({"inputs"}, set()),
     "concat": ({"inputs"}, set()),
+    "embedding": ({"weight", "kind"}, {"inputs"}),
+    "attention": ({"inputs", "heads"}, {"weight", "bias", "transposed"} | _SPLIT),
 }
+_ARITY = {"input": (0, 0), "add": (2, 2), "concat": (2, None), "embedding": (0, 1)}
 
 
-def _bad(i, op, why):
+def lowest_version(ops):
+    """1 unless an op uses a version-2 op or field, then 2 (writers write the lowest)."""
+    return 2 if any(op["op"] in V2_OPS or any(f in op for f in V2_FIELDS) for op in ops) else 1
+
+
+def bad(i, op, why):
     name = op.get("output") if isinstance(op, dict) else None
     raise ValueError("model description: op %d%s: %s" %
                      (i, " ('%s')" % name if isinstance(name, str) else "", why))
 
 
-def _check_op_fields(i, op):
+def _check_op_fields(i, op, version):
     if not isinstance(op, dict) or op.get("op") not in OPS:
-        _bad(i, op if isinstance(op, dict) else {}, "'op' must be one of %s, got %r" %
-             (", ".join(OPS), op.get("op") if isinstance(op, dict) else op))
+        bad(i, op if isinstance(op, dict) else {}, "'op' must be one of %s, got %r" %
+            (", ".join(OPS), op.get("op") if isinstance(op, dict) else op))
     required, optional = _FIELDS[op["op"]]
     extra = set(op) - required - optional - {"op", "output"}
     if extra:
-        _bad(i, op, "unknown or misplaced field(s) %s for a '%s' op" % (sorted(extra), op["op"]))
+        bad(i, op, "unknown or misplaced field(s) %s for a '%s' op" % (sorted(extra), op["op"]))
     for f in sorted(required | {"output"}):
         if f not in op:
-            _bad(i, op, "missing field '%s'" % f)
-    for f in ("output", "weight", "bias", "kind"):
+            bad(i, op, "missing field '%s'" % f)
+    if version < 2:
+        v2 = op["op"] if op["op"] in V2_OPS else next((f for f in V2_FIELDS if f in op), None)
+        if v2:
+            bad(i, op, "%s is version 2, the description says version %d" % (v2, version))
+    for f in ("output", "kind") + ROLES:
         if f in op and not isinstance(op[f], str):
-            _bad(i, op, "'%s' must be a string" % f)
-    for f in ("units", "positions"):
+            bad(i, op, "'%s' must be a string" % f)
+    for f in ("units", "positions", "heads"):
         if f in op and (isinstance(op[f], bool) or not isinstance(op[f], int) or op[f] < 1):
-            _bad(i, op, "'%s' must be an integer >= 1, got %r" % (f, op[f]))
+            bad(i, op, "'%s' must be an integer >= 1, got %r" % (f, op[f]))
+    if "transposed" in op and op["transposed"] is not True:
+        bad(i, op, "'transposed' must be true when present, got %r" % (op["transposed"],))
     if "inputs" in op and (not isinstance(op["inputs"], list) or
                            not all(isinstance(x, str) for x in op["inputs"])):
-        _bad(i, op, "'inputs' must be a list of group names")
+        bad(i, op, "'inputs' must be a list of group names")
+
+
+def _check_op_kind(i, op):
+    """The rules of embedding and attention ops and of norms."""
+    kind = op["op"]
+    if kind == "norm" and not op.get("weight") and not op.get("bias"):
+        bad(i, op, "a 'norm' op needs a weight or a bias")
+    if kind == "embedding" and op["kind"] not in ("token", "position"):
+        bad(i, op, "an 'embedding' op's kind is 'token' or 'position', got %r" % op["kind"])
+    if kind == "attention":
+        split = sorted(f for f in _SPLIT if f in op)
+        if "weight" in op and split:
+            bad(i, op, "an 'attention' op has either 'weight' (packed) or query / key / value "
+                "(split), not both (%s)" % ", ".join(split))
+        if "weight" not in op and not all(f in op for f in ("query", "key", "value")):
+            bad(i, op, "an 'attention' op needs 'weight' (packed q|k|v) or all of query, key, "
+                "value")
+        if "transposed" in op and "weight" not in op:
+            bad(i, op, "'transposed' is for a packed attention weight")
 
 
 def check_description(description, params=None):
-    """Raises ValueError (naming the op) unless `description` is a valid version-1 description
-    (JSON form). With `params` ([(name, shape)] in named_parameters order): every parameter
-    appears exactly once, as the weight or bias of an op whose unit counts fit its shape."""
+    """Raises ValueError (naming the op) unless `description` is a valid description of
+    version 1 or 2 (JSON form). With `params` ([(name, shape)] in named_parameters order):
+    every parameter appears exactly once, in an op whose unit counts fit its shape."""
     if not isinstance(description, dict) or set(description) != {"version", "ops"}:
         raise ValueError("model description: expected an object with exactly 'version' and "
                          "'ops', got %r" % (sorted(description) if isinstance(description, dict)
                                             else type(description).__name__))
-    if description["version"] != DESCRIPTION_VERSION:
-        raise ValueError("model description: version %r is not supported (this client writes "
-                         "version %d)" % (description["version"], DESCRIPTION_VERSION))
+    version = description["version"]
+    if isinstance(version, bool) or version not in VERSIONS:
+        raise ValueError("model description: version %r is not supported (this client reads "
+                         "versions 1 and 2)" % (version,))
     ops = description["ops"]
     if not isinstance(ops, list) or not ops:
         raise ValueError("model description: 'ops' must be a non-empty list")
@@ -66,72 +110,33 @@ def check_description(description, params=None):
     units = {}
     seen = {}
     for i, op in enumerate(ops):
-        _check_op_fields(i, op)
+        _check_op_fields(i, op, version)
         kind, ins = op["op"], op.get("inputs", [])
         if not op["output"] or op["output"] in units:
-            _bad(i, op, "'output' must be a new, non-empty group name")
+            bad(i, op, "'output' must be a new, non-empty group name")
         for x in ins:
             if x not in units:
-                _bad(i, op, "input group '%s' is not created by an earlier op" % x)
-        arity = {"input": 0, "add": 2}.get(kind, 1)
-        if (len(ins) < 2) if kind == "concat" else (len(ins) != arity):
-            _bad(i, op, "a '%s' op takes %s input group(s), got %d" %
-                 (kind, "at least 2" if kind == "concat" else arity, len(ins)))
-        if kind == "norm" and not op.get("weight") and not op.get("bias"):
-            _bad(i, op, "a 'norm' op needs a weight or a bias")
-        for role in ("weight", "bias"):
+                bad(i, op, "input group '%s' is not created by an earlier op" % x)
+        low, high = _ARITY.get(kind, (1, 1))
+        if len(ins) < low or (high is not None and len(ins) > high):
+            bad(i, op, "a '%s' op takes %s input group(s), got %d" %
+                (kind, low if low == high else "%d to %s" % (low, high or "any"), len(ins)))
+        _check_op_kind(i, op)
+        for role in ROLES:
             name = op.get(role)
             if not name:
                 continue
             if name in seen:
-                _bad(i, op, "parameter '%s' appears twice (also in op %d)" % (name, seen[name]))
+                bad(i, op, "parameter '%s' appears twice (also in op %d)" % (name, seen[name]))
             seen[name] = i
             if shapes is not None and name not in shapes:
-                _bad(i, op, "'%s' is not a parameter of the model" % name)
-        units[op["output"]] = _units(i, op, units, shapes)
+                bad(i, op, "'%s' is not a parameter of the model" % name)
+        units[op["output"]] = group_units(i, op, units, shapes, bad)
     if shapes is not None:
         missing = [n for n, _ in params if n not in seen]
         if missing:
             raise ValueError("model description: parameter(s) %s appear in no op (every "
                              "parameter must appear exactly once)" % ", ".join(missing))
-
-
-def _units(i, op, units, shapes):
-    """Units of the op's output group (None when unknown: a dense op without the parameter
-    shapes); checks the shapes of its parameters when known."""
-    kind, ins = op["op"], op.get("inputs", [])
-    if kind == "input":
-        return op["units"]
-    n = units[ins[0]] if ins else None
-    if kind == "flatten":
-        return None if n is None else n * op["positions"]
-    if kind == "concat":
-        counts = [units[x] for x in ins]
-        return None if None in counts else sum(counts)
-    if kind == "add":
-        m = units[ins[1]]
-        if n is not None and m is not None and n != m:
-            _bad(i, op, "adds groups of %d and %d units" % (n, m))
-        return n if n is not None else m
-    if kind == "alias":
-        return n
-    if kind == "norm":
-        for role in ("weight", "bias"):
-            if shapes is not None and op.get(role) and n is not None and \
-                    tuple(shapes[op[role]]) != (n,):
-                _bad(i, op, "%s '%s' has shape %s, its group has %d units" %
-                     (role, op[role], list(shapes[op[role]]), n))
-        return n
-    if shapes is None:  # dense
-        return None
-    w = tuple(shapes[op["weight"]])
-    if len(w) not in (2, 4) or (n is not None and w[1] != n):
-        _bad(i, op, "weight '%s' of shape %s does not take the %s units of group '%s'" %
-             (op["weight"], list(w), n, ins[0]))
-    if op.get("bias") and tuple(shapes[op["bias"]]) != (w[0],):
-        _bad(i, op, "bias '%s' has shape %s, the layer has %d outputs" %
-             (op["bias"], list(shapes[op["bias"]]), w[0]))
-    return w[0]
 
 
 def normalize_description(description):
@@ -146,4 +151,3 @@ def normalize_description(description):
         return copy.deepcopy(description)
     raise TypeError("model_description must be a dict (the JSON form) or JSON text, got %s" %
                     type(description).__name__)
-

@@ -1,14 +1,19 @@
 """The describer: walks the traced graph in execution order and dispatches every fx node to
-the op that maps it (_layers), by module type or canonical function / method name."""
+the op that maps it (_layers, _tokens), by module type or canonical function / method name."""
 
 import torch
 
 from . import _tables as t
 from ._layers import LayerOps
-from ._values import Const, Param
+from ._tokens import TokenOps
+from ._values import AttentionResult, Const, Param, Pending, Value
 
 
-class Describer(LayerOps):
+# Values that carry neurons or parameters (a call without them computes ids or a constant).
+_CARRIERS = (Value, Param, Pending, AttentionResult)
+
+
+class Describer(LayerOps, TokenOps):
     """describe_model's walk over one traced GraphModule: run() returns the ops."""
 
     def call_module(self, node):
@@ -17,6 +22,10 @@ class Describer(LayerOps):
         for cls, why in t.REFUSED_MODULES:
             if isinstance(m, cls):
                 self.fail(why)
+        if isinstance(m, torch.nn.MultiheadAttention):
+            return self.attention_module(node, m)
+        if isinstance(m, torch.nn.Embedding):
+            return self.embedding_module(node, m, out)
         if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):
             conv = isinstance(m, torch.nn.Conv2d)
             if conv and m.groups != 1:
@@ -50,8 +59,23 @@ class Describer(LayerOps):
             return None
         if name in ("linear", "conv2d"):
             return self.functional_dense(node, name)
+        args = [v for _, v in self.tensor_args(node)]
+        first = self.values.get(node.args[0]) if node.args and isinstance(
+            node.args[0], torch.fx.Node) else None
+        if out is not None and not any(isinstance(v, _CARRIERS) for v in args):
+            return self.no_neurons(node, name, args)
         if out is None:
             self.fail("the op does not return a single tensor")
+        if name == "getitem" and isinstance(first, AttentionResult):
+            return self.attention_item(node, first, out)
+        if name == "getitem" and isinstance(first, Value):
+            return self.select(node, first, out)
+        if name in t.PARAM_VIEW_NAMES and isinstance(first, Param):
+            return self.param_view(node, name, first, out)
+        if name in t.MATMUL_NAMES and sum(isinstance(v, Value) for v in args) >= 2:
+            self.matmul(name)
+        if name in t.TRANSPOSE_NAMES:
+            return self.transpose(node, self.only_input(node, name), name, out)
         if name in t.ADD_NAMES:
             return self.add(node, out)
         if name in t.CAT_NAMES:
@@ -77,7 +101,7 @@ class Describer(LayerOps):
             obj = self.gm.get_parameter(node.target)
         except AttributeError:
             return Const(node.target)
-        return Param(self.param_names.get(id(obj), node.target))
+        return Param(self.param_names.get(id(obj), node.target), obj)
 
     def run(self):
         for node in self.gm.graph.nodes:

@@ -1,12 +1,14 @@
-"""The ops of images and flat features: input, dense (linear / conv), norm, parameter-free
-aliases (activations, pooling, spatial means), flatten, add and concat."""
+"""The ops of images, flat features and (for the ops that act on the unit axis alone) token
+sequences: input, dense (linear / conv), norm, parameter-free aliases (activations, pooling,
+spatial means), flatten, add and concat. Token-specific ops are in _tokens."""
 
 import math
 
 import torch
 
 from ._base import DescriberBase
-from ._values import Param, Value
+from ._tables import HAND_ATTENTION
+from ._values import Ids, Param, Pending, Value
 
 
 class LayerOps(DescriberBase):
@@ -16,13 +18,17 @@ class LayerOps(DescriberBase):
         shape = self.shape(node)
         if shape is None:
             self.fail("the example input for '%s' is not a tensor" % node.name)
+        dtype = node.meta.get("nino_dtype")
+        if dtype is not None and not dtype.is_floating_point:
+            return Ids(node.name, arange=False)  # token ids (or a mask): no neurons
         if len(shape) < 2:
             self.fail("input '%s' has shape %s; inputs need a batch axis and a unit axis" %
                       (node.name, list(shape)))
-        axis = 1 if len(shape) != 3 else 2  # (B, F), (B, C, H, W); (B, T, D): features last
+        # (B, F), (B, C, H, W); (B, T, d): features last, tokens on axis 1.
+        axis, tokens = (2, 1) if len(shape) == 3 else (1, None)
         g = self.emit({"op": "input", "units": shape[axis]}, shape[axis])
         g.foldable = True
-        return Value(node.name, axis, shape)
+        return Value(node.name, axis, shape, tokens)
 
     def dense(self, value, weight, bias, conv):
         what = "a convolution" if conv else "a linear layer"
@@ -44,7 +50,7 @@ class LayerOps(DescriberBase):
             op["bias"] = b
         out = self.shape(self.node)
         self.emit(op, weight.shape[0])
-        return Value(self.node.name, value.axis, out)
+        return Value(self.node.name, value.axis, out, value.tokens)
 
     def norm(self, value, module, kind, unit_axis):
         units = self.groups[value.group].units
@@ -73,7 +79,7 @@ class LayerOps(DescriberBase):
             op["bias"] = b
         src = self.groups[value.group]
         self.emit(op, src.units, src.root)
-        return Value(self.node.name, value.axis, self.shape(self.node))
+        return Value(self.node.name, value.axis, self.shape(self.node), value.tokens)
 
     def keep_units(self, value, kind, out):
         """Alias after checking the op kept the units' axis and count."""
@@ -96,6 +102,8 @@ class LayerOps(DescriberBase):
             self.fail("%s over every axis mixes the units" % kind)
         dims = [dims] if isinstance(dims, int) else list(dims)
         dims = sorted(d % nd for d in dims)
+        if value.tokens is not None and dims == [value.tokens]:
+            return self.token_mean(value, kind, keep, out)
         if value.axis != 1 or any(d < 2 for d in dims):
             self.fail("%s over axes %s is not a pooling over spatial axes (units on axis %d)" %
                       (kind, dims, value.axis))
@@ -108,9 +116,16 @@ class LayerOps(DescriberBase):
         s = value.shape
         if out == s:
             return self.alias(value, kind, out)
+        if value.axis == 1 and len(s) > 3 and out == s[:2] + (math.prod(s[2:]),):
+            # (B, C, H, W) -> (B, C, H * W): the units stay on axis 1, no op; a transpose to
+            # (B, H * W, C) makes tokens of them (_tokens.to_tokens).
+            self.consume(value)
+            return Value(value.group, 1, out)
         if len(out) != 2 or out[0] != s[0] or out[1] != math.prod(s[1:]):
-            self.fail("%s from %s to %s is not a flatten from dim 1 (B, -1); other reshapes are "
-                      "not in description version 1" % (kind, list(s), list(out)))
+            self.fail("%s from %s to %s is neither a flatten from dim 1 (B, -1) nor from dim 2 "
+                      "of a (B, C, ...) tensor; other reshapes are not in the description%s" %
+                      (kind, list(s), list(out),
+                       "; " + HAND_ATTENTION if value.tokens is not None else ""))
         src = self.groups[value.group]
         root = self.groups[src.root]
         if root.foldable and self.sole_path(src.root):
@@ -137,14 +152,19 @@ class LayerOps(DescriberBase):
             self.fail("an addition with alpha != 1")
         operands = [a for a in list(node.args) + [node.kwargs.get("other")] if a is not None]
         values = [self.values.get(a) if isinstance(a, torch.fx.Node) else None for a in operands]
+        if len(values) == 2 and any(isinstance(v, Value) for v in values) and \
+                any(isinstance(v, (Param, Pending)) for v in values):
+            return self.position(values, out)
         for v in values:
             if isinstance(v, Param):
                 self.fail("parameter '%s' is added to a tensor (only tensor + tensor of equal "
-                          "shape is an 'add' op)" % v.name)
+                          "shape is an 'add' op; a (1, T, d) position table added to a token "
+                          "sequence is an 'embedding' op)" % v.name)
+            self.refuse_special("an addition", v)
         if len(values) != 2 or not all(isinstance(v, Value) for v in values):
             self.fail("an addition that is not tensor + tensor (a constant or a scalar)")
         a, b = values
-        if a.shape != b.shape or a.shape != out or a.axis != b.axis:
+        if a.shape != b.shape or a.shape != out or a.axis != b.axis or a.tokens != b.tokens:
             self.fail("an addition of shapes %s and %s (broadcasting additions are not in "
                       "description version 1)" % (list(a.shape), list(b.shape)))
         ga, gb = self.groups[a.group], self.groups[b.group]
@@ -155,7 +175,7 @@ class LayerOps(DescriberBase):
         # The result stands for the nodes of the operand allocated later (the builder's rule).
         later = max((ga.root, gb.root), key=lambda r: self.ops.index(self.groups[r].op))
         self.emit({"op": "add", "inputs": [a.group, b.group]}, ga.units, later)
-        return Value(self.node.name, a.axis, out)
+        return Value(self.node.name, a.axis, out, a.tokens)
 
     def cat(self, node, out):
         tensors = node.args[0] if node.args else node.kwargs.get("tensors")
@@ -163,18 +183,23 @@ class LayerOps(DescriberBase):
         if not isinstance(tensors, (list, tuple)) or len(tensors) < 2:
             self.fail("torch.cat of fewer than two tensors")
         values = [self.values.get(t) if isinstance(t, torch.fx.Node) else None for t in tensors]
+        if any(isinstance(v, Param) for v in values):
+            return self.class_tokens(values, dim, out)
         if not all(isinstance(v, Value) for v in values):
             self.fail("torch.cat of something that is not a traced tensor (a parameter or a "
                       "constant)")
         nd = len(values[0].shape)
-        axis = values[0].axis
-        if any(len(v.shape) != nd or v.axis != axis for v in values) or dim % nd != axis:
-            self.fail("torch.cat along dim %d, but the units are on axis %d" % (dim, axis))
+        axis, tokens = values[0].axis, values[0].tokens
+        if any(len(v.shape) != nd or v.axis != axis or v.tokens != tokens for v in values) or \
+                dim % nd != axis:
+            self.fail("torch.cat along dim %d, but the units are on axis %d (tensors are "
+                      "concatenated along the unit axis; along the token axis only a class-token "
+                      "parameter)" % (dim, axis))
         for v in values:
             self.consume(v)
         units = sum(self.groups[v.group].units for v in values)
         self.emit({"op": "concat", "inputs": [v.group for v in values]}, units)
-        return Value(self.node.name, axis, out)
+        return Value(self.node.name, axis, out, tokens)
 
     def functional_dense(self, node, name):
         conv = name == "conv2d"
@@ -188,9 +213,9 @@ class LayerOps(DescriberBase):
         params = []
         for role, a in (("weight", weight), ("bias", bias)):
             v = self.values.get(a) if isinstance(a, torch.fx.Node) else None
-            if a is not None and not isinstance(v, Param):
+            if a is not None and not (isinstance(v, Param) and v.shape is None):
                 self.fail("the %s of F.%s is not a parameter of the model" % (role, name))
-            params.append(self.gm.get_parameter(a.target) if a is not None else None)
+            params.append(v.tensor if a is not None else None)
         value = self.values.get(node.args[0]) if node.args else None
         if not isinstance(value, Value):
             self.fail("F.%s is not applied to a traced tensor" % name)

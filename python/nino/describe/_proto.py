@@ -1,9 +1,13 @@
 """description_to_proto: the JSON form as a nino.v1.ModelDescription."""
 
+from ._check import V2_FIELDS
+
 
 def description_to_proto(description, message=None):
     """Fills `message` (a nino.v1.ModelDescription; a new one when None) from the JSON form and
-    returns it."""
+    returns it. The version-2 fields (transposed, heads, query, ...) are set only where an op
+    has them, so version-1 descriptions need no newer stubs; ValueError when the stubs predate
+    a field a version-2 description uses."""
     if message is None:
         from .. import _client
         pb2, _ = _client.load_stubs()
@@ -18,4 +22,11 @@ def description_to_proto(description, message=None):
         m.units = op.get("units", 0)
         m.positions = op.get("positions", 0)
         m.kind = op.get("kind", "")
+        for f in V2_FIELDS:
+            if f in op:
+                if f not in m.DESCRIPTOR.fields_by_name:
+                    raise ValueError("the nino.v1 stubs predate model description version 2 (no "
+                                     "DescriptionOp.%s); rebuild them from proto/nino/v1/"
+                                     "nowcaster.proto" % f)
+                setattr(m, f, op[f])
     return message

@@ -6,12 +6,22 @@ import operator
 
 import torch
 
-SUPPORTED = ("Supported in model description version 1 (docs/GRAPH_DESCRIPTION.md): nn.Linear, "
-             "nn.Conv2d with groups=1 (and F.linear / F.conv2d), BatchNorm1d/2d, LayerNorm over "
-             "the last (unit) axis, GroupNorm, activations, dropout, identity, max/avg/adaptive "
-             "pooling, mean over spatial axes, flatten from dim 1 (torch.flatten, nn.Flatten, "
-             "x.view(B, -1), x.reshape(B, -1)), addition of two tensors of equal shape, "
-             "torch.cat along the channel axis; every parameter used exactly once")
+SUPPORTED = ("Supported (docs/GRAPH_DESCRIPTION.md, model description versions 1 and 2): "
+             "nn.Linear, nn.Conv2d with groups=1 (and F.linear / F.conv2d), BatchNorm1d/2d, "
+             "LayerNorm over the last (unit) axis, GroupNorm, activations, dropout, identity, "
+             "max/avg/adaptive pooling, mean over spatial axes, flatten from dim 1 "
+             "(torch.flatten, nn.Flatten, x.view(B, -1), x.reshape(B, -1)), addition of two "
+             "tensors of equal shape, torch.cat along the channel axis; for transformers "
+             "x.flatten(2).transpose(1, 2) of a conv output (patch tokens), a class-token "
+             "parameter concatenated along the token axis, a position table added to the tokens, "
+             "nn.Embedding (token ids; torch.arange ids: positions), nn.MultiheadAttention "
+             "(self-attention), x[:, 0] and a mean over the tokens; every parameter used exactly "
+             "once")
+
+# The refusal of attention written with matmul / softmax (or of the reshapes it needs).
+HAND_ATTENTION = ("attention written by hand (matmul / softmax of projected tokens, heads split "
+                  "by reshapes) is not mapped: use nn.MultiheadAttention, or pass "
+                  "model_description=")
 
 _F = torch.nn.functional
 _nn = torch.nn
@@ -48,17 +58,26 @@ CAT_NAMES = {"cat", "concat"}
 # Calls that return shapes or metadata, not tensors: skipped.
 QUERY_NAMES = {"size", "dim", "numel", "getattr", "getitem", "ndimension"}
 
+# Ops on integer ids that keep them ids (token ids stay token ids, positions stay positions).
+IDS_NAMES = {"unsqueeze", "squeeze", "expand", "expand_as", "repeat", "view", "reshape",
+             "contiguous", "clone", "long", "int", "to", "getitem"}
+# Views of a parameter that a class token goes through before torch.cat.
+PARAM_VIEW_NAMES = {"expand", "expand_as", "repeat"}
+TRANSPOSE_NAMES = {"transpose", "permute", "swapaxes", "swapdims"}
+# Products of two traced tensors: attention written by hand.
+MATMUL_NAMES = {"matmul", "bmm", "baddbmm", "einsum", "mm", "__matmul__"}
+
 # Specific refusals: what the op is, so that the message says why.
+_LAYER = ("is traced as one module, whose attention fx cannot see: write the block with "
+          "nn.MultiheadAttention, nn.LayerNorm and nn.Linear, or pass model_description=")
 REFUSED_MODULES = (
-    (_nn.MultiheadAttention, "attention is not in description version 1 (the 'gpt2' and "
-                             "'llama' graph kinds cover those layouts)"),
-    (_nn.TransformerEncoderLayer, "attention is not in description version 1"),
-    (_nn.TransformerDecoderLayer, "attention is not in description version 1"),
-    (_nn.Transformer, "attention is not in description version 1"),
-    (_nn.TransformerEncoder, "attention is not in description version 1"),
-    (_nn.TransformerDecoder, "attention is not in description version 1"),
-    (_nn.Embedding, "embeddings are not in description version 1"),
-    (_nn.EmbeddingBag, "embeddings are not in description version 1"),
+    (_nn.TransformerEncoderLayer, "nn.TransformerEncoderLayer " + _LAYER),
+    (_nn.TransformerDecoderLayer, "nn.TransformerDecoderLayer " + _LAYER),
+    (_nn.Transformer, "nn.Transformer " + _LAYER),
+    (_nn.TransformerEncoder, "nn.TransformerEncoder " + _LAYER),
+    (_nn.TransformerDecoder, "nn.TransformerDecoder " + _LAYER),
+    (_nn.EmbeddingBag, "nn.EmbeddingBag (a sum or mean of rows per bag) has no description op; "
+                       "nn.Embedding has"),
 )
 
 
@@ -67,7 +86,10 @@ def _function_names():
     names = {operator.add: "add", operator.iadd: "add", torch.add: "add", torch.cat: "cat",
              operator.getitem: "getitem", getattr: "getattr", torch.flatten: "flatten",
              torch.reshape: "reshape", torch.squeeze: "squeeze", torch.mean: "mean",
-             torch.amax: "amax", _F.linear: "linear", _F.conv2d: "conv2d"}
+             torch.amax: "amax", _F.linear: "linear", _F.conv2d: "conv2d",
+             torch.arange: "arange", torch.transpose: "transpose", torch.permute: "permute",
+             torch.matmul: "matmul", operator.matmul: "matmul", torch.bmm: "bmm",
+             torch.einsum: "einsum", torch.baddbmm: "baddbmm", torch.mm: "mm"}
     if hasattr(torch, "concat"):
         names[torch.concat] = "cat"
     for name in ELEMENTWISE_NAMES | POOL_NAMES:

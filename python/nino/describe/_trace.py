@@ -18,6 +18,18 @@ class Tracer(torch.fx.Tracer):
         self.record_stack_traces = True
         self._paths = []
 
+    def trace(self, root, concrete_args=None):
+        """Traces with the tensor factories (torch.arange, ...) recorded as nodes when a size is
+        traced (torch.arange(ids.shape[1])), which torch.fx alone cannot trace."""
+        saved = {name: getattr(torch, name) for name in _FACTORIES}
+        try:
+            for name, fn in saved.items():
+                setattr(torch, name, _proxy_aware(fn, self if name == "arange" else None))
+            return super().trace(root, concrete_args)
+        finally:
+            for name, fn in saved.items():
+                setattr(torch, name, fn)
+
     def call_module(self, m, forward, args, kwargs):
         self._paths.append(self.path_of_module(m))
         try:
@@ -29,6 +41,25 @@ class Tracer(torch.fx.Tracer):
         node = super().create_node(*args, **kwargs)
         node.meta["nino_module_path"] = self._paths[-1] if self._paths else ""
         return node
+
+
+# Tensor factories whose sizes may be traced values.
+_FACTORIES = ("arange", "ones", "zeros", "full")
+
+
+def _proxy_aware(fn, tracer=None):
+    """`fn`, recorded as a call_function node of `fn` when an argument is a torch.fx.Proxy, or
+    always when `tracer` is given (torch.arange: position ids are then a node, not a
+    constant)."""
+    def call(*args, **kwargs):
+        proxies = []
+        torch.fx.node.map_aggregate((args, kwargs), lambda a: proxies.append(a) if isinstance(
+            a, torch.fx.Proxy) else None)
+        if not proxies and tracer is None:
+            return fn(*args, **kwargs)
+        owner = proxies[0].tracer if proxies else tracer
+        return owner.create_proxy("call_function", fn, args, kwargs)
+    return call
 
 
 def source_line(node):
@@ -83,8 +114,9 @@ def trace(module):
 
 
 class ShapeRecorder(torch.fx.Interpreter):
-    """Runs the traced model, recording every node's output shape (node.meta["nino_shape"],
-    for tensors) and naming the node where the model fails."""
+    """Runs the traced model, recording every node's output shape and dtype (node.meta
+    "nino_shape" and "nino_dtype" for tensors; "nino_shapes" for tuples) and naming the node
+    where the model fails."""
 
     def run_node(self, n):
         try:
@@ -97,6 +129,10 @@ class ShapeRecorder(torch.fx.Interpreter):
                               type(e).__name__, e)) from e
         if isinstance(result, torch.Tensor):
             n.meta["nino_shape"] = tuple(result.shape)
+            n.meta["nino_dtype"] = result.dtype
+        elif isinstance(result, tuple):  # nn.MultiheadAttention: (output, weights or None)
+            n.meta["nino_shapes"] = tuple(tuple(r.shape) if isinstance(r, torch.Tensor) else None
+                                          for r in result)
         return result
 
 

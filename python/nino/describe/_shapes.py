@@ -1,0 +1,90 @@
+"""The unit count of each op's output group, and the shapes of its parameters checked against
+the unit counts (docs/GRAPH_DESCRIPTION.md: dense, norm, embedding and attention)."""
+
+
+def group_units(i, op, units, shapes, bad):
+    """Units of the op's output group (None when unknown: a parameter op without the parameter
+    shapes); checks the shapes of its parameters when known. `bad(i, op, why)` raises."""
+    kind, ins = op["op"], op.get("inputs", [])
+    if kind == "input":
+        return op["units"]
+    n = units[ins[0]] if ins else None
+    if kind == "flatten":
+        return None if n is None else n * op["positions"]
+    if kind == "concat":
+        counts = [units[x] for x in ins]
+        return None if None in counts else sum(counts)
+    if kind == "add":
+        m = units[ins[1]]
+        if n is not None and m is not None and n != m:
+            bad(i, op, "adds groups of %d and %d units" % (n, m))
+        return n if n is not None else m
+    if kind == "alias":
+        return n
+    if kind == "norm":
+        for role in ("weight", "bias"):
+            if shapes is not None and op.get(role) and n is not None and \
+                    tuple(shapes[op[role]]) != (n,):
+                bad(i, op, "%s '%s' has shape %s, its group has %d units" %
+                    (role, op[role], list(shapes[op[role]]), n))
+        return n
+    if shapes is None:
+        return n if kind == "embedding" and ins else None
+    if kind == "embedding":
+        return _embedding(i, op, n, shapes, bad)
+    if kind == "attention":
+        return _attention(i, op, n, shapes, bad)
+    return _dense(i, op, n, shapes, bad)
+
+
+def _dense(i, op, n, shapes, bad):
+    w = tuple(shapes[op["weight"]])
+    if op.get("transposed") and len(w) == 2:
+        w = (w[1], w[0])
+    if len(w) not in (2, 4) or (n is not None and w[1] != n):
+        bad(i, op, "weight '%s' of shape %s does not take the %s units of group '%s'" %
+            (op["weight"], list(shapes[op["weight"]]), n, op["inputs"][0]))
+    _bias(i, op, "bias", w[0], shapes, bad)
+    return w[0]
+
+
+def _embedding(i, op, n, shapes, bad):
+    w = tuple(shapes[op["weight"]])
+    if not w or w[-1] < 1:
+        bad(i, op, "table '%s' of shape %s has no units" % (op["weight"], list(w)))
+    if n is not None and w[-1] != n:
+        bad(i, op, "table '%s' of shape %s has rows of %d units, its group '%s' has %d" %
+            (op["weight"], list(w), w[-1], op["inputs"][0], n))
+    return w[-1]
+
+
+def _attention(i, op, n, shapes, bad):
+    if op.get("weight"):
+        w = tuple(shapes[op["weight"]])
+        if op.get("transposed") and len(w) == 2:
+            w = (w[1], w[0])
+        if len(w) != 2 or w[0] % 3 or (n is not None and w[1] != n):
+            bad(i, op, "packed weight '%s' of shape %s is not (3 D, %s)%s" %
+                (op["weight"], list(shapes[op["weight"]]), n,
+                 " stored (in, out)" if op.get("transposed") else ""))
+        d_out = w[0] // 3
+        _bias(i, op, "bias", w[0], shapes, bad)
+    else:
+        d_out = None
+        for role in ("query", "key", "value"):
+            w = tuple(shapes[op[role]])
+            if len(w) != 2 or (n is not None and w[1] != n) or (d_out is not None and
+                                                               w[0] != d_out):
+                bad(i, op, "%s weight '%s' of shape %s is not (D, %s) with q, k, v of equal "
+                    "size" % (role, op[role], list(w), n))
+            d_out = w[0]
+            _bias(i, op, role + "_bias", d_out, shapes, bad)
+    if d_out % op["heads"]:
+        bad(i, op, "%d q / k / v units are not divisible by %d heads" % (d_out, op["heads"]))
+    return d_out
+
+
+def _bias(i, op, role, size, shapes, bad):
+    if op.get(role) and tuple(shapes[op[role]]) != (size,):
+        bad(i, op, "%s '%s' has shape %s, the layer has %d outputs" %
+            (role, op[role], list(shapes[op[role]]), size))
