@@ -1,7 +1,8 @@
 // Jobs whose graph comes from a model description (issue 15, docs/GRAPH_DESCRIPTION.md), end
 // to end through an in-process nowcaster on 127.0.0.1: a LeNet-5 (5x5 kernels, a synthetic
-// WNN+ checkpoint of hidden size 32) and a 3x3 LeNet (a synthetic GNN checkpoint) register, upload
-// and predict exactly what the in-process NowcastEngine predicts for the same description;
+// WNN+ checkpoint of hidden size 32), a 3x3 LeNet (a synthetic GNN checkpoint) and a small ViT
+// (description version 2: embeddings, packed attention; on both) register, upload and predict
+// exactly what the in-process NowcastEngine predicts for the same description;
 // descriptions that do not fit the job are refused at RegisterJob, synchronously, and register
 // nothing.
 #include <gtest/gtest.h>
@@ -175,6 +176,60 @@ TEST_F(DescribedJobsTest, LeNet3x3OnAGnnCheckpointMatchesTheInProcessEngine) {
                               "nino_no_posw", gnn_);
 }
 
+// A small ViT (description version 2): patch conv (d, 1, p, p) + bias, class token and position
+// table into the patch group, one pre-norm block with nn.MultiheadAttention's packed
+// in_proj_weight / in_proj_bias and out_proj, a GELU MLP, final LayerNorm, head Linear(d, 10).
+testing::Layout VitLayout(int64_t patch) {
+  const int64_t d = 8, n = 4;
+  return {{"cls_token", {1, 1, d}},
+          {"pos_embed", {1, n + 1, d}},
+          {"patch_embed.weight", {d, 1, patch, patch}},
+          {"patch_embed.bias", {d}},
+          {"blocks.0.norm1.weight", {d}},
+          {"blocks.0.norm1.bias", {d}},
+          {"blocks.0.attn.in_proj_weight", {3 * d, d}},
+          {"blocks.0.attn.in_proj_bias", {3 * d}},
+          {"blocks.0.attn.out_proj.weight", {d, d}},
+          {"blocks.0.attn.out_proj.bias", {d}},
+          {"blocks.0.norm2.weight", {d}},
+          {"blocks.0.norm2.bias", {d}},
+          {"blocks.0.mlp.0.weight", {4 * d, d}},
+          {"blocks.0.mlp.0.bias", {4 * d}},
+          {"blocks.0.mlp.2.weight", {d, 4 * d}},
+          {"blocks.0.mlp.2.bias", {d}},
+          {"norm.weight", {d}},
+          {"norm.bias", {d}},
+          {"head.weight", {10, d}},
+          {"head.bias", {10}}};
+}
+
+ModelDescription VitDescription() {
+  ModelDescriptionBuilder b;
+  std::string x = b.Dense(b.Input(1, "image"), "patch_embed.weight", "patch_embed.bias");
+  x = b.Embedding("cls_token", "token", x);
+  x = b.Embedding("pos_embed", "position", x);
+  std::string y = b.Norm(x, "blocks.0.norm1.weight", "blocks.0.norm1.bias");
+  y = b.Attention(y, 2, "blocks.0.attn.in_proj_weight", "blocks.0.attn.in_proj_bias");
+  y = b.Dense(y, "blocks.0.attn.out_proj.weight", "blocks.0.attn.out_proj.bias");
+  x = b.Add(x, y);
+  y = b.Norm(x, "blocks.0.norm2.weight", "blocks.0.norm2.bias");
+  y = b.Alias(b.Dense(y, "blocks.0.mlp.0.weight", "blocks.0.mlp.0.bias"), "gelu");
+  x = b.Add(x, b.Dense(y, "blocks.0.mlp.2.weight", "blocks.0.mlp.2.bias"));
+  b.Dense(b.Norm(x, "norm.weight", "norm.bias"), "head.weight", "head.bias");
+  return b.description();
+}
+
+TEST_F(DescribedJobsTest, SmallVitOnAWnnCheckpointMatchesTheInProcessEngine) {
+  Start();
+  ASSERT_EQ(VitDescription().version, 2);
+  ExpectServedEqualsInProcess("vit4x4", VitLayout(4), VitDescription(), "nino_mlp", wnn_);
+}
+
+TEST_F(DescribedJobsTest, SmallVitWith3x3PatchesOnAGnnCheckpointMatchesTheInProcessEngine) {
+  Start();
+  ExpectServedEqualsInProcess("vit3x3", VitLayout(3), VitDescription(), "nino_no_posw", gnn_);
+}
+
 // `s` is INVALID_ARGUMENT and its message holds every `want`.
 void ExpectRefused(grpc::Status s, const std::vector<std::string>& want) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
@@ -214,9 +269,9 @@ TEST_F(DescribedJobsTest, DescriptionsThatDoNotFitAreRefusedAtRegistrationAndReg
   v1::RegisterJobRequest unknown_op = Request("j", layout, good, "nino_no_posw");
   unknown_op.mutable_graph()->mutable_description()->mutable_ops(1)->set_op("conv");
   ExpectRefused(Register(unknown_op, &reg), {"graph: description: op 1", "unknown op 'conv'"});
-  v1::RegisterJobRequest version2 = Request("j", layout, good, "nino_no_posw");
-  version2.mutable_graph()->mutable_description()->set_version(2);
-  ExpectRefused(Register(version2, &reg), {"graph: description: version: 2"});
+  v1::RegisterJobRequest version3 = Request("j", layout, good, "nino_no_posw");
+  version3.mutable_graph()->mutable_description()->set_version(3);
+  ExpectRefused(Register(version3, &reg), {"graph: description: version: 3"});
   v1::RegisterJobRequest bare = Request("j", layout, good, "nino_no_posw");
   bare.mutable_graph()->clear_description();
   ExpectRefused(Register(bare, &reg), {"kind 'described' needs a model description"});

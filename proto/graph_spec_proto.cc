@@ -12,8 +12,9 @@ namespace {
 
 using OpKind = DescriptionOp::Kind;
 
-constexpr OpKind kOpKinds[] = {OpKind::kInput,   OpKind::kDense, OpKind::kNorm,  OpKind::kAlias,
-                               OpKind::kFlatten, OpKind::kAdd,   OpKind::kConcat};
+constexpr OpKind kOpKinds[] = {OpKind::kInput,  OpKind::kDense,     OpKind::kNorm,
+                               OpKind::kAlias,  OpKind::kFlatten,   OpKind::kAdd,
+                               OpKind::kConcat, OpKind::kEmbedding, OpKind::kAttention};
 
 constexpr char kDescribedKind[] = "described";
 
@@ -38,6 +39,14 @@ absl::StatusOr<DescriptionOp> OpFromProto(const v1::DescriptionOp& proto) {
   op.units = proto.units();
   op.positions = proto.positions();
   op.alias_kind = proto.kind();
+  op.transposed = proto.transposed();
+  op.heads = proto.heads();
+  op.query = proto.query();
+  op.key = proto.key();
+  op.value = proto.value();
+  op.query_bias = proto.query_bias();
+  op.key_bias = proto.key_bias();
+  op.value_bias = proto.value_bias();
   return op;
 }
 
@@ -50,14 +59,24 @@ void OpToProto(const DescriptionOp& op, v1::DescriptionOp* proto) {
   proto->set_units(op.units);
   proto->set_positions(op.positions);
   proto->set_kind(op.alias_kind);
+  proto->set_transposed(op.transposed);
+  proto->set_heads(op.heads);
+  proto->set_query(op.query);
+  proto->set_key(op.key);
+  proto->set_value(op.value);
+  proto->set_query_bias(op.query_bias);
+  proto->set_key_bias(op.key_bias);
+  proto->set_value_bias(op.value_bias);
 }
 
 }  // namespace
 
 absl::StatusOr<ModelDescription> ModelDescriptionFromProto(const v1::ModelDescription& proto) {
-  if (proto.version() != kModelDescriptionVersion) {  // before the ops, whose meaning it sets
-    return absl::InvalidArgumentError(absl::StrCat(
-        "version: ", proto.version(), ", this reader reads version ", kModelDescriptionVersion));
+  // Before the ops, whose meaning it sets.
+  if (proto.version() < kMinModelDescriptionVersion || proto.version() > kModelDescriptionVersion) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("version: ", proto.version(), ", this reader reads versions ",
+                     kMinModelDescriptionVersion, " to ", kModelDescriptionVersion));
   }
   ModelDescription description;
   description.version = proto.version();

@@ -18,10 +18,12 @@
 
 namespace nino::wire {
 
-// INVALID_ARGUMENT for a version other than kModelDescriptionVersion ("version: 2, this reader
-// reads version 1"), an op name outside input, dense, norm, alias, flatten, add, concat ("op 3
-// (output 'c1'): unknown op 'conv' (known: ...)"), or what ValidateModelDescription refuses
-// (naming the op as DescriptionOpLabel does), e.g. a field the op does not read.
+// INVALID_ARGUMENT for a version outside kMinModelDescriptionVersion..kModelDescriptionVersion
+// ("version: 3, this reader reads versions 1 to 2"), an op name outside input, dense, norm, alias,
+// flatten, add, concat, embedding, attention ("op 3 (output 'c1'): unknown op 'conv' (known:
+// ...)"), or what ValidateModelDescription refuses (naming the op as DescriptionOpLabel does),
+// e.g. a field the op does not read or a version-2 op in a version-1 description. Version 2's
+// fields (transposed, heads, query, key, value and their biases) convert both ways.
 absl::StatusOr<ModelDescription> ModelDescriptionFromProto(const v1::ModelDescription& proto);
 // Overwrites *proto with `description` (every field, ops in order).
 void ModelDescriptionToProto(const ModelDescription& description, v1::ModelDescription* proto);

@@ -84,6 +84,61 @@ TEST(GraphSpecProto, ADescriptionSurvivesTheRoundTripFieldForField) {
   }
 }
 
+// Version 2: embeddings, packed transposed attention, a transposed dense, split attention.
+ModelDescription Version2() {
+  ModelDescriptionBuilder b;
+  std::string x = b.Embedding("wte.weight", "token", "", "wte");
+  x = b.Embedding("wpe.weight", "position", x, "wpe");
+  std::string h = b.Attention(x, 2, "c_attn.weight", "c_attn.bias", true, "attn");
+  x = b.Add(x, b.DenseTransposed(h, "c_proj.weight", "c_proj.bias", "proj"));
+  h = b.Attention(x, 4, {"q.weight", "k.weight", "v.weight", "q.bias", "k.bias", "v.bias"},
+                  "split");
+  b.Dense(h, "o.weight");
+  return b.description();
+}
+
+TEST(GraphSpecProto, Version2FieldsSurviveTheRoundTrip) {
+  const ModelDescription d = Version2();
+  v1::GraphSpec proto;
+  GraphSpecToProto(Described(d), &proto);
+  EXPECT_EQ(proto.description().version(), 2);
+  const v1::DescriptionOp& wpe = proto.description().ops(1);
+  EXPECT_EQ(wpe.op(), "embedding");
+  EXPECT_EQ(wpe.kind(), "position");
+  ASSERT_EQ(wpe.inputs_size(), 1);
+  const v1::DescriptionOp& attn = proto.description().ops(2);
+  EXPECT_EQ(attn.op(), "attention");
+  EXPECT_EQ(attn.heads(), 2);
+  EXPECT_TRUE(attn.transposed());
+  EXPECT_EQ(attn.weight(), "c_attn.weight");
+  EXPECT_TRUE(proto.description().ops(3).transposed());  // the dense c_proj
+  const v1::DescriptionOp& split = proto.description().ops(5);
+  EXPECT_EQ(split.query(), "q.weight");
+  EXPECT_EQ(split.key(), "k.weight");
+  EXPECT_EQ(split.value(), "v.weight");
+  EXPECT_EQ(split.query_bias(), "q.bias");
+  EXPECT_EQ(split.key_bias(), "k.bias");
+  EXPECT_EQ(split.value_bias(), "v.bias");
+  EXPECT_FALSE(split.transposed());
+  absl::StatusOr<GraphSpec> back = GraphSpecFromProto(proto);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->description->version, 2);
+  EXPECT_EQ(ModelDescriptionToJson(*back->description), ModelDescriptionToJson(d));
+  for (size_t i = 0; i < d.ops.size(); ++i) {
+    const DescriptionOp& a = d.ops[i];
+    const DescriptionOp& b = back->description->ops[i];
+    EXPECT_EQ(a.transposed, b.transposed) << i;
+    EXPECT_EQ(a.heads, b.heads) << i;
+    EXPECT_EQ(a.query, b.query) << i;
+    EXPECT_EQ(a.key, b.key) << i;
+    EXPECT_EQ(a.value, b.value) << i;
+    EXPECT_EQ(a.query_bias, b.query_bias) << i;
+    EXPECT_EQ(a.key_bias, b.key_bias) << i;
+    EXPECT_EQ(a.value_bias, b.value_bias) << i;
+    EXPECT_EQ(a.alias_kind, b.alias_kind) << i;
+  }
+}
+
 TEST(GraphSpecProto, NameBasedKindsCarryNoDescription) {
   GraphSpec gpt2;
   gpt2.kind = GraphSpec::Kind::kGpt2;
@@ -119,11 +174,27 @@ TEST(GraphSpecProto, WhatTheMessageAloneDecidesIsRefusedByField) {
   v1::GraphSpec unknown_op = good;
   unknown_op.mutable_description()->mutable_ops(1)->set_op("conv2d");
   ExpectRefused(unknown_op, "description: op 1 (output 'conv1'): unknown op 'conv2d'");
-  ExpectRefused(unknown_op, "known: input, dense, norm, alias, flatten, add, concat");
+  ExpectRefused(unknown_op,
+                "known: input, dense, norm, alias, flatten, add, concat, embedding, "
+                "attention");
 
-  v1::GraphSpec version2 = good;
-  version2.mutable_description()->set_version(2);
-  ExpectRefused(version2, "description: version: 2, this reader reads version 1");
+  v1::GraphSpec version3 = good;
+  version3.mutable_description()->set_version(3);
+  ExpectRefused(version3, "description: version: 3, this reader reads versions 1 to 2");
+  // Version 1 does not say version-2 ops or fields.
+  v1::GraphSpec v1_attention;
+  GraphSpecToProto(Described(Version2()), &v1_attention);
+  v1_attention.mutable_description()->set_version(1);
+  ExpectRefused(v1_attention,
+                "description: op 0 (embedding 'wte'): embedding is version 2, the description "
+                "says version 1");
+  v1::GraphSpec v1_transposed = good;
+  v1_transposed.mutable_description()->mutable_ops(1)->set_transposed(true);
+  ExpectRefused(v1_transposed, "op 1 (dense 'conv1'): field 'transposed' is version 2");
+  v1::GraphSpec heads_on_dense = good;
+  heads_on_dense.mutable_description()->set_version(2);
+  heads_on_dense.mutable_description()->mutable_ops(1)->set_heads(2);
+  ExpectRefused(heads_on_dense, "op 1 (dense 'conv1'): field 'heads' does not apply");
   v1::GraphSpec unversioned = good;
   unversioned.mutable_description()->clear_version();
   ExpectRefused(unversioned, "description: version: 0");

@@ -25,7 +25,7 @@ std::string ShapeString(const std::vector<int64_t>& shape) {
   return absl::StrCat("(", absl::StrJoin(shape, ", "), ")");
 }
 
-// ---- Resolve pass: which nodes exist and what every parameter connects, without node ids ----
+// ---- Resolve pass: which nodes exist and which edges each op writes, without node ids ----
 
 // Units [begin, begin + count) of unit group `group`.
 struct Segment {
@@ -39,35 +39,61 @@ int64_t CountUnits(const Units& units) {
   return n;
 }
 
-// Nodes allocated together, in creation order (which is node order): one auxiliary node per
-// entry of `aux`, then `units` units. A norm op on a concatenation makes one with units = 0.
+// Nodes allocated together, in creation order (which is node order): the prelude (`rows`
+// embedding-row nodes, then `aux` auxiliary nodes), then `units` units. Attention's head nodes
+// are a group of units nothing names; a norm (or key bias) on a concatenation makes a group
+// with units = 0.
 struct UnitGroup {
   int64_t units = 0;
-  std::vector<size_t> aux;  // parameter indices of the attached 1-D parameters, in node order
-  int64_t first_node = 0;   // set by AllocateNodes
+  int64_t rows = 0;
+  int64_t aux = 0;
+  int64_t dense_op = -1;   // the dense op that created it: residual edges into it go there
+  int64_t first_node = 0;  // set by AllocateNodes
 };
 
-enum class Role { kDenseWeight, kShift, kGain };  // kShift: a dense bias or a norm shift
-
-struct ParamUse {
-  size_t op = 0;
-  Role role = Role::kDenseWeight;
-  Units in;   // kDenseWeight: its input units
-  Units out;  // the units it writes to (a dense weight's own group; a 1-D parameter's units)
-  int64_t aux_group = -1, aux_index = -1;  // 1-D: its auxiliary node
+// A run of edges one op writes (docs/GRAPH_DESCRIPTION.md, "Version 2", Edges).
+struct EdgeBlock {
+  enum class Kind {
+    kWeight,  // in[i] -> out[o] (out[o] -> in[i] if reversed), i-major; slots = kernel
+    kAux,     // auxiliary node `index` of `group` -> out[j], row first_row + j
+    kRows,    // embedding row r (of `count` from `index` in `group`'s prelude) -> out[j]
+    kTie,     // constant 1.0: in[k] -> out[k] (positions 0), or in[c] -> out[c * positions + p]
+  };
+  Kind kind = Kind::kWeight;
+  int64_t type = 0;
+  Units in, out;
+  int64_t group = -1, index = 0, count = 0;  // kAux, kRows
+  // kWeight: slot f of edge (i, o) holds row first_row + o * stride_out + i * stride_in + f.
+  int64_t first_row = 0, stride_out = 0, stride_in = 0, slots = 1;
+  bool reversed = false;
+  int64_t positions = 0;  // kTie
 };
 
-// Structural edges of one op (constant 1.0, type 10): flatten (positions > 0) ties unit c of
-// `from` to units c * positions + p of `to`; add (positions = 0) unit k of `from` to unit k.
-struct Tie {
-  Units from, to;
-  int64_t positions = 0;
+int64_t BlockEdges(const EdgeBlock& b) {
+  switch (b.kind) {
+    case EdgeBlock::Kind::kWeight:
+      return CountUnits(b.in) * CountUnits(b.out);
+    case EdgeBlock::Kind::kAux:
+      return CountUnits(b.out);
+    case EdgeBlock::Kind::kRows:
+      return b.count * CountUnits(b.out);
+    case EdgeBlock::Kind::kTie:
+      return b.positions == 0 ? CountUnits(b.in) : CountUnits(b.in) * b.positions;
+  }
+  return 0;
+}
+
+// Rows of a token table: pos_w = row + 1.
+struct TokenRows {
+  int64_t group = 0, index = 0, count = 0;
 };
 
 struct ResolvedDescription {
   std::vector<UnitGroup> groups;
-  std::vector<ParamUse> uses;  // one per parameter, parameter-table order
-  std::vector<Tie> ties;       // op order
+  // Per op: the residual edges it writes first (a dense op: the adds whose result is its
+  // group), then its own edges.
+  std::vector<std::vector<EdgeBlock>> residuals, edges;
+  std::vector<TokenRows> token_rows;
   int64_t feat_size = 1;
 };
 
@@ -79,7 +105,8 @@ class Resolver {
   absl::StatusOr<ResolvedDescription> Run() {
     NINO_RETURN_IF_ERROR(ValidateModelDescription(d_));
     NINO_RETURN_IF_ERROR(IndexParams());
-    r_.uses.resize(params_.size());
+    r_.residuals.resize(d_.ops.size());
+    r_.edges.resize(d_.ops.size());
     for (size_t i = 0; i < d_.ops.size(); ++i) NINO_RETURN_IF_ERROR(Op(i));
     for (size_t p = 0; p < params_.size(); ++p) {
       if (claimed_by_[p] == kUnclaimed) {
@@ -130,12 +157,16 @@ class Resolver {
         return Add(i, op);
       case OpKind::kConcat:
         return Concat(op);
+      case OpKind::kEmbedding:
+        return Embedding(i, op);
+      case OpKind::kAttention:
+        return Attention(i, op);
     }
     return Error(i, "unknown op kind");
   }
 
   int64_t NewGroup(int64_t units) {
-    r_.groups.push_back(UnitGroup{units, {}, 0});
+    r_.groups.push_back(UnitGroup{units, 0, 0, -1, 0});
     return static_cast<int64_t>(r_.groups.size()) - 1;
   }
 
@@ -157,20 +188,44 @@ class Resolver {
     return p;
   }
 
-  // A 1-D parameter of op i acting on `units`: its auxiliary node joins group `aux_group`.
-  absl::Status AttachOneD(size_t i, const char* field, const std::string& name, Role role,
-                          const Units& units, int64_t aux_group) {
+  // A new auxiliary node of the group `units` stand for (of a new unit-less group where they
+  // span several groups: a concatenation): returns (group, index).
+  std::pair<int64_t, int64_t> NewAux(const Units& units) {
+    const int64_t g = units.size() == 1 ? units[0].group : NewGroup(0);
+    return {g, r_.groups[g].aux++};
+  }
+
+  // Edges from an auxiliary node to `units`, carrying rows first_row.. (one per unit).
+  static EdgeBlock AuxEdges(std::pair<int64_t, int64_t> aux, const Units& units, int64_t type,
+                            int64_t first_row) {
+    EdgeBlock b;
+    b.kind = EdgeBlock::Kind::kAux;
+    b.type = type;
+    b.out = units;
+    b.group = aux.first;
+    b.index = aux.second;
+    b.first_row = first_row;
+    return b;
+  }
+
+  // The 1-D parameter of op i named `name`, of shape (n); returns its index.
+  absl::StatusOr<size_t> ClaimOneD(size_t i, const char* field, const std::string& name,
+                                   int64_t n) {
     NINO_ASSIGN_OR_RETURN(const size_t p, Claim(i, field, name));
     const ParamSpec& spec = params_[p];
-    const int64_t n = CountUnits(units);
     if (spec.shape != std::vector<int64_t>{n}) {
       return Error(
           i, absl::StrCat(field, " '", name, "' has shape ", ShapeString(spec.shape),
                           ", expected (", n, "): one entry per unit of the group it acts on"));
     }
-    std::vector<size_t>& aux = r_.groups[aux_group].aux;
-    r_.uses[p] = ParamUse{i, role, {}, units, aux_group, static_cast<int64_t>(aux.size())};
-    aux.push_back(p);
+    return p;
+  }
+
+  // A 1-D parameter of op i acting on `units`, with an auxiliary node of its own.
+  absl::Status AttachOneD(size_t i, const char* field, const std::string& name, int64_t type,
+                          const Units& units) {
+    NINO_ASSIGN_OR_RETURN(const size_t p, ClaimOneD(i, field, name, CountUnits(units)));
+    r_.edges[i].push_back(AuxEdges(NewAux(units), units, type, params_[p].offset));
     return absl::OkStatus();
   }
 
@@ -187,23 +242,33 @@ class Resolver {
     return absl::OkStatus();
   }
 
+  static bool NonEmpty(const std::vector<int64_t>& s) {
+    return std::all_of(s.begin(), s.end(), [](int64_t x) { return x > 0; });
+  }
+
   // The weight's shape against its input group: 2-D or 4-D, non-empty, `in` = the group's units.
   absl::Status CheckDenseWeight(size_t i, const DescriptionOp& op, const ParamSpec& w,
                                 int64_t in_units) const {
     const std::vector<int64_t>& s = w.shape;
     const bool dims_ok = s.size() == 2 || s.size() == 4;
-    if (!dims_ok || std::any_of(s.begin(), s.end(), [](int64_t x) { return x <= 0; })) {
+    if (!dims_ok || !NonEmpty(s)) {
       return Error(i, absl::StrCat("weight '", w.name, "' has shape ", ShapeString(s),
                                    "; a dense weight is a non-empty (out, in) (linear) or "
-                                   "(out, in, kh, kw) (conv)"));
+                                   "(out, in, kh, kw) (conv)",
+                                   op.transposed ? ", or (in, out) when transposed" : ""));
     }
-    if (s[1] == in_units) return absl::OkStatus();
+    if (op.transposed && s.size() != 2) {
+      return Error(i, absl::StrCat("weight '", w.name, "' has shape ", ShapeString(s),
+                                   "; 'transposed' applies to 2-D (in, out) weights only"));
+    }
+    const int64_t in = op.transposed ? s[0] : s[1];
+    if (in == in_units) return absl::OkStatus();
     const std::string base =
-        absl::StrCat("weight '", w.name, "' ", ShapeString(s), " reads ", s[1],
+        absl::StrCat("weight '", w.name, "' ", ShapeString(s), " reads ", in,
                      " input units but its input group '", op.inputs[0], "' has ", in_units);
     if (s.size() == 4 && in_units % s[1] == 0 && s[0] % (in_units / s[1]) == 0) {
       return Error(i, absl::StrCat(base, ": a grouped or depthwise convolution (groups = ",
-                                   in_units / s[1], "), not in description version 1"));
+                                   in_units / s[1], "), not in the model description"));
     }
     return Error(i, base);
   }
@@ -213,12 +278,27 @@ class Resolver {
     NINO_ASSIGN_OR_RETURN(const size_t p, Claim(i, "weight", op.weight));
     const ParamSpec& w = params_[p];
     NINO_RETURN_IF_ERROR(CheckDenseWeight(i, op, w, CountUnits(in)));
-    NINO_RETURN_IF_ERROR(CheckUnits(i, w.shape[0]));
-    const int64_t g = NewGroup(w.shape[0]);
-    r_.uses[p] = ParamUse{i, Role::kDenseWeight, in, WholeGroup(g), -1, -1};
-    if (w.shape.size() == 4) r_.feat_size = std::max(r_.feat_size, w.shape[2] * w.shape[3]);
+    const int64_t n_out = op.transposed ? w.shape[1] : w.shape[0];
+    NINO_RETURN_IF_ERROR(CheckUnits(i, n_out));
+    const int64_t g = NewGroup(n_out);
+    r_.groups[g].dense_op = static_cast<int64_t>(i);
+    EdgeBlock b;
+    b.kind = EdgeBlock::Kind::kWeight;
+    b.in = in;
+    b.out = WholeGroup(g);
+    b.first_row = w.offset;
+    if (w.shape.size() == 4) {
+      b.type = kEdgeConv;
+      b.slots = w.shape[2] * w.shape[3];
+      r_.feat_size = std::max(r_.feat_size, b.slots);
+    } else {
+      b.type = kEdgeFullyConnected;
+    }
+    b.stride_in = op.transposed ? n_out : b.slots;
+    b.stride_out = op.transposed ? 1 : CountUnits(in) * b.slots;
+    r_.edges[i].push_back(std::move(b));
     if (!op.bias.empty()) {
-      NINO_RETURN_IF_ERROR(AttachOneD(i, "bias", op.bias, Role::kShift, WholeGroup(g), g));
+      NINO_RETURN_IF_ERROR(AttachOneD(i, "bias", op.bias, kEdgeBias, WholeGroup(g)));
     }
     named_[op.output] = WholeGroup(g);
     return absl::OkStatus();
@@ -228,15 +308,24 @@ class Resolver {
   // auxiliary nodes of its own, allocated here.
   absl::Status Norm(size_t i, const DescriptionOp& op) {
     const Units& units = Group(op.inputs[0]);
-    const int64_t owner = units.size() == 1 ? units[0].group : NewGroup(0);
     if (!op.weight.empty()) {
-      NINO_RETURN_IF_ERROR(AttachOneD(i, "weight", op.weight, Role::kGain, units, owner));
+      NINO_RETURN_IF_ERROR(AttachOneD(i, "weight", op.weight, kEdgeNormWeight, units));
     }
     if (!op.bias.empty()) {
-      NINO_RETURN_IF_ERROR(AttachOneD(i, "bias", op.bias, Role::kShift, units, owner));
+      NINO_RETURN_IF_ERROR(AttachOneD(i, "bias", op.bias, kEdgeBias, units));
     }
     named_[op.output] = units;
     return absl::OkStatus();
+  }
+
+  static EdgeBlock Tie(const Units& from, const Units& to, int64_t positions, int64_t type) {
+    EdgeBlock b;
+    b.kind = EdgeBlock::Kind::kTie;
+    b.type = type;
+    b.in = from;
+    b.out = to;
+    b.positions = positions;
+    return b;
   }
 
   absl::Status Flatten(size_t i, const DescriptionOp& op) {
@@ -251,7 +340,7 @@ class Resolver {
                                    " positions is more than 2^40 units"));
     }
     const int64_t g = NewGroup(channels * op.positions);
-    r_.ties.push_back(Tie{in, WholeGroup(g), op.positions});
+    r_.edges[i].push_back(Tie(in, WholeGroup(g), op.positions, kEdgeResidual));
     named_[op.output] = WholeGroup(g);
     return absl::OkStatus();
   }
@@ -263,18 +352,22 @@ class Resolver {
     return last;
   }
 
+  // The result is the operand allocated later; its residual edges go to the dense op that
+  // created it (written before that op's weight), else here.
   absl::Status Add(size_t i, const DescriptionOp& op) {
     const Units& a = Group(op.inputs[0]);
     const Units& b = Group(op.inputs[1]);
     if (CountUnits(a) != CountUnits(b)) {
-      return Error(i,
-                   absl::StrCat("operands '", op.inputs[0], "' (", CountUnits(a), " units) and '",
-                                op.inputs[1], "' (", CountUnits(b),
-                                " units) differ in size (broadcasting adds are not in version 1)"));
+      return Error(i, absl::StrCat("operands '", op.inputs[0], "' (", CountUnits(a),
+                                   " units) and '", op.inputs[1], "' (", CountUnits(b),
+                                   " units) differ in size (broadcasting adds are not in the "
+                                   "model description)"));
     }
     const bool b_later = LastUnit(b) >= LastUnit(a);
     const Units result = b_later ? b : a;
-    r_.ties.push_back(Tie{b_later ? a : b, result, 0});
+    const int64_t owner = result.size() == 1 ? r_.groups[result[0].group].dense_op : -1;
+    (owner >= 0 ? r_.residuals[owner] : r_.edges[i])
+        .push_back(Tie(b_later ? a : b, result, 0, kEdgeResidual));
     named_[op.output] = result;
     return absl::OkStatus();
   }
@@ -289,6 +382,187 @@ class Resolver {
     return absl::OkStatus();
   }
 
+  // A table of rows of shape[-1] entries; without an input a new group of that many units,
+  // else rows feeding the input's unit group.
+  absl::Status Embedding(size_t i, const DescriptionOp& op) {
+    NINO_ASSIGN_OR_RETURN(const size_t p, Claim(i, "weight", op.weight));
+    const ParamSpec& w = params_[p];
+    if (w.shape.empty() || !NonEmpty(w.shape)) {
+      return Error(i, absl::StrCat("weight '", w.name, "' has shape ", ShapeString(w.shape),
+                                   "; an embedding table is non-empty with at least one "
+                                   "dimension (its last: the entries of a row)"));
+    }
+    const int64_t units = w.shape.back();
+    Units target;
+    if (op.inputs.empty()) {
+      NINO_RETURN_IF_ERROR(CheckUnits(i, units));
+      target = WholeGroup(NewGroup(units));
+    } else {
+      target = Group(op.inputs[0]);
+      if (target.size() != 1) {
+        return Error(i, absl::StrCat("input '", op.inputs[0],
+                                     "' is a concatenation; an embedding's rows feed one unit "
+                                     "group"));
+      }
+      if (CountUnits(target) != units) {
+        return Error(i, absl::StrCat("weight '", w.name, "' ", ShapeString(w.shape),
+                                     " has rows of ", units, " entries but its input group '",
+                                     op.inputs[0], "' has ", CountUnits(target), " units"));
+      }
+    }
+    UnitGroup& g = r_.groups[target[0].group];
+    EdgeBlock b;
+    b.kind = EdgeBlock::Kind::kRows;
+    b.type = op.alias_kind == "token" ? kEdgeWordEmbedding : kEdgePosEmbedding;
+    b.out = target;
+    b.group = target[0].group;
+    b.index = g.rows;
+    b.count = w.numel / units;
+    b.first_row = w.offset;
+    g.rows += b.count;
+    if (b.type == kEdgeWordEmbedding) r_.token_rows.push_back({b.group, b.index, b.count});
+    r_.edges[i].push_back(std::move(b));
+    named_[op.output] = target;
+    return absl::OkStatus();
+  }
+
+  // One of q, k, v: where its weights are in the parameter vector.
+  struct Projection {
+    size_t param = 0;
+    int64_t first_row = 0, stride_out = 0, stride_in = 0;
+  };
+
+  // The packed weight (3 D, d), or (d, 3 D) transposed; sets *D.
+  absl::StatusOr<std::vector<Projection>> PackedWeight(size_t i, const DescriptionOp& op, int64_t d,
+                                                       int64_t* D) {
+    NINO_ASSIGN_OR_RETURN(const size_t p, Claim(i, "weight", op.weight));
+    const ParamSpec& w = params_[p];
+    const std::vector<int64_t>& s = w.shape;
+    const bool ok = s.size() == 2 && NonEmpty(s) && s[op.transposed ? 0 : 1] == d &&
+                    s[op.transposed ? 1 : 0] % 3 == 0;
+    if (!ok) {
+      return Error(
+          i, absl::StrCat("weight '", w.name, "' has shape ", ShapeString(s),
+                          "; a packed q|k|v weight is ", op.transposed ? "(d, 3 D)" : "(3 D, d)",
+                          " with d = ", d, ", the units of input group '", op.inputs[0], "'"));
+    }
+    *D = s[op.transposed ? 1 : 0] / 3;
+    std::vector<Projection> out;
+    for (int64_t part = 0; part < 3; ++part) {
+      out.push_back(op.transposed ? Projection{p, w.offset + part * *D, 1, 3 * *D}
+                                  : Projection{p, w.offset + part * *D * d, d, 1});
+    }
+    return out;
+  }
+
+  // One split projection (D, d), or (d, D) transposed; D = 0 reads it from the query.
+  absl::StatusOr<Projection> SplitWeight(size_t i, const DescriptionOp& op, const char* field,
+                                         const std::string& name, int64_t d, int64_t* D) {
+    NINO_ASSIGN_OR_RETURN(const size_t p, Claim(i, field, name));
+    const ParamSpec& w = params_[p];
+    const std::vector<int64_t>& s = w.shape;
+    const int64_t in = s.size() == 2 ? s[op.transposed ? 0 : 1] : -1;
+    const int64_t out = s.size() == 2 ? s[op.transposed ? 1 : 0] : -1;
+    const std::string expected = op.transposed ? "(d, D)" : "(D, d)";
+    if (s.size() != 2 || !NonEmpty(s) || in != d) {
+      return Error(i, absl::StrCat(field, " '", name, "' has shape ", ShapeString(s), "; expected ",
+                                   expected, " with d = ", d, ", the units of input group '",
+                                   op.inputs[0], "'"));
+    }
+    if (*D == 0) *D = out;
+    if (out < *D) {
+      return Error(i, absl::StrCat(field, " '", name, "' ", ShapeString(s), " has ", out,
+                                   " units, fewer than the query's ", *D,
+                                   ": grouped-query attention is not in description version 2"));
+    }
+    if (out != *D) {
+      return Error(i, absl::StrCat(field, " '", name, "' ", ShapeString(s), " has ", out,
+                                   " units; expected ", *D, " as the query"));
+    }
+    return op.transposed ? Projection{p, w.offset, 1, out} : Projection{p, w.offset, d, 1};
+  }
+
+  // Bias rows of q, k, v (-1: none): packed (3 D) or split (D) each.
+  absl::StatusOr<std::vector<int64_t>> AttentionBiases(size_t i, const DescriptionOp& op,
+                                                       int64_t D) {
+    std::vector<int64_t> rows(3, -1);
+    if (!op.weight.empty()) {
+      if (op.bias.empty()) return rows;
+      NINO_ASSIGN_OR_RETURN(const size_t p, ClaimOneD(i, "bias", op.bias, 3 * D));
+      for (int64_t part = 0; part < 3; ++part) rows[part] = params_[p].offset + part * D;
+      return rows;
+    }
+    const std::pair<const char*, const std::string*> split[] = {
+        {"query_bias", &op.query_bias}, {"key_bias", &op.key_bias}, {"value_bias", &op.value_bias}};
+    for (int part = 0; part < 3; ++part) {
+      if (split[part].second->empty()) continue;
+      NINO_ASSIGN_OR_RETURN(const size_t p,
+                            ClaimOneD(i, split[part].first, *split[part].second, D));
+      rows[part] = params_[p].offset;
+    }
+    return rows;
+  }
+
+  static EdgeBlock WeightEdges(const Projection& w, const Units& in, const Units& out, int64_t type,
+                               bool reversed) {
+    EdgeBlock b;
+    b.kind = EdgeBlock::Kind::kWeight;
+    b.type = type;
+    b.in = in;
+    b.out = out;
+    b.first_row = w.first_row;
+    b.stride_out = w.stride_out;
+    b.stride_in = w.stride_in;
+    b.reversed = reversed;
+    return b;
+  }
+
+  // Nodes: the key bias joins the input's group; then head nodes, q / v bias nodes, D query
+  // units, D value units (the output). Edges in the order of the doc.
+  absl::Status Attention(size_t i, const DescriptionOp& op) {
+    const Units& x = Group(op.inputs[0]);
+    const int64_t d = CountUnits(x);
+    int64_t D = 0;
+    std::vector<Projection> qkv;
+    if (!op.weight.empty()) {
+      NINO_ASSIGN_OR_RETURN(qkv, PackedWeight(i, op, d, &D));
+    } else {
+      for (const auto& [field, name] :
+           {std::pair<const char*, const std::string*>{"query", &op.query},
+            {"key", &op.key},
+            {"value", &op.value}}) {
+        NINO_ASSIGN_OR_RETURN(Projection w, SplitWeight(i, op, field, *name, d, &D));
+        qkv.push_back(w);
+      }
+    }
+    if (D % op.heads != 0) {
+      return Error(i, absl::StrCat(D, " query units (", op.weight.empty() ? "query '" : "weight '",
+                                   op.weight.empty() ? op.query : op.weight,
+                                   "') are not divisible by heads ", op.heads));
+    }
+    NINO_RETURN_IF_ERROR(CheckUnits(i, D));
+    NINO_ASSIGN_OR_RETURN(const std::vector<int64_t> bias, AttentionBiases(i, op, D));
+    const std::pair<int64_t, int64_t> kb = bias[1] >= 0 ? NewAux(x) : std::make_pair(-1L, 0L);
+    const Units heads = WholeGroup(NewGroup(op.heads));
+    const int64_t qg = NewGroup(D);
+    const std::pair<int64_t, int64_t> qb = bias[0] >= 0 ? NewAux(WholeGroup(qg)) : kb;
+    const std::pair<int64_t, int64_t> vb = bias[2] >= 0 ? NewAux(WholeGroup(qg)) : kb;
+    const Units q = WholeGroup(qg);
+    const Units v = WholeGroup(NewGroup(D));
+    const int64_t hd = D / op.heads;
+    std::vector<EdgeBlock>& e = r_.edges[i];
+    e.push_back(WeightEdges(qkv[0], x, q, kEdgeQuery, false));
+    e.push_back(Tie(heads, q, hd, kEdgeHead));
+    if (bias[0] >= 0) e.push_back(AuxEdges(qb, q, kEdgeBias, bias[0]));
+    e.push_back(WeightEdges(qkv[1], x, q, kEdgeKey, true));
+    if (bias[1] >= 0) e.push_back(AuxEdges(kb, x, kEdgeBias, bias[1]));
+    e.push_back(WeightEdges(qkv[2], x, v, kEdgeValue, false));
+    e.push_back(Tie(heads, v, hd, kEdgeHead));
+    if (bias[2] >= 0) e.push_back(AuxEdges(vb, v, kEdgeBias, bias[2]));
+    named_[op.output] = v;
+    return absl::OkStatus();
+  }
+
   const std::vector<ParamSpec>& params_;
   const ModelDescription& d_;
   std::map<std::string, size_t> by_name_;
@@ -299,12 +573,13 @@ class Resolver {
 
 // ---- Emit pass: node ids, then the edge list ----
 
-// Node ids: each group's auxiliary nodes, then its units, groups in creation order. Returns N.
+// Node ids: each group's prelude (rows, auxiliary nodes), then its units, groups in creation
+// order. Returns N.
 int64_t AllocateNodes(std::vector<UnitGroup>* groups) {
   int64_t next = 0;
   for (UnitGroup& g : *groups) {
     g.first_node = next;
-    next += static_cast<int64_t>(g.aux.size()) + g.units;
+    next += g.rows + g.aux + g.units;
   }
   return next;
 }
@@ -313,8 +588,8 @@ std::vector<int64_t> NodesOf(const Units& units, const std::vector<UnitGroup>& g
   std::vector<int64_t> nodes;
   nodes.reserve(CountUnits(units));
   for (const Segment& s : units) {
-    const int64_t first =
-        groups[s.group].first_node + static_cast<int64_t>(groups[s.group].aux.size()) + s.begin;
+    const UnitGroup& g = groups[s.group];
+    const int64_t first = g.first_node + g.rows + g.aux + s.begin;
     for (int64_t k = 0; k < s.count; ++k) nodes.push_back(first + k);
   }
   return nodes;
@@ -348,51 +623,47 @@ class EdgeList {
   NeuralGraph g_;
 };
 
-// Weight (out, in[, kh, kw]): edge i -> o, input-major; slot f = W[o, i, f / kw, f % kw].
-void EmitDense(const ParamSpec& w, const ParamUse& use, const std::vector<UnitGroup>& groups,
-               EdgeList* edges) {
-  const std::vector<int64_t> in = NodesOf(use.in, groups);
-  const std::vector<int64_t> out = NodesOf(use.out, groups);
-  const int64_t n_in = w.shape[1], n_out = w.shape[0];
-  const int64_t k = w.shape.size() == 4 ? w.shape[2] * w.shape[3] : 1;
-  const int64_t type = w.shape.size() == 4 ? kEdgeConv : kEdgeFullyConnected;
-  for (int64_t i = 0; i < n_in; ++i) {
-    for (int64_t o = 0; o < n_out; ++o) {
-      const int64_t row = w.offset + (o * n_in + i) * k;
-      const int64_t e = edges->Add(in[i], out[o], type, row);
-      for (int64_t f = 1; f < k; ++f) edges->SetSlot(e, f, row + f);
+void EmitWeight(const EdgeBlock& b, const std::vector<UnitGroup>& groups, EdgeList* edges) {
+  const std::vector<int64_t> in = NodesOf(b.in, groups);
+  const std::vector<int64_t> out = NodesOf(b.out, groups);
+  for (size_t i = 0; i < in.size(); ++i) {
+    for (size_t o = 0; o < out.size(); ++o) {
+      const int64_t row = b.first_row + static_cast<int64_t>(o) * b.stride_out +
+                          static_cast<int64_t>(i) * b.stride_in;
+      const int64_t e = b.reversed ? edges->Add(out[o], in[i], b.type, row)
+                                   : edges->Add(in[i], out[o], b.type, row);
+      for (int64_t f = 1; f < b.slots; ++f) edges->SetSlot(e, f, row + f);
     }
   }
 }
 
-// 1-D parameter: its auxiliary node -> unit j, slot 0 = p[j].
-void EmitOneD(const ParamSpec& p, const ParamUse& use, const std::vector<UnitGroup>& groups,
-              EdgeList* edges) {
-  const int64_t aux = groups[use.aux_group].first_node + use.aux_index;
-  const int64_t type = use.role == Role::kGain ? kEdgeNormWeight : kEdgeBias;
-  const std::vector<int64_t> units = NodesOf(use.out, groups);
-  for (size_t j = 0; j < units.size(); ++j) {
-    edges->Add(aux, units[j], type, p.offset + static_cast<int64_t>(j));
-  }
-}
-
-void EmitTie(const Tie& tie, const std::vector<UnitGroup>& groups, EdgeList* edges) {
-  const std::vector<int64_t> from = NodesOf(tie.from, groups);
-  const std::vector<int64_t> to = NodesOf(tie.to, groups);
-  if (tie.positions == 0) {
-    for (size_t k = 0; k < from.size(); ++k) edges->Add(from[k], to[k], kEdgeResidual, kSlotOne);
+void EmitBlock(const EdgeBlock& b, const std::vector<UnitGroup>& groups, EdgeList* edges) {
+  if (b.kind == EdgeBlock::Kind::kWeight) return EmitWeight(b, groups, edges);
+  const std::vector<int64_t> out = NodesOf(b.out, groups);
+  const int64_t n = static_cast<int64_t>(out.size());
+  if (b.kind == EdgeBlock::Kind::kAux) {
+    const int64_t aux = groups[b.group].first_node + groups[b.group].rows + b.index;
+    for (int64_t j = 0; j < n; ++j) edges->Add(aux, out[j], b.type, b.first_row + j);
     return;
   }
-  for (size_t c = 0; c < from.size(); ++c) {
-    for (int64_t p = 0; p < tie.positions; ++p) {
-      edges->Add(from[c], to[c * tie.positions + p], kEdgeResidual, kSlotOne);
+  if (b.kind == EdgeBlock::Kind::kRows) {
+    const int64_t first = groups[b.group].first_node + b.index;
+    for (int64_t r = 0; r < b.count; ++r) {
+      for (int64_t j = 0; j < n; ++j)
+        edges->Add(first + r, out[j], b.type, b.first_row + r * n + j);
+    }
+    return;
+  }
+  const std::vector<int64_t> in = NodesOf(b.in, groups);
+  if (b.positions == 0) {
+    for (size_t k = 0; k < in.size(); ++k) edges->Add(in[k], out[k], b.type, kSlotOne);
+    return;
+  }
+  for (size_t c = 0; c < in.size(); ++c) {
+    for (int64_t p = 0; p < b.positions; ++p) {
+      edges->Add(in[c], out[c * b.positions + p], b.type, kSlotOne);
     }
   }
-}
-
-int64_t TieEdges(const Tie& tie) {
-  const int64_t from = CountUnits(tie.from);
-  return tie.positions == 0 ? from : from * tie.positions;
 }
 
 // ---- DescribeGenericChain ----
@@ -405,7 +676,9 @@ std::string ModuleOf(const std::string& param_name) {
 // The generic chain, op by op: dense per weight, its bias, norm ops for the other 1-D params.
 class ChainDescriber {
  public:
-  explicit ChainDescriber(const std::vector<ParamSpec>& params) : params_(params) {}
+  explicit ChainDescriber(const std::vector<ParamSpec>& params) : params_(params) {
+    d_.version = 1;  // the lowest version that says it
+  }
 
   absl::StatusOr<ModelDescription> Run() {
     NINO_RETURN_IF_ERROR(CheckLayout());
@@ -521,15 +794,15 @@ absl::StatusOr<NeuralGraph> BuildGraphFromDescription(const std::vector<ParamSpe
   NINO_ASSIGN_OR_RETURN(ResolvedDescription r, Resolver(params, d).Run());
   const int64_t num_nodes = AllocateNodes(&r.groups);
   EdgeList edges(r.feat_size);
-  for (size_t p = 0; p < params.size(); ++p) {
-    if (r.uses[p].role == Role::kDenseWeight) {
-      EmitDense(params[p], r.uses[p], r.groups, &edges);
-    } else {
-      EmitOneD(params[p], r.uses[p], r.groups, &edges);
-    }
+  for (size_t i = 0; i < d.ops.size(); ++i) {
+    for (const EdgeBlock& b : r.residuals[i]) EmitBlock(b, r.groups, &edges);
+    for (const EdgeBlock& b : r.edges[i]) EmitBlock(b, r.groups, &edges);
   }
-  for (const Tie& tie : r.ties) EmitTie(tie, r.groups, &edges);
   NeuralGraph g = edges.Finish(num_nodes, TotalParams(params));
+  for (const TokenRows& t : r.token_rows) {
+    const int64_t first = r.groups[t.group].first_node + t.index;
+    for (int64_t row = 0; row < t.count; ++row) g.pos_w[first + row] = row + 1;
+  }
   NINO_RETURN_IF_ERROR(g.Validate());
   return g;
 }
@@ -540,11 +813,10 @@ absl::StatusOr<DescribedGraphSize> CountGraphFromDescription(const std::vector<P
   DescribedGraphSize size;
   size.nodes = AllocateNodes(&r.groups);
   size.feat_size = r.feat_size;
-  for (size_t p = 0; p < params.size(); ++p) {
-    const ParamSpec& spec = params[p];
-    size.edges += r.uses[p].role == Role::kDenseWeight ? spec.shape[0] * spec.shape[1] : spec.numel;
+  for (size_t i = 0; i < d.ops.size(); ++i) {
+    for (const EdgeBlock& b : r.residuals[i]) size.edges += BlockEdges(b);
+    for (const EdgeBlock& b : r.edges[i]) size.edges += BlockEdges(b);
   }
-  for (const Tie& tie : r.ties) size.edges += TieEdges(tie);
   size.edges += size.nodes;
   return size;
 }

@@ -1,10 +1,12 @@
 // The one graph builder driven by a model description (issue 15): any model whose connectivity a
-// ModelDescription states (chains, flatten, pooling, residual blocks, concatenation) becomes a
-// neural graph without per-architecture code. docs/GRAPH_DESCRIPTION.md is the contract: node
-// allocation, edge order, edge types and slots, and the invariants below.
+// ModelDescription states (chains, flatten, pooling, residual blocks, concatenation; version 2:
+// embeddings, attention, (in, out) weights) becomes a neural graph without per-architecture code.
+// docs/GRAPH_DESCRIPTION.md is the contract: node allocation, edge order, edge types and slots, and
+// the invariants below.
 //
 // For a strict chain of linear / conv layers, DescribeGenericChain + BuildGraphFromDescription
-// equals BuildGenericGraph node for node and edge for edge (graph_from_description_test).
+// equals BuildGenericGraph node for node and edge for edge (graph_from_description_test); for
+// GPT-2, DescribeGpt2 + BuildGraphFromDescription is the gpt2 kind (gpt2_description.h).
 #ifndef NINO_COMMON_NINO_GRAPH_FROM_DESCRIPTION_H_
 #define NINO_COMMON_NINO_GRAPH_FROM_DESCRIPTION_H_
 
@@ -22,10 +24,15 @@ namespace nino {
 // is involved, the parameter: ValidateModelDescription; every parameter named in exactly one op
 // and every name a parameter; dense weights 2-D (out, in) or 4-D (out, in, kh, kw), non-empty,
 // with `in` equal to the input group's units (a 4-D weight whose `in` divides them is named a
-// grouped / depthwise convolution, not in version 1); a dense bias 1-D of length out; norm gains
-// and shifts 1-D with one entry per unit of the input group; add operands of equal size; at most
-// 2^40 units per group. The built graph passes NeuralGraph::Validate() (every parameter row in
-// exactly one slot, one self-loop per node); a failure there is INTERNAL.
+// grouped / depthwise convolution); `transposed` dense weights 2-D (in, out); a dense bias 1-D of
+// length out; norm gains and shifts 1-D with one entry per unit of the input group; add operands
+// of equal size; embedding tables non-empty, their last dimension = the units of the one group
+// they feed; attention weights (3 D, d) packed, (d, 3 D) packed transposed, three (D, d) split
+// ((d, D) transposed) with d the input's units, k / v as large as q (grouped-query attention is
+// refused), D divisible by heads, biases (3 D) packed or (D) each; at most 2^40 units per group.
+// Edges come in op order (docs/GRAPH_DESCRIPTION.md, "Version 2"). The built graph passes
+// NeuralGraph::Validate() (every parameter row in exactly one slot, one self-loop per node); a
+// failure there is INTERNAL.
 absl::StatusOr<NeuralGraph> BuildGraphFromDescription(const std::vector<ParamSpec>& params,
                                                       const ModelDescription& d);
 

@@ -309,15 +309,16 @@ TEST(DescribedGraph, LeNetFlattenGivesEveryLinearInputItsOwnNode) {
   EXPECT_EQ(g.src[0], 0);
   EXPECT_EQ(g.dst[0], 2);
   for (int f = 0; f < 25; ++f) EXPECT_EQ(g.param_index[f], f);
+  // Edges in op order: conv1, conv2, the flatten's ties, fc1, fc2, fc3.
   // fc1's first edge: flatten unit 0 (node 25) -> fc1 unit 0 (node 282); then 25 -> 283.
-  const int64_t e_fc1 = 6 + 6 + 96 + 16;
+  const int64_t e_fc1 = 6 + 6 + 96 + 16 + ties;
   EXPECT_EQ(g.src[e_fc1], 25);
   EXPECT_EQ(g.dst[e_fc1], 282);
   EXPECT_EQ(g.param_index[e_fc1 * 25], params[4].offset);
   EXPECT_EQ(g.dst[e_fc1 + 1], 283);
   EXPECT_EQ(g.param_index[(e_fc1 + 1) * 25], params[4].offset + 256);  // W[1, 0]
-  // The ties follow the parameter edges: channel c of conv2 (node 9 + c) -> units 25 + 16c + p.
-  const int64_t e_tie = params_edges;
+  // The ties follow conv2's edges: channel c of conv2 (node 9 + c) -> units 25 + 16c + p.
+  const int64_t e_tie = 6 + 6 + 96 + 16;
   for (int64_t c : {0, 5, 15}) {
     for (int64_t p : {0, 7, 15}) {
       const int64_t e = e_tie + c * 16 + p;
@@ -341,13 +342,18 @@ TEST(DescribedGraph, ResidualBlockWithIdentityShortcut) {
   EXPECT_EQ(g.feat_size, 9);
   EXPECT_EQ(CountType(g, kEdgeNormWeight), 3 * 8);
   EXPECT_EQ(CountType(g, kEdgeBias), 3 * 8 + 10);
-  // The shortcut's units (conv0's channels) feed the block's output (conv2's channels).
+  // The shortcut's units (conv0's channels) feed the block's output (conv2's channels): the
+  // residual edges come first among conv2's (after conv0, bn0, conv1, bn1).
+  const int64_t e_res = 8 * 3 + 16 + 64 + 16;
   for (int64_t k = 0; k < 8; ++k) {
-    EXPECT_EQ(g.src[params_edges + k], 5 + k);
-    EXPECT_EQ(g.dst[params_edges + k], 25 + k);
+    EXPECT_EQ(g.src[e_res + k], 5 + k);
+    EXPECT_EQ(g.dst[e_res + k], 25 + k);
+    EXPECT_EQ(g.type[e_res + k], kEdgeResidual);
   }
+  EXPECT_EQ(g.dst[e_res + 8], 25);  // then conv2's weight
+  EXPECT_EQ(g.type[e_res + 8], kEdgeConv);
   // fc reads the add's result: its first edge leaves conv2's channel 0.
-  const int64_t e_fc = params_edges - 80 - 10;
+  const int64_t e_fc = params_edges + 8 - 80 - 10;
   EXPECT_EQ(g.src[e_fc], 25);
   EXPECT_EQ(g.dst[e_fc], 34);
   // The operand order of the add does not matter: the later-allocated operand is the result.
@@ -363,8 +369,10 @@ TEST(DescribedGraph, ResidualBlockWithProjectionShortcut) {
   EXPECT_EQ(g.num_nodes, nodes);
   const int64_t params_edges = 8 * 3 + 16 + 16 * 8 + 32 + 16 * 16 + 32 + 16 * 8 + 32 + 160 + 10;
   EXPECT_EQ(g.num_edges(), params_edges + 16 + nodes);
-  // The 1x1 projection conv uses slot 0 of its 9; its first edge: conv0 channel 0 -> node 51.
-  const int64_t e_down = 8 * 3 + 16 + 16 * 8 + 32 + 16 * 16 + 32;
+  // The 1x1 projection conv uses slot 0 of its 9; its first edge: conv0 channel 0 -> node 51,
+  // after the residual edges into its channels.
+  const int64_t e_res = 8 * 3 + 16 + 16 * 8 + 32 + 16 * 16 + 32;
+  const int64_t e_down = e_res + 16;
   EXPECT_EQ(g.type[e_down], kEdgeConv);
   EXPECT_EQ(g.src[e_down], 5);
   EXPECT_EQ(g.dst[e_down], 51);
@@ -373,10 +381,10 @@ TEST(DescribedGraph, ResidualBlockWithProjectionShortcut) {
   // torchvision computes the projection after bn2: the projection is allocated later and is the
   // add's result; the main path's channels feed it, and fc reads it.
   for (int64_t k = 0; k < 16; ++k) {
-    EXPECT_EQ(g.src[params_edges + k], 33 + k);
-    EXPECT_EQ(g.dst[params_edges + k], 51 + k);
+    EXPECT_EQ(g.src[e_res + k], 33 + k);
+    EXPECT_EQ(g.dst[e_res + k], 51 + k);
   }
-  EXPECT_EQ(g.src[params_edges - 170], 51);
+  EXPECT_EQ(g.src[params_edges + 16 - 170], 51);
   ExpectSameGraph(BuildChecked(params, ResidualDescription(true, true)), g);
 }
 
@@ -402,13 +410,13 @@ TEST(DescribedGraph, ConcatJoinsUnitsAndANormOnItGetsItsOwnNodes) {
   // b: aux 9, units 10..14; ln's aux 15, 16 where the norm stands; c: units 17, 18.
   EXPECT_EQ(g.num_nodes, 1 + 4 + (1 + 3) + (1 + 5) + 2 + 2);
   EXPECT_EQ(g.num_edges(), 12 + 3 + 20 + 5 + 4 + 8 + 8 + 16 + g.num_nodes);
-  EXPECT_EQ(g.src[0], 1);  // a.weight: input 0 (node 1) -> a's unit 0 (node 6)
-  EXPECT_EQ(g.dst[0], 6);
-  const int64_t e_in_norm = 12 + 3 + 20 + 5;
-  EXPECT_EQ(g.src[e_in_norm], 0);
-  EXPECT_EQ(g.dst[e_in_norm], 1);
-  EXPECT_EQ(g.type[e_in_norm], kEdgeNormWeight);
-  const int64_t e_ln = e_in_norm + 4;
+  // Edges in op order: in_norm first, then a.weight: input 0 (node 1) -> a's unit 0 (node 6).
+  EXPECT_EQ(g.src[0], 0);
+  EXPECT_EQ(g.dst[0], 1);
+  EXPECT_EQ(g.type[0], kEdgeNormWeight);
+  EXPECT_EQ(g.src[4], 1);
+  EXPECT_EQ(g.dst[4], 6);
+  const int64_t e_ln = 4 + 12 + 3 + 20 + 5;
   for (int64_t k = 0; k < 8; ++k) {
     const int64_t unit = k < 3 ? 6 + k : 10 + (k - 3);
     EXPECT_EQ(g.src[e_ln + k], 15);  // ln.weight's node -> the k-th unit of the concatenation
@@ -466,12 +474,16 @@ TEST(DescribedGraph, ChainedAddsAndANormAfterAnAdd) {
   // d3 14..17; d4 18, 19.
   EXPECT_EQ(g.num_nodes, 20);
   EXPECT_EQ(g.num_edges(), 16 * 3 + 8 + 8 + 8 + 20);  // weights, norm, d4, two adds, loops
-  const int64_t e_res = 16 + 16 + 8 + 16 + 8;
-  EXPECT_EQ(g.src[e_res], 0);  // x -> d2
-  EXPECT_EQ(g.dst[e_res], 10);
-  EXPECT_EQ(g.src[e_res + 4], 10);  // s (d2) -> d3
-  EXPECT_EQ(g.dst[e_res + 4], 14);
-  EXPECT_EQ(g.src[16 + 16 + 8 + 16], 14);  // d4 reads d3's units
+  // Op order, each add's residual edges just before the weight of the dense op it joins:
+  // d1, x -> d2, d2, n, s -> d3, d3, d4.
+  EXPECT_EQ(g.src[16], 0);  // x -> d2
+  EXPECT_EQ(g.dst[16], 10);
+  EXPECT_EQ(g.type[16], kEdgeResidual);
+  const int64_t e_res2 = 16 + 4 + 16 + 8;
+  EXPECT_EQ(g.src[e_res2], 10);  // s (d2) -> d3
+  EXPECT_EQ(g.dst[e_res2], 14);
+  EXPECT_EQ(g.type[e_res2], kEdgeResidual);
+  EXPECT_EQ(g.src[e_res2 + 4 + 16], 14);  // d4 reads d3's units
 }
 
 // ---- Refusals ----
@@ -575,8 +587,8 @@ TEST(DescribedGraphErrors, OpsMustCarryTheirFieldsOnly) {
                 {"op 0 (input 'x')", "field 'weight' does not apply"});
   ExpectRefused(LeNet(), EditedLeNet([](ModelDescription* d) { d->ops[2].inputs.push_back("x"); }),
                 {"op 2 (alias 'relu1')", "takes 1 input group(s), got 2"});
-  ExpectRefused(LeNet(), EditedLeNet([](ModelDescription* d) { d->version = 2; }),
-                {"version: 2", "reads version 1"});
+  ExpectRefused(LeNet(), EditedLeNet([](ModelDescription* d) { d->version = 3; }),
+                {"version: 3", "reads versions 1 to 2"});
   ExpectRefused(LeNet(), ModelDescription{}, {"no ops"});
   ModelDescriptionBuilder b;
   b.Concat({b.Input(2, "x")}, "cat");
@@ -615,6 +627,329 @@ TEST(DescribedGraphErrors, DescribeGenericChainRefusesWhatTheChainCannotMap) {
   ASSERT_FALSE(g.ok());
   EXPECT_NE(g.status().message().find("'b.weight' (3, 5) reads 5"), std::string::npos)
       << g.status();
+}
+
+// ---- Version 2: embeddings, attention, (in, out) weights ----
+
+// A small ViT on 1-channel images: patch conv (d, 1, p, p) + bias, class token (1, 1, d) and
+// position table (1, n + 1, d) into the patch group, L pre-norm blocks with packed attention as
+// nn.MultiheadAttention names it (in_proj_weight (3d, d), in_proj_bias, out_proj), MLP 4d with
+// GELU, final LayerNorm, head Linear(d, 10). `split`: q / k / v as three (d, d) weights and
+// three biases, consecutive where the packed ones were (so the flat layout is the same).
+struct VitConfig {
+  int L = 2;
+  int64_t d = 8, heads = 2, patch = 4, patches = 4;  // 8x8 images
+};
+
+Shapes VitLayout(const VitConfig& c, bool split) {
+  const int64_t d = c.d;
+  Shapes s = {{"cls_token", {1, 1, d}},
+              {"pos_embed", {1, c.patches + 1, d}},
+              {"patch_embed.weight", {d, 1, c.patch, c.patch}},
+              {"patch_embed.bias", {d}}};
+  for (int b = 0; b < c.L; ++b) {
+    const std::string h = "blocks." + std::to_string(b) + ".";
+    s.push_back({h + "norm1.weight", {d}});
+    s.push_back({h + "norm1.bias", {d}});
+    if (split) {
+      for (const char* w : {"q", "k", "v"}) s.push_back({h + "attn." + w + ".weight", {d, d}});
+      for (const char* w : {"q", "k", "v"}) s.push_back({h + "attn." + w + ".bias", {d}});
+    } else {
+      s.push_back({h + "attn.in_proj_weight", {3 * d, d}});
+      s.push_back({h + "attn.in_proj_bias", {3 * d}});
+    }
+    s.push_back({h + "attn.out_proj.weight", {d, d}});
+    s.push_back({h + "attn.out_proj.bias", {d}});
+    s.push_back({h + "norm2.weight", {d}});
+    s.push_back({h + "norm2.bias", {d}});
+    s.push_back({h + "mlp.0.weight", {4 * d, d}});
+    s.push_back({h + "mlp.0.bias", {4 * d}});
+    s.push_back({h + "mlp.2.weight", {d, 4 * d}});
+    s.push_back({h + "mlp.2.bias", {d}});
+  }
+  s.push_back({"norm.weight", {d}});
+  s.push_back({"norm.bias", {d}});
+  s.push_back({"head.weight", {10, d}});
+  s.push_back({"head.bias", {10}});
+  return s;
+}
+
+ModelDescription VitDescription(const VitConfig& c, bool split) {
+  ModelDescriptionBuilder b;
+  std::string x = b.Input(1, "image");
+  x = b.Dense(x, "patch_embed.weight", "patch_embed.bias", "patch_embed");
+  x = b.Embedding("cls_token", "token", x, "cls");
+  x = b.Embedding("pos_embed", "position", x, "pos");
+  for (int blk = 0; blk < c.L; ++blk) {
+    const std::string h = "blocks." + std::to_string(blk) + ".";
+    std::string y = b.Norm(x, h + "norm1.weight", h + "norm1.bias", h + "norm1");
+    if (split) {
+      const std::string a = h + "attn.";
+      y = b.Attention(y, c.heads,
+                      {a + "q.weight", a + "k.weight", a + "v.weight", a + "q.bias", a + "k.bias",
+                       a + "v.bias"},
+                      h + "attn");
+    } else {
+      y = b.Attention(y, c.heads, h + "attn.in_proj_weight", h + "attn.in_proj_bias", false,
+                      h + "attn");
+    }
+    y = b.Dense(y, h + "attn.out_proj.weight", h + "attn.out_proj.bias", h + "out_proj");
+    x = b.Add(x, y, h + "add1");
+    y = b.Norm(x, h + "norm2.weight", h + "norm2.bias", h + "norm2");
+    y = b.Dense(y, h + "mlp.0.weight", h + "mlp.0.bias", h + "fc1");
+    y = b.Alias(y, "gelu", h + "gelu");
+    y = b.Dense(y, h + "mlp.2.weight", h + "mlp.2.bias", h + "fc2");
+    x = b.Add(x, y, h + "add2");
+  }
+  x = b.Norm(x, "norm.weight", "norm.bias", "norm");
+  b.Dense(x, "head.weight", "head.bias", "head");
+  return b.description();
+}
+
+TEST(DescribedGraphV2, SmallVitHasItsClosedFormSize) {
+  for (const VitConfig& c : {VitConfig{}, VitConfig{1, 12, 3, 2, 16}, VitConfig{3, 8, 8, 4, 4}}) {
+    const std::vector<ParamSpec> params = Table(VitLayout(c, false));
+    const ModelDescription d = VitDescription(c, false);
+    EXPECT_EQ(d.version, 2);
+    const NeuralGraph g = BuildChecked(params, d);
+    const int64_t L = c.L, D = c.d, H = c.heads, n = c.patches;
+    // N = input 1 + patch bias 1 + class-token row 1 + position rows n+1 + patch units d
+    //   + L (H heads + q/v bias 2 + q and v units 2d + out_proj bias, units 1 + d + fc1 bias,
+    //        units 1 + 4d + fc2 bias, units 1 + d + norm1 2 + key bias 1 + norm2 2)
+    //   + final norm 2 + head bias, logits 1 + 10.
+    const int64_t nodes = 1 + 1 + 1 + (n + 1) + D + L * (8 * D + H + 10) + 2 + 11;
+    EXPECT_EQ(g.num_nodes, nodes);
+    // E = patch conv d (one edge per channel, p x p slots) + its bias d + class token d
+    //   + positions (n+1) d + L (12 d^2 + 17 d) + final norm 2d + head 10d + 10 + N.
+    const int64_t edges =
+        D + D + D + (n + 1) * D + L * (12 * D * D + 17 * D) + 2 * D + 10 * D + 10 + nodes;
+    EXPECT_EQ(g.num_edges(), edges);
+    EXPECT_EQ(g.feat_size, c.patch * c.patch);
+    EXPECT_EQ(CountType(g, kEdgeWordEmbedding), D);
+    EXPECT_EQ(CountType(g, kEdgePosEmbedding), (n + 1) * D);
+    EXPECT_EQ(CountType(g, kEdgeQuery), L * D * D);
+    EXPECT_EQ(CountType(g, kEdgeKey), L * D * D);
+    EXPECT_EQ(CountType(g, kEdgeValue), L * D * D);
+    EXPECT_EQ(CountType(g, kEdgeHead), L * 2 * D);
+    EXPECT_EQ(CountType(g, kEdgeResidual), L * 2 * D);
+    // Node 0 is the image channel; the patch group's prelude: the class-token row (pos_w 1), the
+    // n + 1 position rows (pos_w 0), the patch bias, block 0's norm1 gain and shift, its key
+    // bias; then the d patch units.
+    EXPECT_EQ(g.pos_w[1], 1);
+    for (int64_t r = 0; r <= n; ++r) EXPECT_EQ(g.pos_w[2 + r], 0);
+    EXPECT_EQ(g.src[0], 0);  // the patch conv's first edge: image -> patch unit 0
+    EXPECT_EQ(g.dst[0], 1 + 1 + (n + 1) + 4);
+    EXPECT_EQ(g.type[0], kEdgeConv);
+  }
+}
+
+TEST(DescribedGraphV2, SplitProjectionsGiveThePackedGraph) {
+  const VitConfig c;
+  const NeuralGraph packed = BuildChecked(Table(VitLayout(c, false)), VitDescription(c, false));
+  // q, k, v weights then biases where in_proj_weight and in_proj_bias were: the flat layout is
+  // the same, so the graphs are identical, slots included.
+  const NeuralGraph split = BuildChecked(Table(VitLayout(c, true)), VitDescription(c, true));
+  ExpectSameGraph(split, packed);
+  // With the biases interleaved (q.weight, q.bias, k.weight, ...) only the slot rows move.
+  Shapes interleaved;
+  for (const auto& p : VitLayout(c, true)) {
+    if (p.first.find(".attn.") != std::string::npos && p.first.find("_proj") == std::string::npos &&
+        p.first.find(".bias") != std::string::npos) {
+      continue;
+    }
+    interleaved.push_back(p);
+    if (p.first.find(".attn.") != std::string::npos && p.first.find("_proj") == std::string::npos) {
+      const std::string bias = p.first.substr(0, p.first.size() - 6) + "bias";
+      interleaved.push_back({bias, {c.d}});
+    }
+  }
+  const std::vector<ParamSpec> params = Table(interleaved);
+  const NeuralGraph moved = BuildChecked(params, VitDescription(c, true));
+  EXPECT_EQ(moved.src, packed.src);
+  EXPECT_EQ(moved.dst, packed.dst);
+  EXPECT_EQ(moved.type, packed.type);
+  EXPECT_EQ(moved.pos_w, packed.pos_w);
+  EXPECT_NE(moved.param_index, packed.param_index);
+  // Each slot holds the same parameter entry in both: map rows to (name, index in tensor).
+  auto entry = [](const std::vector<ParamSpec>& table, int64_t row) {
+    for (const ParamSpec& p : table) {
+      if (row >= p.offset && row < p.offset + p.numel) {
+        return std::make_pair(p.name, row - p.offset);
+      }
+    }
+    return std::make_pair(std::string(), row);  // constants
+  };
+  const std::vector<ParamSpec> split_table = Table(VitLayout(c, true));
+  for (size_t s = 0; s < moved.param_index.size(); ++s) {
+    ASSERT_EQ(entry(params, moved.param_index[s]), entry(split_table, split.param_index[s])) << s;
+  }
+}
+
+TEST(DescribedGraphV2, TinyGptWithSplitProjectionsAndAnUntiedHead) {
+  const int64_t V = 11, P = 5, d = 8, H = 2, L = 2;
+  Shapes s = {{"tok.weight", {V, d}}, {"pos.weight", {P, d}}};
+  ModelDescriptionBuilder b;
+  std::string x = b.Embedding("tok.weight", "token", "", "tok");
+  x = b.Embedding("pos.weight", "position", x, "pos");
+  for (int blk = 0; blk < L; ++blk) {
+    const std::string h = "blocks." + std::to_string(blk) + ".";
+    for (const char* w : {"ln1.weight", "ln1.bias"}) s.push_back({h + w, {d}});
+    for (const char* w : {"q.weight", "k.weight", "v.weight", "o.weight"}) {
+      s.push_back({h + w, {d, d}});
+    }
+    for (const char* w : {"ln2.weight", "ln2.bias"}) s.push_back({h + w, {d}});
+    s.push_back({h + "fc1.weight", {4 * d, d}});
+    s.push_back({h + "fc1.bias", {4 * d}});
+    s.push_back({h + "fc2.weight", {d, 4 * d}});
+    s.push_back({h + "fc2.bias", {d}});
+    std::string y = b.Norm(x, h + "ln1.weight", h + "ln1.bias");
+    y = b.Attention(y, H, {h + "q.weight", h + "k.weight", h + "v.weight"});
+    x = b.Add(x, b.Dense(y, h + "o.weight"));
+    y = b.Norm(x, h + "ln2.weight", h + "ln2.bias");
+    y = b.Dense(b.Alias(b.Dense(y, h + "fc1.weight", h + "fc1.bias"), "gelu"), h + "fc2.weight",
+                h + "fc2.bias");
+    x = b.Add(x, y);
+  }
+  s.push_back({"ln_f.weight", {d}});
+  s.push_back({"ln_f.bias", {d}});
+  s.push_back({"head.weight", {V, d}});
+  b.Dense(b.Norm(x, "ln_f.weight", "ln_f.bias"), "head.weight");
+  const std::vector<ParamSpec> params = Table(s);
+  const NeuralGraph g = BuildChecked(params, b.description());
+  // N = token rows V + position rows P + units d + L (norm1 2 + H heads + q, v units 2d + norm2
+  //     2 + o units d + fc1 bias, units 1 + 4d + fc2 bias, units 1 + d) + ln_f 2 + logits V.
+  const int64_t nodes = V + P + d + L * (8 * d + H + 6) + 2 + V;
+  EXPECT_EQ(g.num_nodes, nodes);
+  // E = tables (V + P) d + L (12 d^2 + 13 d) + ln_f 2d + head V d + N.
+  EXPECT_EQ(g.num_edges(), (V + P) * d + L * (12 * d * d + 13 * d) + 2 * d + V * d + nodes);
+  for (int64_t v = 0; v < V; ++v) EXPECT_EQ(g.pos_w[v], v + 1);
+  for (int64_t p = 0; p < P; ++p) EXPECT_EQ(g.pos_w[V + p], 0);
+  EXPECT_EQ(g.pos_w[nodes - 1], 0);  // the untied head's logits are not token nodes
+  EXPECT_EQ(CountType(g, kEdgeBias), L * (2 * d + 4 * d + d) + d);  // no attention biases
+  // Block 0's q edge X[0] -> Q[0] carries q.weight[0, 0]; the reversed k edge Q[0] -> X[0]
+  // k.weight[0, 0]. X = V + P + 2 (the norm's gain and shift), heads follow X, then Q.
+  const int64_t X = V + P + 2, Q = X + d + H;
+  const int64_t e_q = (V + P) * d + 2 * d;
+  EXPECT_EQ(g.src[e_q], X);
+  EXPECT_EQ(g.dst[e_q], Q);
+  EXPECT_EQ(g.type[e_q], kEdgeQuery);
+  EXPECT_EQ(g.param_index[e_q], params[4].offset);
+  EXPECT_EQ(g.param_index[e_q + 1], params[4].offset + d);  // W_q[1, 0]
+  const int64_t e_k = e_q + d * d + d;                      // after q and its heads
+  EXPECT_EQ(g.src[e_k], Q);
+  EXPECT_EQ(g.dst[e_k], X);
+  EXPECT_EQ(g.type[e_k], kEdgeKey);
+  EXPECT_EQ(g.param_index[e_k], params[5].offset);
+}
+
+TEST(DescribedGraphV2, TransposedDenseReadsInOutWeights) {
+  const std::vector<ParamSpec> params = Table({{"w", {3, 2}}, {"b", {2}}});
+  ModelDescriptionBuilder b;
+  b.DenseTransposed(b.Input(3, "x"), "w", "b", "fc");
+  const NeuralGraph g = BuildChecked(params, b.description());
+  // input 0..2, bias 3, units 4, 5; edge i -> o carries W[i, o] = row 2 i + o, input-major.
+  ASSERT_EQ(g.num_edges(), 6 + 2 + 6);
+  for (int64_t i = 0; i < 3; ++i) {
+    for (int64_t o = 0; o < 2; ++o) {
+      EXPECT_EQ(g.src[2 * i + o], i);
+      EXPECT_EQ(g.dst[2 * i + o], 4 + o);
+      EXPECT_EQ(g.param_index[2 * i + o], 2 * i + o);
+    }
+  }
+}
+
+TEST(DescribedGraphV2, AttentionOnAConcatenationGetsItsKeyBiasNodeWhereItStands) {
+  const std::vector<ParamSpec> params =
+      Table({{"a.weight", {2, 4}}, {"b.weight", {2, 4}}, {"attn.w", {12, 4}}, {"attn.b", {12}}});
+  ModelDescriptionBuilder b;
+  const std::string x = b.Input(4, "x");
+  const std::string cat = b.Concat({b.Dense(x, "a.weight"), b.Dense(x, "b.weight")});
+  b.Attention(cat, 2, "attn.w", "attn.b");
+  const NeuralGraph g = BuildChecked(params, b.description());
+  // x 0..3, a 4, 5, b 6, 7, key bias 8, heads 9, 10, q bias 11, v bias 12, Q 13..16, V 17..20.
+  EXPECT_EQ(g.num_nodes, 21);
+  const int64_t e_kb = 8 + 8 + 16 + 4 + 4 + 16;  // a, b, q, heads, q bias, k
+  for (int64_t j = 0; j < 4; ++j) {
+    EXPECT_EQ(g.src[e_kb + j], 8);
+    EXPECT_EQ(g.dst[e_kb + j], 4 + j);
+    EXPECT_EQ(g.param_index[e_kb + j], params[3].offset + 4 + j);
+  }
+}
+
+TEST(DescribedGraphV2Errors, RefusalsNameTheOpAndTheParameter) {
+  const VitConfig c;
+  const Shapes vit = VitLayout(c, false);
+  auto with_shape = [&vit](const std::string& name, std::vector<int64_t> shape) {
+    Shapes s = vit;
+    for (auto& p : s) {
+      if (p.first == name) p.second = shape;
+    }
+    return s;
+  };
+  const ModelDescription d = VitDescription(c, false);
+  // op 2 (cls), op 3 (pos), op 5 (blocks.0.attn).
+  ExpectRefused(with_shape("pos_embed", {1, 5, 7}), d,
+                {"op 3 (embedding 'pos')", "weight 'pos_embed' (1, 5, 7)", "rows of 7 entries",
+                 "'cls' has 8 units"});
+  ExpectRefused(with_shape("cls_token", {1, 0, 8}), d,
+                {"op 2 (embedding 'cls')", "weight 'cls_token' has shape (1, 0, 8)"});
+  ExpectRefused(with_shape("blocks.0.attn.in_proj_weight", {24, 7}), d,
+                {"op 5 (attention 'blocks.0.attn')", "weight 'blocks.0.attn.in_proj_weight'",
+                 "(24, 7)", "(3 D, d) with d = 8"});
+  ExpectRefused(
+      with_shape("blocks.0.attn.in_proj_weight", {8, 8}), d,
+      {"op 5 (attention 'blocks.0.attn')", "'blocks.0.attn.in_proj_weight' has shape (8, 8)"});
+  ExpectRefused(
+      with_shape("blocks.0.attn.in_proj_bias", {8}), d,
+      {"op 5 (attention 'blocks.0.attn')", "bias 'blocks.0.attn.in_proj_bias'", "expected (24)"});
+  ModelDescription heads = d;
+  heads.ops[5].heads = 3;
+  ExpectRefused(vit, heads,
+                {"op 5 (attention 'blocks.0.attn')", "8 query units",
+                 "'blocks.0.attn.in_proj_weight'", "not divisible by heads 3"});
+  ModelDescription transposed = d;
+  transposed.ops[5].transposed = true;  // (24, 8) read as (d, 3 D): d = 24 is not 8
+  ExpectRefused(vit, transposed, {"op 5 (attention 'blocks.0.attn')", "(d, 3 D) with d = 8"});
+  ModelDescription conv_transposed = d;
+  conv_transposed.ops[1].transposed = true;
+  ExpectRefused(vit, conv_transposed,
+                {"op 1 (dense 'patch_embed')", "'patch_embed.weight'", "2-D (in, out) weights"});
+  // Split projections: k / v smaller than q is grouped-query attention.
+  const Shapes split = VitLayout(c, true);
+  const ModelDescription ds = VitDescription(c, true);
+  auto split_with = [&split](const std::string& name, std::vector<int64_t> shape) {
+    Shapes s = split;
+    for (auto& p : s) {
+      if (p.first == name) p.second = shape;
+    }
+    return s;
+  };
+  ExpectRefused(split_with("blocks.0.attn.k.weight", {4, 8}), ds,
+                {"op 5 (attention 'blocks.0.attn')", "key 'blocks.0.attn.k.weight' (4, 8)",
+                 "fewer than the query's 8",
+                 "grouped-query attention is not in description "
+                 "version 2"});
+  ExpectRefused(split_with("blocks.0.attn.v.weight", {16, 8}), ds,
+                {"op 5 (attention 'blocks.0.attn')", "value 'blocks.0.attn.v.weight' (16, 8)",
+                 "expected 8 as the query"});
+  ExpectRefused(
+      split_with("blocks.0.attn.q.weight", {8, 7}), ds,
+      {"op 5 (attention 'blocks.0.attn')", "query 'blocks.0.attn.q.weight'", "(D, d) with d = 8"});
+  ExpectRefused(
+      split_with("blocks.0.attn.v.bias", {7}), ds,
+      {"op 5 (attention 'blocks.0.attn')", "value_bias 'blocks.0.attn.v.bias'", "expected (8)"});
+  ModelDescription missing = ds;
+  missing.ops[5].key = "blocks.0.attn.kk.weight";
+  ExpectRefused(split, missing,
+                {"op 5 (attention 'blocks.0.attn')",
+                 "key 'blocks.0.attn.kk.weight' is not a "
+                 "parameter"});
+  // An embedding feeding a concatenation.
+  ModelDescriptionBuilder b;
+  const std::string x = b.Input(2, "x");
+  b.Embedding("t", "token", b.Concat({x, b.Dense(x, "w")}, "cat"), "e");
+  ExpectRefused({{"w", {2, 2}}, {"t", {3, 4}}}, b.description(),
+                {"op 3 (embedding 'e')", "'cat' is a concatenation"});
 }
 
 // ---- JSON and the C++ builder ----
@@ -723,7 +1058,8 @@ TEST(ModelDescriptionJson, RefusalsNameTheOpAndTheField) {
   };
   refused("{\"version\": 1, \"ops\": [", {"not JSON"});
   refused("[]", {"JSON object"});
-  refused(R"({"version": 2, "ops": []})", {"version: 2", "reads version 1"});
+  refused(R"({"version": 3, "ops": []})", {"version: 3", "reads versions 1 to 2"});
+  refused(R"({"version": 0, "ops": []})", {"version: 0", "reads versions 1 to 2"});
   refused(R"({"version": "1", "ops": []})", {"'version' must be an integer"});
   refused(R"({"ops": []})", {"missing field 'version'"});
   refused(R"({"version": 1})", {"missing field 'ops'"});

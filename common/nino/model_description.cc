@@ -1,6 +1,8 @@
 #include "common/nino/model_description.h"
 
+#include <algorithm>
 #include <cstdint>
+#include <iterator>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -19,14 +21,36 @@ namespace {
 using Kind = DescriptionOp::Kind;
 using Json = nlohmann::json;
 
-constexpr Kind kKinds[] = {Kind::kInput,   Kind::kDense, Kind::kNorm,  Kind::kAlias,
-                           Kind::kFlatten, Kind::kAdd,   Kind::kConcat};
+constexpr Kind kKinds[] = {Kind::kInput,  Kind::kDense,     Kind::kNorm,
+                           Kind::kAlias,  Kind::kFlatten,   Kind::kAdd,
+                           Kind::kConcat, Kind::kEmbedding, Kind::kAttention};
 
-// What each kind of op reads (docs/GRAPH_DESCRIPTION.md, the op table).
+// What each kind of op reads (docs/GRAPH_DESCRIPTION.md, the op tables).
 struct OpFields {
   int min_inputs = 1, max_inputs = 1;  // max -1: unbounded
   bool units = false, weight = false, bias = false, positions = false, alias_kind = false;
+  bool transposed = false, heads = false, split = false;  // version 2; split: query ... value_bias
 };
+
+bool IsVersion2(Kind kind) { return kind == Kind::kEmbedding || kind == Kind::kAttention; }
+
+// The first of query, key, value and their biases that `op` sets ("" if none).
+std::string SplitField(const DescriptionOp& op) {
+  const std::pair<const char*, const std::string*> split[] = {
+      {"query", &op.query},           {"key", &op.key},           {"value", &op.value},
+      {"query_bias", &op.query_bias}, {"key_bias", &op.key_bias}, {"value_bias", &op.value_bias}};
+  for (const auto& [name, value] : split) {
+    if (!value->empty()) return name;
+  }
+  return "";
+}
+
+// The first version-2 field `op` sets ("" if none): what a version-1 description may not use.
+std::string Version2Field(const DescriptionOp& op) {
+  if (op.transposed) return "transposed";
+  if (op.heads != 0) return "heads";
+  return SplitField(op);
+}
 
 OpFields FieldsOf(Kind kind) {
   OpFields f;
@@ -52,9 +76,20 @@ OpFields FieldsOf(Kind kind) {
       f.min_inputs = 2;
       f.max_inputs = -1;
       break;
+    case Kind::kEmbedding:
+      f.min_inputs = 0;
+      f.weight = f.alias_kind = true;
+      break;
+    case Kind::kAttention:
+      f.weight = f.bias = f.transposed = f.heads = f.split = true;
+      break;
   }
+  if (kind == Kind::kDense) f.transposed = true;
   return f;
 }
+
+constexpr const char* kSplitKeys[] = {"query",      "key",      "value",
+                                      "query_bias", "key_bias", "value_bias"};
 
 std::string KnownKinds() {
   std::vector<std::string> names;
@@ -72,7 +107,22 @@ std::vector<std::string> JsonKeysOf(Kind kind) {
   if (f.bias) keys.push_back("bias");
   if (f.positions) keys.push_back("positions");
   if (f.alias_kind) keys.push_back("kind");
+  if (f.transposed) keys.push_back("transposed");
+  if (f.heads) keys.push_back("heads");
+  if (f.split) keys.insert(keys.end(), std::begin(kSplitKeys), std::end(kSplitKeys));
   return keys;
+}
+
+// Keys a JSON op may leave out (the others are required).
+bool OptionalKey(Kind kind, const std::string& key) {
+  if (key == "bias" || key == "transposed") return true;
+  if (kind == Kind::kNorm && key == "weight") return true;
+  if (kind == Kind::kEmbedding && key == "inputs") return true;
+  if (kind == Kind::kAttention && key != "op" && key != "output" && key != "inputs" &&
+      key != "heads") {
+    return true;  // packed or split: ValidateModelDescription checks which
+  }
+  return false;
 }
 
 absl::Status OpError(size_t index, const DescriptionOp& op, absl::string_view what) {
@@ -91,6 +141,48 @@ absl::Status CheckUnreadFields(size_t index, const DescriptionOp& op, const OpFi
   if (!f.bias && !op.bias.empty()) return unread("bias");
   if (!f.positions && op.positions != 0) return unread("positions");
   if (!f.alias_kind && !op.alias_kind.empty()) return unread("kind");
+  if (!f.transposed && op.transposed) return unread("transposed");
+  if (!f.heads && op.heads != 0) return unread("heads");
+  if (!f.split) {
+    const std::string split = SplitField(op);
+    if (!split.empty()) return unread(split.c_str());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckEmbeddingFields(size_t index, const DescriptionOp& op) {
+  if (op.weight.empty()) return OpError(index, op, "missing field 'weight' (the table)");
+  if (op.alias_kind != "token" && op.alias_kind != "position") {
+    return OpError(
+        index, op,
+        absl::StrCat("kind must be \"token\" or \"position\", got \"", op.alias_kind, "\""));
+  }
+  return absl::OkStatus();
+}
+
+// Packed (`weight` [+ `bias`]) or split (query, key, value [+ their biases]), not both.
+absl::Status CheckAttentionFields(size_t index, const DescriptionOp& op) {
+  if (op.heads < 1) return OpError(index, op, absl::StrCat("heads must be >= 1, got ", op.heads));
+  const bool split = !SplitField(op).empty();
+  if (!op.weight.empty()) {
+    if (split) {
+      return OpError(index, op,
+                     "packed projections ('weight') and split ones ('query', 'key', 'value' and "
+                     "their biases) exclude each other");
+    }
+    return absl::OkStatus();
+  }
+  if (!op.bias.empty()) return OpError(index, op, "'bias' (packed q|k|v) needs a packed 'weight'");
+  for (const auto& [name, value] : {std::pair<const char*, const std::string*>{"query", &op.query},
+                                    {"key", &op.key},
+                                    {"value", &op.value}}) {
+    if (value->empty()) {
+      return OpError(index, op,
+                     absl::StrCat("missing field '", name,
+                                  "': an attention op has a packed 'weight' or all of "
+                                  "'query', 'key', 'value'"));
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -107,6 +199,27 @@ absl::Status CheckReadFields(size_t index, const DescriptionOp& op, const OpFiel
   }
   if (op.kind == Kind::kNorm && op.weight.empty() && op.bias.empty()) {
     return OpError(index, op, "a norm op needs a 'weight' (gain) and/or a 'bias' (shift)");
+  }
+  if (op.kind == Kind::kEmbedding) return CheckEmbeddingFields(index, op);
+  if (op.kind == Kind::kAttention) return CheckAttentionFields(index, op);
+  return absl::OkStatus();
+}
+
+// A version-1 description uses no version-2 op or field.
+absl::Status CheckOpVersion(size_t index, const DescriptionOp& op, int64_t version) {
+  if (version >= 2) return absl::OkStatus();
+  if (IsVersion2(op.kind)) {
+    return OpError(index, op,
+                   absl::StrCat(DescriptionOpKindName(op.kind),
+                                " is version 2, the description "
+                                "says version ",
+                                version));
+  }
+  const std::string field = Version2Field(op);
+  if (!field.empty()) {
+    return OpError(
+        index, op,
+        absl::StrCat("field '", field, "' is version 2, the description says version ", version));
   }
   return absl::OkStatus();
 }
@@ -153,6 +266,15 @@ absl::StatusOr<int64_t> JsonInt(const Json& j, const char* key, absl::string_vie
   return v.get<int64_t>();
 }
 
+absl::StatusOr<bool> JsonBool(const Json& j, const char* key, absl::string_view where) {
+  const Json& v = j.at(key);
+  if (!v.is_boolean()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": field '", key, "' must be true or false, got ", v.dump()));
+  }
+  return v.get<bool>();
+}
+
 absl::StatusOr<std::vector<std::string>> JsonStrings(const Json& j, const char* key,
                                                      absl::string_view where) {
   const Json& v = j.at(key);
@@ -194,8 +316,7 @@ absl::Status CheckJsonKeys(const Json& j, Kind kind, absl::string_view where) {
     }
   }
   for (const std::string& k : allowed) {
-    const bool optional = k == "bias" || (kind == Kind::kNorm && k == "weight");
-    if (!optional && !j.contains(k)) {
+    if (!OptionalKey(kind, k) && !j.contains(k)) {
       return absl::InvalidArgumentError(absl::StrCat(where, ": missing field '", k, "'"));
     }
   }
@@ -222,6 +343,13 @@ absl::Status ReadOpFields(const Json& j, absl::string_view where, DescriptionOp*
   NINO_RETURN_IF_ERROR(read_string("kind", &op->alias_kind));
   NINO_RETURN_IF_ERROR(read_int("units", &op->units));
   NINO_RETURN_IF_ERROR(read_int("positions", &op->positions));
+  NINO_RETURN_IF_ERROR(read_int("heads", &op->heads));
+  std::string* split[] = {&op->query,      &op->key,      &op->value,
+                          &op->query_bias, &op->key_bias, &op->value_bias};
+  for (size_t k = 0; k < 6; ++k) NINO_RETURN_IF_ERROR(read_string(kSplitKeys[k], split[k]));
+  if (j.contains("transposed")) {
+    NINO_ASSIGN_OR_RETURN(op->transposed, JsonBool(j, "transposed", where));
+  }
   if (j.contains("inputs")) {
     NINO_ASSIGN_OR_RETURN(op->inputs, JsonStrings(j, "inputs", where));
   }
@@ -261,9 +389,10 @@ absl::Status CheckTopLevel(const Json& j) {
 }
 
 absl::Status CheckVersion(int64_t version) {
-  if (version != kModelDescriptionVersion) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "version: ", version, ", this reader reads version ", kModelDescriptionVersion));
+  if (version < kMinModelDescriptionVersion || version > kModelDescriptionVersion) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("version: ", version, ", this reader reads versions ",
+                     kMinModelDescriptionVersion, " to ", kModelDescriptionVersion));
   }
   return absl::OkStatus();
 }
@@ -273,12 +402,21 @@ nlohmann::ordered_json OpToJson(const DescriptionOp& op) {
   nlohmann::ordered_json j;
   j["op"] = DescriptionOpKindName(op.kind);
   j["output"] = op.output;
-  if (f.max_inputs != 0) j["inputs"] = op.inputs;
+  if (f.max_inputs != 0 && (f.min_inputs > 0 || !op.inputs.empty())) j["inputs"] = op.inputs;
   if (f.units) j["units"] = op.units;
   if (f.weight && !op.weight.empty()) j["weight"] = op.weight;
   if (f.bias && !op.bias.empty()) j["bias"] = op.bias;
   if (f.positions) j["positions"] = op.positions;
   if (f.alias_kind) j["kind"] = op.alias_kind;
+  if (f.heads) j["heads"] = op.heads;
+  if (f.split) {
+    const std::string* split[] = {&op.query,      &op.key,      &op.value,
+                                  &op.query_bias, &op.key_bias, &op.value_bias};
+    for (size_t k = 0; k < 6; ++k) {
+      if (!split[k]->empty()) j[kSplitKeys[k]] = *split[k];
+    }
+  }
+  if (f.transposed && op.transposed) j["transposed"] = true;
   return j;
 }
 
@@ -300,6 +438,10 @@ std::string DescriptionOpKindName(DescriptionOp::Kind kind) {
       return "add";
     case Kind::kConcat:
       return "concat";
+    case Kind::kEmbedding:
+      return "embedding";
+    case Kind::kAttention:
+      return "attention";
   }
   return "unknown";
 }
@@ -319,6 +461,7 @@ absl::Status ValidateModelDescription(const ModelDescription& description) {
     if (earlier.count(op.output)) {
       return OpError(i, op, absl::StrCat("output '", op.output, "' is already a group"));
     }
+    NINO_RETURN_IF_ERROR(CheckOpVersion(i, op, description.version));
     NINO_RETURN_IF_ERROR(CheckInputs(i, op, f, earlier));
     NINO_RETURN_IF_ERROR(CheckUnreadFields(i, op, f));
     NINO_RETURN_IF_ERROR(CheckReadFields(i, op, f));
@@ -376,78 +519,122 @@ std::string ModelDescriptionBuilder::NameOr(std::string name) {
   return name;
 }
 
+std::string ModelDescriptionBuilder::Append(DescriptionOp op, std::string name) {
+  op.output = NameOr(std::move(name));
+  if (IsVersion2(op.kind) || !Version2Field(op).empty()) {
+    description_.version = std::max<int64_t>(description_.version, 2);
+  }
+  description_.ops.push_back(std::move(op));
+  return description_.ops.back().output;
+}
+
 std::string ModelDescriptionBuilder::Input(int64_t units, std::string name) {
   DescriptionOp op;
   op.kind = Kind::kInput;
-  op.output = NameOr(std::move(name));
   op.units = units;
-  description_.ops.push_back(op);
-  return op.output;
+  return Append(std::move(op), std::move(name));
 }
 
 std::string ModelDescriptionBuilder::Dense(const std::string& input, std::string weight,
                                            std::string bias, std::string name) {
   DescriptionOp op;
   op.kind = Kind::kDense;
-  op.output = NameOr(std::move(name));
   op.inputs = {input};
   op.weight = std::move(weight);
   op.bias = std::move(bias);
-  description_.ops.push_back(op);
-  return op.output;
+  return Append(std::move(op), std::move(name));
+}
+
+std::string ModelDescriptionBuilder::DenseTransposed(const std::string& input, std::string weight,
+                                                     std::string bias, std::string name) {
+  DescriptionOp op;
+  op.kind = Kind::kDense;
+  op.inputs = {input};
+  op.weight = std::move(weight);
+  op.bias = std::move(bias);
+  op.transposed = true;
+  return Append(std::move(op), std::move(name));
 }
 
 std::string ModelDescriptionBuilder::Norm(const std::string& input, std::string weight,
                                           std::string bias, std::string name) {
   DescriptionOp op;
   op.kind = Kind::kNorm;
-  op.output = NameOr(std::move(name));
   op.inputs = {input};
   op.weight = std::move(weight);
   op.bias = std::move(bias);
-  description_.ops.push_back(op);
-  return op.output;
+  return Append(std::move(op), std::move(name));
 }
 
 std::string ModelDescriptionBuilder::Alias(const std::string& input, std::string alias_kind,
                                            std::string name) {
   DescriptionOp op;
   op.kind = Kind::kAlias;
-  op.output = NameOr(std::move(name));
   op.inputs = {input};
   op.alias_kind = std::move(alias_kind);
-  description_.ops.push_back(op);
-  return op.output;
+  return Append(std::move(op), std::move(name));
 }
 
 std::string ModelDescriptionBuilder::Flatten(const std::string& input, int64_t positions,
                                              std::string name) {
   DescriptionOp op;
   op.kind = Kind::kFlatten;
-  op.output = NameOr(std::move(name));
   op.inputs = {input};
   op.positions = positions;
-  description_.ops.push_back(op);
-  return op.output;
+  return Append(std::move(op), std::move(name));
 }
 
 std::string ModelDescriptionBuilder::Add(const std::string& a, const std::string& b,
                                          std::string name) {
   DescriptionOp op;
   op.kind = Kind::kAdd;
-  op.output = NameOr(std::move(name));
   op.inputs = {a, b};
-  description_.ops.push_back(op);
-  return op.output;
+  return Append(std::move(op), std::move(name));
 }
 
 std::string ModelDescriptionBuilder::Concat(std::vector<std::string> inputs, std::string name) {
   DescriptionOp op;
   op.kind = Kind::kConcat;
-  op.output = NameOr(std::move(name));
   op.inputs = std::move(inputs);
-  description_.ops.push_back(op);
-  return op.output;
+  return Append(std::move(op), std::move(name));
+}
+
+std::string ModelDescriptionBuilder::Embedding(std::string weight, std::string kind,
+                                               std::string into, std::string name) {
+  DescriptionOp op;
+  op.kind = Kind::kEmbedding;
+  if (!into.empty()) op.inputs = {std::move(into)};
+  op.weight = std::move(weight);
+  op.alias_kind = std::move(kind);
+  return Append(std::move(op), std::move(name));
+}
+
+std::string ModelDescriptionBuilder::Attention(const std::string& input, int64_t heads,
+                                               std::string weight, std::string bias,
+                                               bool transposed, std::string name) {
+  DescriptionOp op;
+  op.kind = Kind::kAttention;
+  op.inputs = {input};
+  op.heads = heads;
+  op.weight = std::move(weight);
+  op.bias = std::move(bias);
+  op.transposed = transposed;
+  return Append(std::move(op), std::move(name));
+}
+
+std::string ModelDescriptionBuilder::Attention(const std::string& input, int64_t heads,
+                                               AttentionWeights weights, std::string name) {
+  DescriptionOp op;
+  op.kind = Kind::kAttention;
+  op.inputs = {input};
+  op.heads = heads;
+  op.query = std::move(weights.query);
+  op.key = std::move(weights.key);
+  op.value = std::move(weights.value);
+  op.query_bias = std::move(weights.query_bias);
+  op.key_bias = std::move(weights.key_bias);
+  op.value_bias = std::move(weights.value_bias);
+  return Append(std::move(op), std::move(name));
 }
 
 }  // namespace nino

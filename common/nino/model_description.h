@@ -17,10 +17,21 @@
 //                                               = prod(spatial); 1 position = alias
 //     add      inputs [a, b] -> output           residual addition of two groups of equal size
 //     concat   inputs [a, b, ...] -> output      channel concatenation (no new neurons)
+//   Version 2 adds (docs/GRAPH_DESCRIPTION.md, "Version 2"):
+//     embedding weight, kind [, input] -> output a table of rows (token / class-token /
+//                                               position embeddings): each row a node feeding
+//                                               every unit of a new group, or of `input`'s group
+//     attention weight | query, key, value [+ biases], heads, input -> output
+//                                               self-attention's q / k / v projections (packed as
+//                                               nn.MultiheadAttention / GPT-2 c_attn, or three
+//                                               weights); output = the value units
+//   and `transposed` on dense / attention: weights stored (in, out) (GPT-2's Conv1D).
 // * Every parameter of the model appears in exactly one op (weight or bias), by its
 //   named_parameters() name; the builder checks names and shapes against the parameter table.
 //
-// Versioned: `version` must be kModelDescriptionVersion; readers refuse other versions.
+// Versioned: readers accept versions kMinModelDescriptionVersion..kModelDescriptionVersion and
+// refuse others; a version-1 description uses none of the version-2 ops or fields. Writers (the
+// Python tracer, DescribeGpt2) write the lowest version that can say what they describe.
 #ifndef NINO_COMMON_NINO_MODEL_DESCRIPTION_H_
 #define NINO_COMMON_NINO_MODEL_DESCRIPTION_H_
 
@@ -34,18 +45,37 @@
 
 namespace nino {
 
-inline constexpr int64_t kModelDescriptionVersion = 1;
+inline constexpr int64_t kMinModelDescriptionVersion = 1;
+inline constexpr int64_t kModelDescriptionVersion = 2;
 
 struct DescriptionOp {
-  enum class Kind { kInput, kDense, kNorm, kAlias, kFlatten, kAdd, kConcat };
+  enum class Kind {
+    kInput,
+    kDense,
+    kNorm,
+    kAlias,
+    kFlatten,
+    kAdd,
+    kConcat,
+    kEmbedding,
+    kAttention
+  };
   Kind kind = Kind::kInput;
   std::string output;               // the group this op creates (every op has one)
   std::vector<std::string> inputs;  // input groups: none (input), one, or >= 2 (add, concat)
-  std::string weight;               // dense: the weight; norm: the gain ("" if none)
-  std::string bias;                 // dense/norm: the bias or shift ("" if none)
+  std::string weight;               // dense: the weight; norm: the gain ("" if none);
+                                    // embedding: the table; attention: packed q|k|v ("" if split)
+  std::string bias;                 // dense/norm: the bias or shift ("" if none); attention: the
+                                    // packed q|k|v bias ("" if none or split)
   int64_t units = 0;                // input: its number of units
   int64_t positions = 0;            // flatten: spatial positions per channel
-  std::string alias_kind;           // alias: what it stands for ("relu", "max_pool2d", ...)
+  std::string alias_kind;           // alias: what it stands for ("relu", "max_pool2d", ...);
+                                    // embedding: "token" (edge type 5) or "position" (type 6)
+  // Version 2.
+  bool transposed = false;        // dense, attention: weights stored (in, out), not (out, in)
+  int64_t heads = 0;              // attention: query heads (>= 1)
+  std::string query, key, value;  // attention with split projections (then `weight` is "")
+  std::string query_bias, key_bias, value_bias;  // their biases ("" = none)
 };
 
 struct ModelDescription {
@@ -58,11 +88,15 @@ std::string DescriptionOpKindName(DescriptionOp::Kind kind);  // "input", "dense
 // How errors name an op: `op 3 (dense 'conv1')` (index in `ops`, kind, output group).
 std::string DescriptionOpLabel(size_t index, const DescriptionOp& op);
 
-// The checks that need no parameter table: the version; at least one op; every output named and
+// The checks that need no parameter table: the version (and no version-2 op or field in a
+// version-1 description); at least one op; every output named and
 // unique; each op's inputs named groups of earlier ops, as many as its kind takes (input none;
 // dense, norm, alias, flatten one; add two; concat two or more); the fields its kind reads set
 // (input: units >= 1; dense: weight; norm: weight and/or bias; alias: kind; flatten:
-// positions >= 1) and the fields it does not read left empty / 0. INVALID_ARGUMENT naming the op
+// positions >= 1; embedding: weight and kind "token" or "position", no or one input;
+// attention: one input, heads >= 1, and either `weight` (+ optional `bias`) or all of query,
+// key, value (+ optional query_bias, key_bias, value_bias), not both) and the fields it does not
+// read left empty / 0 / false. INVALID_ARGUMENT naming the op
 // (DescriptionOpLabel) otherwise. ModelDescriptionFromJson and BuildGraphFromDescription run it.
 absl::Status ValidateModelDescription(const ModelDescription& description);
 
@@ -82,17 +116,37 @@ class ModelDescriptionBuilder {
   std::string Input(int64_t units, std::string name = "");
   std::string Dense(const std::string& input, std::string weight, std::string bias = "",
                     std::string name = "");
+  // Dense with weights stored (in, out) (GPT-2's Conv1D).
+  std::string DenseTransposed(const std::string& input, std::string weight, std::string bias = "",
+                              std::string name = "");
   std::string Norm(const std::string& input, std::string weight, std::string bias = "",
                    std::string name = "");
   std::string Alias(const std::string& input, std::string alias_kind, std::string name = "");
   std::string Flatten(const std::string& input, int64_t positions, std::string name = "");
   std::string Add(const std::string& a, const std::string& b, std::string name = "");
   std::string Concat(std::vector<std::string> inputs, std::string name = "");
+  // Version 2 (the builder writes version 2 once one of these is used). `into` = "" makes a new
+  // group of weight.shape[-1] units; otherwise the table's rows feed `into`'s group, and the
+  // output names the same units.
+  std::string Embedding(std::string weight, std::string kind, std::string into = "",
+                        std::string name = "");
+  // Packed q|k|v projections: (3 D, d) rows, or (d, 3 D) columns when `transposed`.
+  std::string Attention(const std::string& input, int64_t heads, std::string weight,
+                        std::string bias = "", bool transposed = false, std::string name = "");
+  // Split projections (out, in) each; biases "" = none.
+  struct AttentionWeights {
+    std::string query, key, value;
+    std::string query_bias, key_bias, value_bias;
+  };
+  std::string Attention(const std::string& input, int64_t heads, AttentionWeights weights,
+                        std::string name = "");
   const ModelDescription& description() const { return description_; }
 
  private:
   std::string NameOr(std::string name);
-  ModelDescription description_;
+  // Names `op`'s output, appends it, raises the version to 2 for a version-2 op or field.
+  std::string Append(DescriptionOp op, std::string name);
+  ModelDescription description_{kMinModelDescriptionVersion, {}};
   int64_t next_ = 0;
 };
 
