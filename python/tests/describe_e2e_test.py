@@ -1,9 +1,10 @@
 """Described jobs against a real nino_nowcaster (synthetic GNN and WNN+ checkpoints):
-NowcastOptimizer(example_input=) trains a LeNet-5 (5x5 kernels: WNN+) and a small ResNet (GNN)
-with applied NiNo steps; the graph the server builds has the size the contract's closed form
-gives; the applied LeNet step equals nino_nowcast --model_description on the same snapshots;
-an MLP described gives the same NiNo steps as the name-based graph; a model the name-based
-graph cannot map is refused with the hint to pass example_input, and trains with it."""
+NowcastOptimizer(example_input=) trains a LeNet-5 (5x5 kernels: WNN+), a small ResNet (GNN) and
+the benchmark's ViT (a version-2 description; its 7x7 patch conv: WNN+) with applied NiNo
+steps; the graph the server builds has the size the contract's closed form gives; the applied
+LeNet step equals nino_nowcast --model_description on the same snapshots; an MLP described gives
+the same NiNo steps as the name-based graph; a model the name-based graph cannot map is refused
+with the hint to pass example_input, and trains with it."""
 
 import json
 import os
@@ -15,7 +16,7 @@ import grpc
 import torch
 
 import nino
-from described_models import LeNet5, SmallResNet, graph_size
+from described_models import LeNet5, SmallResNet, ViT, graph_size, vit_graph_size
 from nino_test_util import (MLP, Nowcaster, NinoStepRecorder, _find, data, flat, make_opt,
                             nino_nowcast_binary, synthetic_ckpt, tmpdir)
 
@@ -92,6 +93,42 @@ class DescribedJobsTest(unittest.TestCase):
         # The applied step is the C++ in-process step with the same description.
         r = rec.steps[0]
         expected = self.nino_nowcast(model, r["states"], r["k"], 2, opt.model_description,
+                                     synthetic_mlp_ckpt())
+        self.assertLessEqual((r["params"] - expected).abs().max().item(), 1e-6)
+
+    def test_vit_trains_with_example_input(self):
+        # The benchmark's ViT (patch 7: 49 weights per edge, WNN+; d 64, 2 blocks, 4 heads): a
+        # version-2 description, the server's graph has the closed-form size. One of its NiNo
+        # steps takes ~16 s on one thread, so a ViT of d 16 with one block trains below.
+        model = ViT()
+        x = images(5)[0][:16]
+        opt = make_opt(model, self.server.address, nino_model="nino_mlp", example_input=x)
+        self.assertEqual(opt.model_description["version"], 2)
+        status = self.job_status(opt.job_id)
+        self.assertEqual((status.graph_state, status.num_nodes, status.num_edges),
+                         ("ready",) + vit_graph_size())
+        opt.close()
+
+        torch.manual_seed(5)
+        model = ViT(d=16, depth=1, heads=2)
+        batch = images(6)
+        opt = make_opt(model, self.server.address, nino_model="nino_mlp", max_train_steps=60,
+                       seed=3, example_input=batch[0][:16])
+        status = self.job_status(opt.job_id)
+        self.assertEqual((status.graph_state, status.num_nodes, status.num_edges),
+                         ("ready",) + vit_graph_size(d=16, depth=1, heads=2))
+        rec = NinoStepRecorder()
+        run(opt, model, batch, 60, rec)
+        s = opt.stats
+        opt.close()
+        self.assertEqual((s["nino_steps"], s["nino_applied"], s["nino_failures"]), (3, 3, 0), s)
+        self.assertTrue(torch.isfinite(flat(model)).all())
+        for r in rec.steps:
+            moved = (r["params"] - r["states"][-1]).abs().max().item()
+            self.assertGreater(moved, 1e-5, "NiNo step %d applied nothing" % r["step_idx"])
+        # The applied step is nino_nowcast's with the same (JSON) description.
+        r = rec.steps[0]
+        expected = self.nino_nowcast(model, r["states"], r["k"], 3, opt.model_description,
                                      synthetic_mlp_ckpt())
         self.assertLessEqual((r["params"] - expected).abs().max().item(), 1e-6)
 

@@ -975,12 +975,6 @@ class ProtoTest(unittest.TestCase):
     def test_version_2_fields(self):
         from nino.v1 import nowcaster_pb2 as pb2
         d = nino.describe_model(ViT(d=8, depth=1, heads=2), torch.randn(1, 1, 28, 28))
-        if "heads" not in pb2.DescriptionOp.DESCRIPTOR.fields_by_name:
-            # Stubs generated before the protocol's version-2 fields: a clear error.
-            with self.assertRaisesRegex(ValueError, r"the nino.v1 stubs predate model "
-                                        r"description version 2 \(no DescriptionOp.heads\)"):
-                describe.description_to_proto(d)
-            return
         msg = describe.description_to_proto(d)
         self.assertEqual(msg.version, 2)
         att = [m for m in msg.ops if m.op == "attention"][0]
@@ -998,6 +992,8 @@ class ProtoTest(unittest.TestCase):
         self.assertEqual((a.query, a.key, a.value, a.query_bias, a.key_bias, a.value_bias),
                          ("q", "k", "v", "qb", "kb", "vb"))
         self.assertTrue(msg.ops[2].transposed)
+        back = pb2.ModelDescription.FromString(msg.SerializeToString())
+        self.assertEqual(back, msg)
 
 
 class OptimizerArgumentsTest(unittest.TestCase):
@@ -1023,6 +1019,14 @@ class OptimizerArgumentsTest(unittest.TestCase):
         self.assertEqual(req.graph.description, describe.description_to_proto(
             opt.model_description))
         self.assertEqual([op.op for op in req.graph.description.ops][:2], ["input", "dense"])
+        # A ViT registers version 2 with the attention and embedding fields.
+        model = ViT(d=8, depth=1, heads=2)
+        opt = make_opt(model, self.server.address, example_input=torch.randn(2, 1, 28, 28))
+        opt.close()
+        req = self.server.registrations[n + 1]
+        self.assertEqual((req.graph.kind, req.graph.description.version), ("described", 2))
+        self.assertEqual([(op.op, op.heads) for op in req.graph.description.ops
+                          if op.op == "attention"], [("attention", 2)])
 
     def test_explicit_description_and_default(self):
         model = LeNet5()
