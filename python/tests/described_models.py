@@ -189,7 +189,8 @@ def vit_graph_size(d=64, depth=2, heads=4, patch=7, classes=10):
                    d * d + d +                         # out_proj
                    d +                                 # residual add
                    2 * d +                             # ln2
-                   4 * d * d + 4 * d + 4 * d * d + d + # MLP
+                   4 * d * d + 4 * d +                 # MLP: fc 1 and its bias
+                   4 * d * d + d +                     # fc 2 and its bias
                    d)                                  # residual add
     edges = (d + d +                  # patch conv: one edge per (in, out) pair, its bias
              d + tokens * d +         # class-token row, position rows

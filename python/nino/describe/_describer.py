@@ -74,6 +74,10 @@ class Describer(LayerOps, TokenOps):
             return self.param_view(node, name, first, out)
         if name in t.MATMUL_NAMES and sum(isinstance(v, Value) for v in args) >= 2:
             self.matmul(name)
+        return self.by_name(node, name, out)
+
+    def by_name(self, node, name, out):
+        """The ops that the canonical name alone selects."""
         if name in t.TRANSPOSE_NAMES:
             return self.transpose(node, self.only_input(node, name), name, out)
         if name in t.ADD_NAMES:
