@@ -420,6 +420,17 @@ nlohmann::ordered_json OpToJson(const DescriptionOp& op) {
   return j;
 }
 
+// A dense or norm op: one input group, a weight and an optional bias.
+DescriptionOp WeightOp(DescriptionOp::Kind kind, const std::string& input, std::string weight,
+                       std::string bias) {
+  DescriptionOp op;
+  op.kind = kind;
+  op.inputs = {input};
+  op.weight = std::move(weight);
+  op.bias = std::move(bias);
+  return op;
+}
+
 }  // namespace
 
 std::string DescriptionOpKindName(DescriptionOp::Kind kind) {
@@ -537,33 +548,19 @@ std::string ModelDescriptionBuilder::Input(int64_t units, std::string name) {
 
 std::string ModelDescriptionBuilder::Dense(const std::string& input, std::string weight,
                                            std::string bias, std::string name) {
-  DescriptionOp op;
-  op.kind = Kind::kDense;
-  op.inputs = {input};
-  op.weight = std::move(weight);
-  op.bias = std::move(bias);
-  return Append(std::move(op), std::move(name));
+  return Append(WeightOp(Kind::kDense, input, std::move(weight), std::move(bias)), std::move(name));
 }
 
 std::string ModelDescriptionBuilder::DenseTransposed(const std::string& input, std::string weight,
                                                      std::string bias, std::string name) {
-  DescriptionOp op;
-  op.kind = Kind::kDense;
-  op.inputs = {input};
-  op.weight = std::move(weight);
-  op.bias = std::move(bias);
+  DescriptionOp op = WeightOp(Kind::kDense, input, std::move(weight), std::move(bias));
   op.transposed = true;
   return Append(std::move(op), std::move(name));
 }
 
 std::string ModelDescriptionBuilder::Norm(const std::string& input, std::string weight,
                                           std::string bias, std::string name) {
-  DescriptionOp op;
-  op.kind = Kind::kNorm;
-  op.inputs = {input};
-  op.weight = std::move(weight);
-  op.bias = std::move(bias);
-  return Append(std::move(op), std::move(name));
+  return Append(WeightOp(Kind::kNorm, input, std::move(weight), std::move(bias)), std::move(name));
 }
 
 std::string ModelDescriptionBuilder::Alias(const std::string& input, std::string alias_kind,

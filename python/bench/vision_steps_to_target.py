@@ -19,9 +19,10 @@ say so where the results are reported.
 Every (model, optimizer, seed) run prints one JSON line (also appended to --out): the test
 accuracy every --eval_every steps, the first evaluated step at or above the target
 (steps_to_target, null if never), the final and best accuracy, wall time and NiNo counters. A
-run NiNo cannot serve (describe_model refuses the model, e.g. the ViT: its patch flatten and
-attention are not in description version 1; the nowcaster refuses the job) is one JSON line
-with "error". Then one summary line per model and optimizer (and the NiNo / Adam ratio of
+run NiNo cannot serve (describe_model refuses the model; the nowcaster refuses the job, e.g. a
+GNN checkpoint for kernels wider than 3x3) is one JSON line with "error". The ViT's description
+is version 2 (patch tokens, class token, position table, nn.MultiheadAttention): it needs a
+nowcaster that reads version 2. Then one summary line per model and optimizer (and the NiNo / Adam ratio of
 median steps to target). Adam and NiNo of a seed see the same initial weights and the same
 batches.
 """
@@ -170,9 +171,9 @@ class ViT(nn.Module):
 
 
 MODELS = {"lenet5": LeNet5, "resnet": ResNet, "vit": ViT}
-# The NiNo model each architecture needs by default: 5x5 kernels need WNN+ (nino_mlp); the
-# others fit the GNN checkpoint (kernels of at most 3x3).
-DEFAULT_NINO_MODEL = {"lenet5": "nino_mlp", "resnet": "nino_no_posw", "vit": "nino_no_posw"}
+# The NiNo model each architecture needs by default: LeNet-5's 5x5 kernels and the ViT's 7x7
+# patch convolution need WNN+ (nino_mlp); the ResNet fits the GNN checkpoint (at most 3x3).
+DEFAULT_NINO_MODEL = {"lenet5": "nino_mlp", "resnet": "nino_no_posw", "vit": "nino_mlp"}
 
 
 # ----- training -----
@@ -299,7 +300,8 @@ def main():
     p.add_argument("--ctx", type=int, default=5)
     p.add_argument("--nino_model", default="",
                    help="the served NiNo model for every architecture (default: nino_mlp "
-                        "(WNN+) for lenet5's 5x5 kernels, nino_no_posw otherwise)")
+                        "(WNN+) for lenet5's 5x5 kernels and vit's 7x7 patches, nino_no_posw "
+                        "for resnet)")
     p.add_argument("--timeout", type=float, default=120.0)
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     p.add_argument("--data_dir", default=DEFAULT_DATA)
