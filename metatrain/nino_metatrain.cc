@@ -20,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "common/nino/nino_model.h"
 #include "common/runtime/allocator.h"
+#include "common/runtime/list_flags.h"
 #include "metatrain/metatrainer.h"
 #include "metatrain/validation.h"
 
@@ -106,6 +107,12 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("meta-trains a NiNo on trajectory datasets (see --help)");
   nino::runtime::TuneAllocatorForTensors();
   absl::ParseCommandLine(argc, argv);
+  if (absl::Status s =
+          nino::runtime::AccumulateListFlags(argc, argv, {"train_dirs", "val_dirs", "eval_ckpts"});
+      !s.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
   at::set_num_threads(absl::GetFlag(FLAGS_threads));
   const torch::Device device(absl::GetFlag(FLAGS_device));
   if (device.is_cuda() && !torch::cuda::is_available()) {

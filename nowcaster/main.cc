@@ -23,6 +23,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "common/runtime/allocator.h"
+#include "common/runtime/list_flags.h"
 #include "common/runtime/threads.h"
 #include "nowcaster/log.h"
 #include "nowcaster/nowcaster_server.h"
@@ -55,7 +56,8 @@ ABSL_FLAG(std::vector<std::string>, nino_model, {},
           "models served, name=model[,name=model...] or bare models; a model is 'default' (the "
           "project's own, built in), an official name (nino_no_posw, nino_mlp, nino_mlp_h32: "
           "cache, a download, ../shared) or a file (served under its stem); the first one is "
-          "the default for jobs; none given: the built-in model alone");
+          "the default for jobs; repeatable (the lists add up); none given: the built-in model "
+          "alone");
 ABSL_FLAG(bool, allow_download, kDefaults.allow_download,
           "download an official checkpoint named in --nino_model if it is not cached");
 ABSL_FLAG(int64_t, memory_budget_bytes, kDefaults.memory_budget_bytes,
@@ -87,6 +89,10 @@ int main(int argc, char** argv) {
   nino::runtime::TuneAllocatorForTensors();
   absl::SetProgramUsageMessage("The NiNo nowcasting daemon (gRPC nino.v1.Nowcaster).");
   absl::ParseCommandLine(argc, argv);
+  if (absl::Status s = nino::runtime::AccumulateListFlags(argc, argv, {"nino_model"}); !s.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
   using nino::nowcaster::LogError;
   using nino::nowcaster::LogInfo;
 

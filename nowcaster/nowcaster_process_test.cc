@@ -1,4 +1,5 @@
-// The nino_nowcaster binary as users run it: start, become healthy, SIGTERM, exit 0.
+// The nino_nowcaster binary as users run it: start (a repeated --nino_model serves every model
+// given), become healthy, SIGTERM, exit 0.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -29,14 +30,17 @@ TEST(NowcasterProcess, ServesHealthAndExitsCleanlyOnSigterm) {
   ASSERT_TRUE(std::filesystem::exists(NowcasterBinary())) << NowcasterBinary();
   ChildProcess child({NowcasterBinary(), "--address=127.0.0.1:0", "--metrics_port=-1",
                       "--metrics_host=127.0.0.1", "--threads=1", "--lame_duck_ms=0",
-                      "--shutdown_deadline_ms=2000", "--nino_model=nino_no_posw=" + ckpt});
+                      "--shutdown_deadline_ms=2000", "--nino_model=nino_no_posw=" + ckpt,
+                      "--nino_model", "second=" + ckpt});
   ASSERT_GT(child.pid(), 0);
   std::string log = child.ReadUntil("device ");
   const int port = NumberAfter(log, "listening on 127.0.0.1:");
   ASSERT_GT(port, 0) << "no address in the start-up log:\n" << log;
   const int metrics_port = NumberAfter(log, "metrics on http://127.0.0.1:");
   ASSERT_GT(metrics_port, 0) << "no metrics port in the start-up log:\n" << log;
-  EXPECT_NE(log.find("models: nino_no_posw="), std::string::npos) << log;
+  // --nino_model given twice serves both (abseil alone would keep only the last).
+  EXPECT_NE(log.find("models: nino_no_posw=" + ckpt), std::string::npos) << log;
+  EXPECT_NE(log.find(", second=" + ckpt), std::string::npos) << log;
   EXPECT_NE(log.find("device cpu"), std::string::npos) << log;
   EXPECT_NE(log.find("LibTorch threads 1"), std::string::npos) << log;
 

@@ -18,6 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "common/nino/tuning_flags.h"
 #include "common/runtime/allocator.h"
+#include "common/runtime/list_flags.h"
 #include "common/runtime/threads.h"
 #include "tools/offline_nowcast.h"
 
@@ -50,6 +51,10 @@ int main(int argc, char** argv) {
   nino::runtime::TuneAllocatorForTensors();
   absl::SetProgramUsageMessage("Offline NiNo step: 5 checkpoints in, the nowcast checkpoint out.");
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (absl::Status s = nino::runtime::AccumulateListFlags(argc, argv, {"states"}); !s.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
   if (rest.size() > 1) {
     std::fprintf(stderr, "error: unexpected argument '%s' (use --states a,b,c,d,e)\n", rest[1]);
     return 2;

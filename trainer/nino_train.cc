@@ -18,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "common/nino/tuning_flags.h"
 #include "common/runtime/allocator.h"
+#include "common/runtime/list_flags.h"
 #include "trainer/task.h"
 #include "trainer/trainer.h"
 
@@ -95,6 +96,11 @@ int main(int argc, char** argv) {
   nino::runtime::TuneAllocatorForTensors();
   absl::SetProgramUsageMessage("Data-parallel training with NiNo steps (torchrun-style worker).");
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (absl::Status s = nino::runtime::AccumulateListFlags(argc, argv, {"nino_step_search"});
+      !s.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
   if (rest.size() > 1) {
     std::fprintf(stderr, "error: unexpected argument '%s'\n", rest[1]);
     return 2;
