@@ -168,11 +168,9 @@ absl::Status NowcasterService::DoRegisterJob(const v1::RegisterJobRequest& reque
           return NowcastEngine::Create(nino, job->spec().params, job->spec().graph, engine_options);
         });
     if (!engine.ok()) {
-      const absl::StatusCode code = engine.status().code() == absl::StatusCode::kFailedPrecondition
-                                        ? absl::StatusCode::kInvalidArgument
-                                        : engine.status().code();
-      engine = absl::Status(code, absl::StrCat("params/graph: no NiNo graph for this layout: ",
-                                               engine.status().message()));
+      engine = absl::Status(
+          engine.status().code(),
+          absl::StrCat("params/graph: no NiNo graph for this layout: ", engine.status().message()));
       LogInfo(absl::StrCat("job ", job->spec().job_id, ": ", engine.status().message()));
     } else {
       LogInfo(absl::StrCat("job ", job->spec().job_id, ": graph of ", (*engine)->total_nodes(),

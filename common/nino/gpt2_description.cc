@@ -8,57 +8,12 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/nino/gpt2_params.h"
+#include "common/nino/shape_string.h"
 #include "common/status/status_macros.h"
 
 namespace nino {
 namespace {
-
-std::string ShapeString(const std::vector<int64_t>& shape) {
-  return absl::StrCat("(", absl::StrJoin(shape, ", "), ")");
-}
-
-// Locates GPT-2 parameters by name: optional "transformer." prefix, wte/wpe, blocks h.<b>.*,
-// ln_f. Every expected name must exist with the expected shape.
-class Gpt2Params {
- public:
-  explicit Gpt2Params(const std::vector<ParamSpec>& params) {
-    for (const auto& p : params) by_name_[p.name] = &p;
-  }
-  absl::StatusOr<const ParamSpec*> Get(const std::string& name, const std::vector<int64_t>& shape) {
-    auto it = by_name_.find(name);
-    if (it == by_name_.end()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("GPT-2 graph: missing parameter '", name, "'"));
-    }
-    if (it->second->shape != shape) {
-      return absl::InvalidArgumentError(absl::StrCat("GPT-2 graph: parameter '", name,
-                                                     "' has shape ", ShapeString(it->second->shape),
-                                                     ", expected ", ShapeString(shape)));
-    }
-    used_.insert(name);
-    return it->second;
-  }
-  bool Has(const std::string& name) const { return by_name_.count(name) > 0; }
-  const ParamSpec* Raw(const std::string& name) const {
-    auto it = by_name_.find(name);
-    return it == by_name_.end() ? nullptr : it->second;
-  }
-  absl::Status CheckAllUsed() const {
-    for (const auto& [name, p] : by_name_) {
-      if (!used_.count(name)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "GPT-2 graph: parameter '", name, "' ", ShapeString(p->shape),
-            " is not part of the GPT-2 layout (wte, wpe, h.<b>.{ln_1, attn.c_attn, attn.c_proj, "
-            "ln_2, mlp.c_fc, mlp.c_proj}, ln_f; tied lm_head)"));
-      }
-    }
-    return absl::OkStatus();
-  }
-
- private:
-  std::map<std::string, const ParamSpec*> by_name_;
-  std::set<std::string> used_;
-};
 
 // GPT-2's dimensions, checked as the hand-written builder checked them (same order, same
 // messages).

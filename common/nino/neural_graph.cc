@@ -16,14 +16,11 @@
 #include "absl/strings/string_view.h"
 #include "common/nino/gpt2_description.h"
 #include "common/nino/graph_from_description.h"
+#include "common/nino/shape_string.h"
 #include "common/status/status_macros.h"
 
 namespace nino {
 namespace {
-
-std::string ShapeString(const std::vector<int64_t>& shape) {
-  return absl::StrCat("(", absl::StrJoin(shape, ", "), ")");
-}
 
 // Edge-list builder shared by the graph classes.
 class GraphBuilder {

@@ -1,7 +1,8 @@
 // The hand-written GPT-2 graph (official NeuralGraphGPT, NINO_SPEC.md 3.5), as the library
 // built it before the gpt2 kind was derived from a description (DescribeGpt2): the reference
 // the derived graph is tested against, node for node and edge for edge (gpt2_description_test).
-// Moved here unchanged from neural_graph.cc.
+// Moved here unchanged from neural_graph.cc, except that its parameter lookup (Gpt2Params) and
+// ShapeString are now the library's, shared with DescribeGpt2.
 #include "common/nino/testing/gpt2_reference_graph.h"
 
 #include <algorithm>
@@ -13,14 +14,12 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/nino/gpt2_params.h"
+#include "common/nino/shape_string.h"
 #include "common/status/status_macros.h"
 
 namespace nino::testing {
 namespace {
-
-std::string ShapeString(const std::vector<int64_t>& shape) {
-  return absl::StrCat("(", absl::StrJoin(shape, ", "), ")");
-}
 
 // Edge-list builder shared by the graph classes.
 class GraphBuilder {
@@ -58,49 +57,6 @@ class GraphBuilder {
  private:
   int64_t feat_;
   NeuralGraph g_;
-};
-
-// Locates GPT-2 parameters by name: optional "transformer." prefix, wte/wpe, blocks h.<b>.*,
-// ln_f. Every expected name must exist with the expected shape.
-class Gpt2Params {
- public:
-  explicit Gpt2Params(const std::vector<ParamSpec>& params) {
-    for (const auto& p : params) by_name_[p.name] = &p;
-  }
-  absl::StatusOr<const ParamSpec*> Get(const std::string& name, const std::vector<int64_t>& shape) {
-    auto it = by_name_.find(name);
-    if (it == by_name_.end()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("GPT-2 graph: missing parameter '", name, "'"));
-    }
-    if (it->second->shape != shape) {
-      return absl::InvalidArgumentError(absl::StrCat("GPT-2 graph: parameter '", name,
-                                                     "' has shape ", ShapeString(it->second->shape),
-                                                     ", expected ", ShapeString(shape)));
-    }
-    used_.insert(name);
-    return it->second;
-  }
-  bool Has(const std::string& name) const { return by_name_.count(name) > 0; }
-  const ParamSpec* Raw(const std::string& name) const {
-    auto it = by_name_.find(name);
-    return it == by_name_.end() ? nullptr : it->second;
-  }
-  absl::Status CheckAllUsed() const {
-    for (const auto& [name, p] : by_name_) {
-      if (!used_.count(name)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "GPT-2 graph: parameter '", name, "' ", ShapeString(p->shape),
-            " is not part of the GPT-2 layout (wte, wpe, h.<b>.{ln_1, attn.c_attn, attn.c_proj, "
-            "ln_2, mlp.c_fc, mlp.c_proj}, ln_f; tied lm_head)"));
-      }
-    }
-    return absl::OkStatus();
-  }
-
- private:
-  std::map<std::string, const ParamSpec*> by_name_;
-  std::set<std::string> used_;
 };
 
 }  // namespace
