@@ -39,7 +39,8 @@ cat >"$TMP/bin/srun" <<'EOF'
 #!/usr/bin/env bash
 # STAND-IN srun: starts --ntasks (else $SLURM_NTASKS) copies of the command with SLURM_PROCID,
 # SLURM_LOCALID, SLURM_NODEID set as srun would for --ntasks-per-node=$STANDIN_TASKS_PER_NODE;
-# exports the caller's environment (srun's default --export=ALL); waits; worst status.
+# exports the caller's environment (srun's default --export=ALL); forwards TERM / INT to the
+# tasks and, as srun does, still waits for them to exit; worst status.
 echo "srun $*" >>"$STANDIN_LOG"
 n=${SLURM_NTASKS:-1}
 while [[ $# -gt 0 && $1 == --* ]]; do
@@ -55,7 +56,14 @@ for ((i = 0; i < n; i++)); do
 done
 trap 'kill -TERM "${pids[@]}" 2>/dev/null' TERM INT
 status=0
-for p in "${pids[@]}"; do wait "$p" || status=$?; done
+for p in "${pids[@]}"; do
+  while true; do  # a trapped signal interrupts wait while the task still runs: wait again
+    wait "$p"
+    s=$?
+    kill -0 "$p" 2>/dev/null || break
+  done
+  ((s != 0)) && status=$s
+done
 exit $status
 EOF
 cat >"$TMP/bin/fake_nino_train" <<'EOF'
