@@ -47,6 +47,7 @@ absl::StatusOr<DescriptionOp> OpFromProto(const v1::DescriptionOp& proto) {
   op.query_bias = proto.query_bias();
   op.key_bias = proto.key_bias();
   op.value_bias = proto.value_bias();
+  op.groups = proto.groups() == 0 ? 1 : proto.groups();  // unset = 1
   return op;
 }
 
@@ -67,6 +68,7 @@ void OpToProto(const DescriptionOp& op, v1::DescriptionOp* proto) {
   proto->set_query_bias(op.query_bias);
   proto->set_key_bias(op.key_bias);
   proto->set_value_bias(op.value_bias);
+  if (op.groups != 1) proto->set_groups(op.groups);
 }
 
 }  // namespace

@@ -19,7 +19,7 @@
 namespace nino::wire {
 
 // INVALID_ARGUMENT for a version outside kMinModelDescriptionVersion..kModelDescriptionVersion
-// ("version: 3, this reader reads versions 1 to 2"), an op name outside input, dense, norm, alias,
+// ("version: 4, this reader reads versions 1 to 3"), an op name outside input, dense, norm, alias,
 // flatten, add, concat, embedding, attention ("op 3 (output 'c1'): unknown op 'conv' (known:
 // ...)"), or what ValidateModelDescription refuses (naming the op as DescriptionOpLabel does),
 // e.g. a field the op does not read or a version-2 op in a version-1 description. Version 2's

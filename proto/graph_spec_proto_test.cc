@@ -139,6 +139,30 @@ TEST(GraphSpecProto, Version2FieldsSurviveTheRoundTrip) {
   }
 }
 
+TEST(GraphSpecProto, GroupsSurviveTheRoundTripAndUnsetMeansOne) {
+  ModelDescriptionBuilder b;
+  const std::string dw = b.GroupedConv(b.Input(8, "x"), 8, "dw.weight", "dw.bias", "dw");
+  b.Dense(dw, "pw.weight", "", "pw");
+  v1::GraphSpec proto;
+  GraphSpecToProto(Described(b.description()), &proto);
+  EXPECT_EQ(proto.description().version(), 3);
+  EXPECT_EQ(proto.description().ops(1).groups(), 8);
+  EXPECT_EQ(proto.description().ops(2).groups(), 0);  // 1 is left unset on the wire
+  absl::StatusOr<GraphSpec> back = GraphSpecFromProto(proto);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->description->version, 3);
+  EXPECT_EQ(back->description->ops[1].groups, 8);
+  EXPECT_EQ(back->description->ops[2].groups, 1);
+  EXPECT_EQ(ModelDescriptionToJson(*back->description), ModelDescriptionToJson(b.description()));
+  // A version-2 message with groups is refused as the JSON form refuses it.
+  v1::GraphSpec v2 = proto;
+  v2.mutable_description()->set_version(2);
+  absl::StatusOr<GraphSpec> refused = GraphSpecFromProto(v2);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("field 'groups' is version 3"), std::string::npos)
+      << refused.status();
+}
+
 TEST(GraphSpecProto, NameBasedKindsCarryNoDescription) {
   GraphSpec gpt2;
   gpt2.kind = GraphSpec::Kind::kGpt2;
@@ -178,9 +202,9 @@ TEST(GraphSpecProto, WhatTheMessageAloneDecidesIsRefusedByField) {
                 "known: input, dense, norm, alias, flatten, add, concat, embedding, "
                 "attention");
 
-  v1::GraphSpec version3 = good;
-  version3.mutable_description()->set_version(3);
-  ExpectRefused(version3, "description: version: 3, this reader reads versions 1 to 2");
+  v1::GraphSpec version4 = good;
+  version4.mutable_description()->set_version(4);
+  ExpectRefused(version4, "description: version: 4, this reader reads versions 1 to 3");
   // Version 1 does not say version-2 ops or fields.
   v1::GraphSpec v1_attention;
   GraphSpecToProto(Described(Version2()), &v1_attention);

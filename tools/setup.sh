@@ -10,6 +10,8 @@ PACKAGES=(
   clang-14 libfuzzer-14-dev
   # LibTorch (with c10d Gloo headers) and the Python side used by interop tests
   libtorch-dev libgloo-dev python3-torch python3-numpy
+  # torchvision's models: the Python tracer is tested on the networks users take from it
+  python3-torchvision
   # gRPC / protobuf / abseil / tests
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev libabsl-dev
   libgtest-dev libgmock-dev

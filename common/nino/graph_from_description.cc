@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/nino/shape_string.h"
 #include "common/status/status_macros.h"
 
 namespace nino {
@@ -20,10 +21,6 @@ using OpKind = DescriptionOp::Kind;
 
 // Bounds every group so node and edge counts stay far from int64 overflow.
 constexpr int64_t kMaxUnits = int64_t{1} << 40;
-
-std::string ShapeString(const std::vector<int64_t>& shape) {
-  return absl::StrCat("(", absl::StrJoin(shape, ", "), ")");
-}
 
 // ---- Resolve pass: which nodes exist and which edges each op writes, without node ids ----
 
@@ -37,6 +34,23 @@ int64_t CountUnits(const Units& units) {
   int64_t n = 0;
   for (const Segment& s : units) n += s.count;
   return n;
+}
+
+// Units [begin, begin + count) of `units` (which may span several segments).
+Units SliceUnits(const Units& units, int64_t begin, int64_t count) {
+  Units out;
+  for (const Segment& s : units) {
+    if (count == 0) break;
+    if (begin >= s.count) {
+      begin -= s.count;
+      continue;
+    }
+    const int64_t take = std::min(count, s.count - begin);
+    out.push_back(Segment{s.group, s.begin + begin, take});
+    begin = 0;
+    count -= take;
+  }
+  return out;
 }
 
 // Nodes allocated together, in creation order (which is node order): the prelude (`rows`
@@ -246,7 +260,8 @@ class Resolver {
     return std::all_of(s.begin(), s.end(), [](int64_t x) { return x > 0; });
   }
 
-  // The weight's shape against its input group: 2-D or 4-D, non-empty, `in` = the group's units.
+  // The weight's shape against its input group: 2-D or 4-D, non-empty, `in` = the group's units
+  // (`in` * groups for a grouped convolution, whose groups divide both unit counts).
   absl::Status CheckDenseWeight(size_t i, const DescriptionOp& op, const ParamSpec& w,
                                 int64_t in_units) const {
     const std::vector<int64_t>& s = w.shape;
@@ -261,18 +276,48 @@ class Resolver {
       return Error(i, absl::StrCat("weight '", w.name, "' has shape ", ShapeString(s),
                                    "; 'transposed' applies to 2-D (in, out) weights only"));
     }
+    if (op.groups > 1) return CheckGroupedWeight(i, op, w, in_units);
     const int64_t in = op.transposed ? s[0] : s[1];
     if (in == in_units) return absl::OkStatus();
     const std::string base =
         absl::StrCat("weight '", w.name, "' ", ShapeString(s), " reads ", in,
                      " input units but its input group '", op.inputs[0], "' has ", in_units);
     if (s.size() == 4 && in_units % s[1] == 0 && s[0] % (in_units / s[1]) == 0) {
-      return Error(i, absl::StrCat(base, ": a grouped or depthwise convolution (groups = ",
-                                   in_units / s[1], "), not in the model description"));
+      return Error(i, absl::StrCat(base,
+                                   ": a grouped or depthwise convolution? (then say "
+                                   "groups = ",
+                                   in_units / s[1], ", description version 3)"));
     }
     return Error(i, base);
   }
 
+  // (out, in / groups, kh, kw) with groups dividing out and the input group's units.
+  absl::Status CheckGroupedWeight(size_t i, const DescriptionOp& op, const ParamSpec& w,
+                                  int64_t in_units) const {
+    const std::vector<int64_t>& s = w.shape;
+    const int64_t g = op.groups;
+    if (s.size() != 4) {
+      return Error(
+          i, absl::StrCat("weight '", w.name, "' has shape ", ShapeString(s), "; groups = ", g,
+                          " needs a conv weight (out, in / groups, kh, "
+                          "kw)"));
+    }
+    if (in_units % g != 0 || s[0] % g != 0) {
+      return Error(i, absl::StrCat("groups = ", g, " does not divide the ", in_units,
+                                   " input units of '", op.inputs[0], "' and the ", s[0],
+                                   " output channels of weight '", w.name, "'"));
+    }
+    if (s[1] * g != in_units) {
+      return Error(i, absl::StrCat("weight '", w.name, "' ", ShapeString(s), " reads ", s[1],
+                                   " input units per group, but its input group '", op.inputs[0],
+                                   "' has ", in_units, " = ", g, " groups of ", in_units / g));
+    }
+    return absl::OkStatus();
+  }
+
+  // One weight block per convolution group (one for an ordinary dense op): output units
+  // [k * out_g, (k + 1) * out_g) read input units [k * in_g, (k + 1) * in_g), i-major within
+  // the group, groups in order.
   absl::Status Dense(size_t i, const DescriptionOp& op) {
     const Units& in = Group(op.inputs[0]);
     NINO_ASSIGN_OR_RETURN(const size_t p, Claim(i, "weight", op.weight));
@@ -282,21 +327,21 @@ class Resolver {
     NINO_RETURN_IF_ERROR(CheckUnits(i, n_out));
     const int64_t g = NewGroup(n_out);
     r_.groups[g].dense_op = static_cast<int64_t>(i);
-    EdgeBlock b;
-    b.kind = EdgeBlock::Kind::kWeight;
-    b.in = in;
-    b.out = WholeGroup(g);
-    b.first_row = w.offset;
-    if (w.shape.size() == 4) {
-      b.type = kEdgeConv;
-      b.slots = w.shape[2] * w.shape[3];
-      r_.feat_size = std::max(r_.feat_size, b.slots);
-    } else {
-      b.type = kEdgeFullyConnected;
+    const int64_t in_g = CountUnits(in) / op.groups, out_g = n_out / op.groups;
+    const int64_t slots = w.shape.size() == 4 ? w.shape[2] * w.shape[3] : 1;
+    if (w.shape.size() == 4) r_.feat_size = std::max(r_.feat_size, slots);
+    for (int64_t k = 0; k < op.groups; ++k) {
+      EdgeBlock b;
+      b.kind = EdgeBlock::Kind::kWeight;
+      b.type = w.shape.size() == 4 ? kEdgeConv : kEdgeFullyConnected;
+      b.slots = slots;
+      b.in = SliceUnits(in, k * in_g, in_g);
+      b.out = SliceUnits(WholeGroup(g), k * out_g, out_g);
+      b.first_row = w.offset + k * out_g * in_g * slots;
+      b.stride_in = op.transposed ? n_out : slots;
+      b.stride_out = op.transposed ? 1 : in_g * slots;
+      r_.edges[i].push_back(std::move(b));
     }
-    b.stride_in = op.transposed ? n_out : b.slots;
-    b.stride_out = op.transposed ? 1 : CountUnits(in) * b.slots;
-    r_.edges[i].push_back(std::move(b));
     if (!op.bias.empty()) {
       NINO_RETURN_IF_ERROR(AttachOneD(i, "bias", op.bias, kEdgeBias, WholeGroup(g)));
     }

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -587,8 +588,8 @@ TEST(DescribedGraphErrors, OpsMustCarryTheirFieldsOnly) {
                 {"op 0 (input 'x')", "field 'weight' does not apply"});
   ExpectRefused(LeNet(), EditedLeNet([](ModelDescription* d) { d->ops[2].inputs.push_back("x"); }),
                 {"op 2 (alias 'relu1')", "takes 1 input group(s), got 2"});
-  ExpectRefused(LeNet(), EditedLeNet([](ModelDescription* d) { d->version = 3; }),
-                {"version: 3", "reads versions 1 to 2"});
+  ExpectRefused(LeNet(), EditedLeNet([](ModelDescription* d) { d->version = 4; }),
+                {"version: 4", "reads versions 1 to 3"});
   ExpectRefused(LeNet(), ModelDescription{}, {"no ops"});
   ModelDescriptionBuilder b;
   b.Concat({b.Input(2, "x")}, "cat");
@@ -952,6 +953,134 @@ TEST(DescribedGraphV2Errors, RefusalsNameTheOpAndTheParameter) {
                 {"op 3 (embedding 'e')", "'cat' is a concatenation"});
 }
 
+// ---- Version 3: grouped and depthwise convolutions ----
+
+// input 4 channels -> depthwise 3x3 (4, 1, 3, 3) + BatchNorm -> pointwise 1x1 (8, 4, 1, 1) ->
+// grouped 3x3 (8, 2, 3, 3), groups 4, with a bias: a MobileNet / ResNeXt block in small.
+Shapes GroupedLayout() {
+  return {{"dw.weight", {4, 1, 3, 3}}, {"bn.weight", {4}},         {"bn.bias", {4}},
+          {"pw.weight", {8, 4, 1, 1}}, {"g.weight", {8, 2, 3, 3}}, {"g.bias", {8}}};
+}
+
+ModelDescription GroupedDescription() {
+  ModelDescriptionBuilder b;
+  std::string h = b.GroupedConv(b.Input(4, "x"), 4, "dw.weight", "", "dw");
+  h = b.Norm(h, "bn.weight", "bn.bias", "bn");
+  h = b.Dense(b.Alias(h, "relu", "relu"), "pw.weight", "", "pw");
+  b.GroupedConv(h, 4, "g.weight", "g.bias", "g");
+  return b.description();
+}
+
+// The source and destination node of the edge whose slot 0 holds parameter row `row`.
+std::pair<int64_t, int64_t> EdgeOfRow(const NeuralGraph& g, int64_t row) {
+  for (int64_t e = 0; e < g.num_edges(); ++e) {
+    if (g.param_index[e * g.feat_size] == row) return {g.src[e], g.dst[e]};
+  }
+  ADD_FAILURE() << "no edge holds row " << row;
+  return {-1, -1};
+}
+
+TEST(DescribedGraphV3, GroupedConvolutionsReadTheirGroupsOnly) {
+  const std::vector<ParamSpec> params = Table(GroupedLayout());
+  const ModelDescription d = GroupedDescription();
+  EXPECT_EQ(d.version, 3);
+  const NeuralGraph g = BuildChecked(params, d);
+  // Nodes: 4 inputs; the BatchNorm's 2 aux nodes + dw's 4 units; pw 8 units; g's bias node + 8
+  // units.
+  const int64_t nodes = 4 + (2 + 4) + 8 + (1 + 8);
+  EXPECT_EQ(g.num_nodes, nodes);
+  // Edges: depthwise 4 (one per channel), BN 2 x 4, pointwise 32, grouped 8 x 2, bias 8.
+  EXPECT_EQ(g.num_edges(), 4 + 8 + 32 + 16 + 8 + nodes);
+  EXPECT_EQ(CountType(g, kEdgeConv), 4 + 32 + 16);
+  EXPECT_EQ(g.feat_size, 9);
+  const int64_t dw = params[0].offset, pw = params[3].offset, gw = params[4].offset;
+  // The pointwise conv (groups 1) names the nodes: pw.weight[o, i] is edge dw_unit[i] -> pw[o].
+  std::vector<int64_t> dw_node(4), pw_node(8);
+  for (int64_t o = 0; o < 8; ++o) {
+    for (int64_t i = 0; i < 4; ++i) {
+      const auto [src, dst] = EdgeOfRow(g, pw + o * 4 + i);
+      if (o == 0) dw_node[i] = src;
+      EXPECT_EQ(src, dw_node[i]);
+      if (i == 0) pw_node[o] = dst;
+      EXPECT_EQ(dst, pw_node[o]);
+    }
+  }
+  // Depthwise: channel c reads input c only; its 3x3 kernel fills the 9 slots in order.
+  for (int64_t c = 0; c < 4; ++c) {
+    const auto [src, dst] = EdgeOfRow(g, dw + c * 9);
+    EXPECT_EQ(src, c);  // the input group's units are the first nodes
+    EXPECT_EQ(dst, dw_node[c]);
+  }
+  // Grouped: output o (group o / 2) reads pw units 2 (o / 2) and 2 (o / 2) + 1, g.weight[o, i]
+  // on edge pw[2 (o / 2) + i] -> g[o]; outputs of one group share their destination node.
+  std::vector<int64_t> g_node(8, -1);
+  for (int64_t o = 0; o < 8; ++o) {
+    for (int64_t i = 0; i < 2; ++i) {
+      const auto [src, dst] = EdgeOfRow(g, gw + (o * 2 + i) * 9);
+      EXPECT_EQ(src, pw_node[(o / 2) * 2 + i]) << "o " << o << " i " << i;
+      if (i == 0) g_node[o] = dst;
+      EXPECT_EQ(dst, g_node[o]);
+    }
+  }
+  EXPECT_EQ(std::set<int64_t>(g_node.begin(), g_node.end()).size(), 8u);
+  // Edge order: the depthwise edges come first, channel by channel (group-major).
+  for (int64_t c = 0; c < 4; ++c) {
+    EXPECT_EQ(g.param_index[c * 9], dw + c * 9) << c;
+  }
+}
+
+TEST(DescribedGraphV3, GroupsOfOneAreTheOrdinaryDenseOp) {
+  const Shapes shapes = {{"c.weight", {6, 4, 3, 3}}, {"c.bias", {6}}};
+  ModelDescriptionBuilder plain, grouped;
+  plain.Dense(plain.Input(4, "x"), "c.weight", "c.bias", "c");
+  grouped.GroupedConv(grouped.Input(4, "x"), 1, "c.weight", "c.bias", "c");
+  EXPECT_EQ(grouped.description().version, 1);
+  ExpectSameGraph(BuildChecked(Table(shapes), grouped.description()),
+                  BuildChecked(Table(shapes), plain.description()));
+}
+
+TEST(DescribedGraphV3, AGroupedConvolutionOnAConcatenationSlicesIt) {
+  // concat(a: 2 units, b: 4 units) -> grouped conv groups 3: group k reads units 2k, 2k + 1 of
+  // the concatenation, i.e. a's two units, then b's first two, then b's last two.
+  const Shapes shapes = {
+      {"a.weight", {2, 1, 1, 1}}, {"b.weight", {4, 1, 1, 1}}, {"g.weight", {3, 2, 3, 3}}};
+  ModelDescriptionBuilder b;
+  const std::string x = b.Input(1, "x");
+  b.GroupedConv(b.Concat({b.Dense(x, "a.weight", "", "a"), b.Dense(x, "b.weight", "", "b")}), 3,
+                "g.weight", "", "g");
+  const std::vector<ParamSpec> params = Table(shapes);
+  const NeuralGraph g = BuildChecked(params, b.description());
+  std::vector<int64_t> cat_node(6);
+  for (int64_t u = 0; u < 2; ++u) cat_node[u] = EdgeOfRow(g, params[0].offset + u).second;
+  for (int64_t u = 0; u < 4; ++u) cat_node[2 + u] = EdgeOfRow(g, params[1].offset + u).second;
+  for (int64_t o = 0; o < 3; ++o) {
+    for (int64_t i = 0; i < 2; ++i) {
+      EXPECT_EQ(EdgeOfRow(g, params[2].offset + (o * 2 + i) * 9).first, cat_node[o * 2 + i])
+          << "o " << o << " i " << i;
+    }
+  }
+}
+
+TEST(DescribedGraphV3Errors, GroupsMustFitTheWeightAndTheInput) {
+  auto edited = [](int64_t groups) {
+    ModelDescription d = GroupedDescription();
+    d.ops.back().groups = groups;
+    return d;
+  };
+  // groups 3 divides neither the 8 input units nor the 8 output channels.
+  ExpectRefused(GroupedLayout(), edited(3),
+                {"op 5 (dense 'g')", "groups = 3 does not divide the 8 input units of 'pw'"});
+  // groups 2: 8 = 2 x 4, but the weight reads 2 units per group.
+  ExpectRefused(GroupedLayout(), edited(2),
+                {"op 5 (dense 'g')", "'g.weight' (8, 2, 3, 3) reads 2 input units per group",
+                 "'pw' has 8 = 2 groups of 4"});
+  // A grouped linear layer is not a convolution.
+  ModelDescriptionBuilder b;
+  b.GroupedConv(b.Input(4, "x"), 2, "l.weight", "", "l");
+  ExpectRefused({{"l.weight", {4, 2}}}, b.description(),
+                {"op 1 (dense 'l')", "groups = 2 needs a conv weight"});
+}
+
 // ---- JSON and the C++ builder ----
 
 void ExpectSameDescription(const ModelDescription& a, const ModelDescription& b) {
@@ -1058,8 +1187,8 @@ TEST(ModelDescriptionJson, RefusalsNameTheOpAndTheField) {
   };
   refused("{\"version\": 1, \"ops\": [", {"not JSON"});
   refused("[]", {"JSON object"});
-  refused(R"({"version": 3, "ops": []})", {"version: 3", "reads versions 1 to 2"});
-  refused(R"({"version": 0, "ops": []})", {"version: 0", "reads versions 1 to 2"});
+  refused(R"({"version": 4, "ops": []})", {"version: 4", "reads versions 1 to 3"});
+  refused(R"({"version": 0, "ops": []})", {"version: 0", "reads versions 1 to 3"});
   refused(R"({"version": "1", "ops": []})", {"'version' must be an integer"});
   refused(R"({"ops": []})", {"missing field 'version'"});
   refused(R"({"version": 1})", {"missing field 'ops'"});

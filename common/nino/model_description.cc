@@ -30,6 +30,7 @@ struct OpFields {
   int min_inputs = 1, max_inputs = 1;  // max -1: unbounded
   bool units = false, weight = false, bias = false, positions = false, alias_kind = false;
   bool transposed = false, heads = false, split = false;  // version 2; split: query ... value_bias
+  bool groups = false;                                    // version 3
 };
 
 bool IsVersion2(Kind kind) { return kind == Kind::kEmbedding || kind == Kind::kAttention; }
@@ -51,6 +52,9 @@ std::string Version2Field(const DescriptionOp& op) {
   if (op.heads != 0) return "heads";
   return SplitField(op);
 }
+
+// The first version-3 field `op` sets ("" if none).
+std::string Version3Field(const DescriptionOp& op) { return op.groups != 1 ? "groups" : ""; }
 
 OpFields FieldsOf(Kind kind) {
   OpFields f;
@@ -84,7 +88,7 @@ OpFields FieldsOf(Kind kind) {
       f.weight = f.bias = f.transposed = f.heads = f.split = true;
       break;
   }
-  if (kind == Kind::kDense) f.transposed = true;
+  if (kind == Kind::kDense) f.transposed = f.groups = true;
   return f;
 }
 
@@ -109,13 +113,14 @@ std::vector<std::string> JsonKeysOf(Kind kind) {
   if (f.alias_kind) keys.push_back("kind");
   if (f.transposed) keys.push_back("transposed");
   if (f.heads) keys.push_back("heads");
+  if (f.groups) keys.push_back("groups");
   if (f.split) keys.insert(keys.end(), std::begin(kSplitKeys), std::end(kSplitKeys));
   return keys;
 }
 
 // Keys a JSON op may leave out (the others are required).
 bool OptionalKey(Kind kind, const std::string& key) {
-  if (key == "bias" || key == "transposed") return true;
+  if (key == "bias" || key == "transposed" || key == "groups") return true;
   if (kind == Kind::kNorm && key == "weight") return true;
   if (kind == Kind::kEmbedding && key == "inputs") return true;
   if (kind == Kind::kAttention && key != "op" && key != "output" && key != "inputs" &&
@@ -143,6 +148,7 @@ absl::Status CheckUnreadFields(size_t index, const DescriptionOp& op, const OpFi
   if (!f.alias_kind && !op.alias_kind.empty()) return unread("kind");
   if (!f.transposed && op.transposed) return unread("transposed");
   if (!f.heads && op.heads != 0) return unread("heads");
+  if (!f.groups && op.groups != 1) return unread("groups");
   if (!f.split) {
     const std::string split = SplitField(op);
     if (!split.empty()) return unread(split.c_str());
@@ -197,6 +203,14 @@ absl::Status CheckReadFields(size_t index, const DescriptionOp& op, const OpFiel
   if (op.kind == Kind::kDense && op.weight.empty()) {
     return OpError(index, op, "missing field 'weight'");
   }
+  if (f.groups && op.groups < 1) {
+    return OpError(index, op, absl::StrCat("groups must be >= 1, got ", op.groups));
+  }
+  if (op.groups > 1 && op.transposed) {
+    return OpError(index, op,
+                   "'groups' and 'transposed' exclude each other (a grouped op is a "
+                   "convolution, (out, in / groups, kh, kw))");
+  }
   if (op.kind == Kind::kNorm && op.weight.empty() && op.bias.empty()) {
     return OpError(index, op, "a norm op needs a 'weight' (gain) and/or a 'bias' (shift)");
   }
@@ -205,23 +219,19 @@ absl::Status CheckReadFields(size_t index, const DescriptionOp& op, const OpFiel
   return absl::OkStatus();
 }
 
-// A version-1 description uses no version-2 op or field.
+// A description uses no op or field of a later version than it says.
 absl::Status CheckOpVersion(size_t index, const DescriptionOp& op, int64_t version) {
-  if (version >= 2) return absl::OkStatus();
-  if (IsVersion2(op.kind)) {
+  if (ModelDescriptionOpVersion(op) <= version) return absl::OkStatus();
+  if (version < 2 && IsVersion2(op.kind)) {
     return OpError(index, op,
                    absl::StrCat(DescriptionOpKindName(op.kind),
-                                " is version 2, the description "
-                                "says version ",
-                                version));
+                                " is version 2, the description says version ", version));
   }
-  const std::string field = Version2Field(op);
-  if (!field.empty()) {
-    return OpError(
-        index, op,
-        absl::StrCat("field '", field, "' is version 2, the description says version ", version));
-  }
-  return absl::OkStatus();
+  const bool v2_field = version < 2 && !Version2Field(op).empty();
+  return OpError(
+      index, op,
+      absl::StrCat("field '", v2_field ? Version2Field(op) : Version3Field(op), "' is version ",
+                   v2_field ? 2 : 3, ", the description says version ", version));
 }
 
 absl::Status CheckInputs(size_t index, const DescriptionOp& op, const OpFields& f,
@@ -344,6 +354,7 @@ absl::Status ReadOpFields(const Json& j, absl::string_view where, DescriptionOp*
   NINO_RETURN_IF_ERROR(read_int("units", &op->units));
   NINO_RETURN_IF_ERROR(read_int("positions", &op->positions));
   NINO_RETURN_IF_ERROR(read_int("heads", &op->heads));
+  NINO_RETURN_IF_ERROR(read_int("groups", &op->groups));
   std::string* split[] = {&op->query,      &op->key,      &op->value,
                           &op->query_bias, &op->key_bias, &op->value_bias};
   for (size_t k = 0; k < 6; ++k) NINO_RETURN_IF_ERROR(read_string(kSplitKeys[k], split[k]));
@@ -417,6 +428,7 @@ nlohmann::ordered_json OpToJson(const DescriptionOp& op) {
     }
   }
   if (f.transposed && op.transposed) j["transposed"] = true;
+  if (f.groups && op.groups != 1) j["groups"] = op.groups;
   return j;
 }
 
@@ -432,6 +444,12 @@ DescriptionOp WeightOp(DescriptionOp::Kind kind, const std::string& input, std::
 }
 
 }  // namespace
+
+int64_t ModelDescriptionOpVersion(const DescriptionOp& op) {
+  if (!Version3Field(op).empty()) return 3;
+  if (IsVersion2(op.kind) || !Version2Field(op).empty()) return 2;
+  return 1;
+}
 
 std::string DescriptionOpKindName(DescriptionOp::Kind kind) {
   switch (kind) {
@@ -532,9 +550,7 @@ std::string ModelDescriptionBuilder::NameOr(std::string name) {
 
 std::string ModelDescriptionBuilder::Append(DescriptionOp op, std::string name) {
   op.output = NameOr(std::move(name));
-  if (IsVersion2(op.kind) || !Version2Field(op).empty()) {
-    description_.version = std::max<int64_t>(description_.version, 2);
-  }
+  description_.version = std::max(description_.version, ModelDescriptionOpVersion(op));
   description_.ops.push_back(std::move(op));
   return description_.ops.back().output;
 }
@@ -555,6 +571,14 @@ std::string ModelDescriptionBuilder::DenseTransposed(const std::string& input, s
                                                      std::string bias, std::string name) {
   DescriptionOp op = WeightOp(Kind::kDense, input, std::move(weight), std::move(bias));
   op.transposed = true;
+  return Append(std::move(op), std::move(name));
+}
+
+std::string ModelDescriptionBuilder::GroupedConv(const std::string& input, int64_t groups,
+                                                 std::string weight, std::string bias,
+                                                 std::string name) {
+  DescriptionOp op = WeightOp(Kind::kDense, input, std::move(weight), std::move(bias));
+  op.groups = groups;
   return Append(std::move(op), std::move(name));
 }
 

@@ -26,12 +26,15 @@
 //                                               nn.MultiheadAttention / GPT-2 c_attn, or three
 //                                               weights); output = the value units
 //   and `transposed` on dense / attention: weights stored (in, out) (GPT-2's Conv1D).
+//   Version 3 adds `groups` on dense: a grouped or depthwise convolution (nn.Conv2d groups > 1,
+//   weight (out, in / groups, kh, kw)); output unit o reads only the input units of its group.
 // * Every parameter of the model appears in exactly one op (weight or bias), by its
 //   named_parameters() name; the builder checks names and shapes against the parameter table.
 //
 // Versioned: readers accept versions kMinModelDescriptionVersion..kModelDescriptionVersion and
-// refuse others; a version-1 description uses none of the version-2 ops or fields. Writers (the
-// Python tracer, DescribeGpt2) write the lowest version that can say what they describe.
+// refuse others; a description uses no op or field of a later version than it says
+// (ModelDescriptionOpVersion). Writers (the Python tracer, DescribeGpt2, the builder) write the
+// lowest version that can say what they describe.
 #ifndef NINO_COMMON_NINO_MODEL_DESCRIPTION_H_
 #define NINO_COMMON_NINO_MODEL_DESCRIPTION_H_
 
@@ -46,7 +49,7 @@
 namespace nino {
 
 inline constexpr int64_t kMinModelDescriptionVersion = 1;
-inline constexpr int64_t kModelDescriptionVersion = 2;
+inline constexpr int64_t kModelDescriptionVersion = 3;
 
 struct DescriptionOp {
   enum class Kind {
@@ -76,6 +79,8 @@ struct DescriptionOp {
   int64_t heads = 0;              // attention: query heads (>= 1)
   std::string query, key, value;  // attention with split projections (then `weight` is "")
   std::string query_bias, key_bias, value_bias;  // their biases ("" = none)
+  // Version 3.
+  int64_t groups = 1;  // dense: convolution groups (>= 1; > 1 only for 4-D, not transposed)
 };
 
 struct ModelDescription {
@@ -85,18 +90,21 @@ struct ModelDescription {
 
 std::string DescriptionOpKindName(DescriptionOp::Kind kind);  // "input", "dense", ...
 
+// The lowest description version that has `op`'s kind and every field it sets (1, 2 or 3).
+int64_t ModelDescriptionOpVersion(const DescriptionOp& op);
+
 // How errors name an op: `op 3 (dense 'conv1')` (index in `ops`, kind, output group).
 std::string DescriptionOpLabel(size_t index, const DescriptionOp& op);
 
-// The checks that need no parameter table: the version (and no version-2 op or field in a
-// version-1 description); at least one op; every output named and
+// The checks that need no parameter table: the version (and no op or field of a later version
+// than the description says); at least one op; every output named and
 // unique; each op's inputs named groups of earlier ops, as many as its kind takes (input none;
 // dense, norm, alias, flatten one; add two; concat two or more); the fields its kind reads set
 // (input: units >= 1; dense: weight; norm: weight and/or bias; alias: kind; flatten:
 // positions >= 1; embedding: weight and kind "token" or "position", no or one input;
 // attention: one input, heads >= 1, and either `weight` (+ optional `bias`) or all of query,
-// key, value (+ optional query_bias, key_bias, value_bias), not both) and the fields it does not
-// read left empty / 0 / false. INVALID_ARGUMENT naming the op
+// key, value (+ optional query_bias, key_bias, value_bias), not both; dense: groups >= 1) and
+// the fields it does not read left empty / 0 / false (groups: 1). INVALID_ARGUMENT naming the op
 // (DescriptionOpLabel) otherwise. ModelDescriptionFromJson and BuildGraphFromDescription run it.
 absl::Status ValidateModelDescription(const ModelDescription& description);
 
@@ -119,6 +127,9 @@ class ModelDescriptionBuilder {
   // Dense with weights stored (in, out) (GPT-2's Conv1D).
   std::string DenseTransposed(const std::string& input, std::string weight, std::string bias = "",
                               std::string name = "");
+  // Version 3: a grouped or depthwise convolution, weight (out, in / groups, kh, kw).
+  std::string GroupedConv(const std::string& input, int64_t groups, std::string weight,
+                          std::string bias = "", std::string name = "");
   std::string Norm(const std::string& input, std::string weight, std::string bias = "",
                    std::string name = "");
   std::string Alias(const std::string& input, std::string alias_kind, std::string name = "");
@@ -144,7 +155,7 @@ class ModelDescriptionBuilder {
 
  private:
   std::string NameOr(std::string name);
-  // Names `op`'s output, appends it, raises the version to 2 for a version-2 op or field.
+  // Names `op`'s output, appends it, raises the version to ModelDescriptionOpVersion(op).
   std::string Append(DescriptionOp op, std::string name);
   ModelDescription description_{kMinModelDescriptionVersion, {}};
   int64_t next_ = 0;

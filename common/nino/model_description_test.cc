@@ -1,7 +1,8 @@
 // Model descriptions without a parameter table (model_description.h): version 2's ops and fields
 // (embedding, attention, transposed) in ValidateModelDescription, the JSON form and the C++
-// builder; versions 1 and 2 accepted, a version-1 description using version 2 refused naming
-// the op. The version-1 ops' JSON and builder tests live in graph_from_description_test.cc.
+// builder; versions 1 to 3 accepted, a description using an op or field of a later version
+// refused naming the op; version 3's `groups` (grouped convolutions). The version-1 ops' JSON and
+// builder tests live in graph_from_description_test.cc.
 #include "common/nino/model_description.h"
 
 #include <gtest/gtest.h>
@@ -149,8 +150,8 @@ TEST(ModelDescriptionV2, Version1DescriptionsUsingVersion2AreRefusedNamingTheOp)
       {"op": "dense", "output": "d", "inputs": ["x"], "weight": "w", "transposed": true}]})")
                     .status(),
                 {"op 1 (dense 'd')", "field 'transposed' is version 2"});
-  ExpectInvalid(ModelDescriptionFromJson(R"({"version": 3, "ops": []})").status(),
-                {"version: 3", "reads versions 1 to 2"});
+  ExpectInvalid(ModelDescriptionFromJson(R"({"version": 4, "ops": []})").status(),
+                {"version: 4", "reads versions 1 to 3"});
 }
 
 TEST(ModelDescriptionV2, FieldChecksNameTheOpAndTheField) {
@@ -216,6 +217,62 @@ TEST(ModelDescriptionV2, JsonRefusalsNameTheOpAndTheField) {
   refused(R"({"op": "attention", "output": "a", "inputs": ["x"], "heads": 1, "weight": "w",
               "attn_mask": "m"})",
           {"op 1 (output 'a')", "unknown field 'attn_mask'", "heads", "value_bias"});
+}
+
+TEST(ModelDescriptionV3, GroupsAreVersion3AndOnlyForDenseOps) {
+  ModelDescriptionBuilder b;
+  const std::string x = b.Input(8, "x");
+  EXPECT_EQ(b.description().version, 1);
+  const std::string dw = b.GroupedConv(x, 8, "dw.weight", "dw.bias", "dw");
+  EXPECT_EQ(b.description().version, 3);
+  EXPECT_EQ(b.description().ops[1].groups, 8);
+  b.Dense(dw, "pw.weight", "", "pw");
+  EXPECT_EQ(b.description().ops[2].groups, 1);
+  ASSERT_TRUE(ValidateModelDescription(b.description()).ok());
+  EXPECT_EQ(ModelDescriptionOpVersion(b.description().ops[1]), 3);
+  EXPECT_EQ(ModelDescriptionOpVersion(b.description().ops[2]), 1);
+
+  // JSON: written only where it is not 1, read back; a version-2 op keeps version 2 elsewhere.
+  const std::string json = ModelDescriptionToJson(b.description());
+  EXPECT_NE(json.find(R"("groups":8)"), std::string::npos) << json;
+  EXPECT_EQ(json.find(R"("groups":1)"), std::string::npos) << json;
+  absl::StatusOr<ModelDescription> back = ModelDescriptionFromJson(json);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->version, 3);
+  EXPECT_EQ(back->ops[1].groups, 8);
+  EXPECT_EQ(back->ops[2].groups, 1);
+  EXPECT_EQ(ModelDescriptionToJson(*back), json);
+
+  ModelDescription v2 = b.description();
+  v2.version = 2;
+  ExpectInvalid(
+      ValidateModelDescription(v2),
+      {"op 1 (dense 'dw')", "field 'groups' is version 3, the description says version 2"});
+  v2.version = 1;
+  ExpectInvalid(ValidateModelDescription(v2), {"op 1 (dense 'dw')", "field 'groups' is version 3"});
+  ModelDescription zero = b.description();
+  zero.ops[1].groups = 0;
+  ExpectInvalid(ValidateModelDescription(zero),
+                {"op 1 (dense 'dw')", "groups must be >= 1, got 0"});
+  ModelDescription transposed = b.description();
+  transposed.ops[1].transposed = true;
+  ExpectInvalid(ValidateModelDescription(transposed),
+                {"op 1 (dense 'dw')", "'groups' and 'transposed' exclude each other"});
+  ModelDescription norm = b.description();
+  norm.ops[2].kind = Kind::kNorm;
+  norm.ops[2].groups = 2;
+  ExpectInvalid(ValidateModelDescription(norm),
+                {"op 2 (norm 'pw')", "field 'groups' does not apply to norm ops"});
+  ExpectInvalid(ModelDescriptionFromJson(R"({"version": 3, "ops": [
+      {"op": "input", "output": "x", "units": 2},
+      {"op": "alias", "output": "r", "inputs": ["x"], "kind": "relu", "groups": 2}]})")
+                    .status(),
+                {"op 1 (output 'r')", "unknown field 'groups'"});
+  ExpectInvalid(ModelDescriptionFromJson(R"({"version": 3, "ops": [
+      {"op": "input", "output": "x", "units": 2},
+      {"op": "dense", "output": "d", "inputs": ["x"], "weight": "w", "groups": "2"}]})")
+                    .status(),
+                {"op 1 (output 'd')", "'groups' must be an integer"});
 }
 
 }  // namespace

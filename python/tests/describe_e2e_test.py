@@ -1,7 +1,7 @@
 """Described jobs against a real nino_nowcaster (synthetic GNN and WNN+ checkpoints):
 NowcastOptimizer(example_input=) trains a LeNet-5 (5x5 kernels: WNN+), a small ResNet (GNN) and
-the benchmark's ViT (a version-2 description; its 7x7 patch conv: WNN+) with applied NiNo
-steps; the graph the server builds has the size the contract's closed form gives; the applied
+the benchmark's ViT (a version-2 description; its 7x7 patch conv: WNN+) and a CNN with
+depthwise and grouped convolutions (version 3) with applied NiNo steps; the graph the server builds has the size the contract's closed form gives; the applied
 LeNet step equals nino_nowcast --model_description on the same snapshots; an MLP described gives
 the same NiNo steps as the name-based graph; a model the name-based graph cannot map is refused
 with the hint to pass example_input, and trains with it."""
@@ -16,7 +16,8 @@ import grpc
 import torch
 
 import nino
-from described_models import LeNet5, SmallResNet, ViT, graph_size, vit_graph_size
+from described_models import (DepthwiseSeparable, LeNet5, SmallResNet, ViT, graph_size,
+                              vit_graph_size)
 from nino_test_util import (MLP, Nowcaster, NinoStepRecorder, _find, data, flat, make_opt,
                             nino_nowcast_binary, synthetic_ckpt, tmpdir)
 
@@ -49,9 +50,9 @@ class DescribedJobsTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         torch.set_num_threads(1)
-        # One --nino_model flag (the last one given wins): both synthetic checkpoints.
-        cls.server = Nowcaster(extra=["--nino_model=nino_no_posw=%s,nino_mlp=%s" %
-                                      (synthetic_ckpt(), synthetic_mlp_ckpt())])
+        # Nowcaster() serves the synthetic GNN as nino_no_posw; a second --nino_model flag adds
+        # the synthetic WNN+ as nino_mlp (repeated flags add up).
+        cls.server = Nowcaster(extra=["--nino_model=nino_mlp=%s" % synthetic_mlp_ckpt()])
         from nino.v1 import nowcaster_pb2, nowcaster_pb2_grpc
         cls.pb2 = nowcaster_pb2
         cls.channel = grpc.insecure_channel(cls.server.address)
@@ -132,12 +133,13 @@ class DescribedJobsTest(unittest.TestCase):
                                      synthetic_mlp_ckpt())
         self.assertLessEqual((r["params"] - expected).abs().max().item(), 1e-6)
 
-    def test_resnet_trains_with_example_input(self):
-        torch.manual_seed(3)
-        model = SmallResNet()
-        batch = images(3, size=12)
+    def assert_trains_with_example_input(self, model, seed, version):
+        """`model` (12x12 images) registers with example_input on the synthetic GNN; the server's
+        graph has the closed-form size; 40 steps apply 2 NiNo steps that move the weights."""
+        batch = images(seed, size=12)
         opt = make_opt(model, self.server.address, nino_model="nino_no_posw", max_train_steps=40,
                        example_input=batch[0][:8])
+        self.assertEqual(opt.model_description["version"], version)
         status = self.job_status(opt.job_id)
         self.assertEqual((status.graph_state, status.num_nodes, status.num_edges),
                          ("ready",) + graph_size(opt.model_description, model))
@@ -148,6 +150,16 @@ class DescribedJobsTest(unittest.TestCase):
         self.assertEqual((s["nino_steps"], s["nino_applied"], s["nino_failures"]), (2, 2, 0), s)
         self.assertTrue(torch.isfinite(flat(model)).all())
         self.assertGreater((flat(model) - before).abs().max().item(), 1e-4)
+
+    def test_resnet_trains_with_example_input(self):
+        torch.manual_seed(3)
+        self.assert_trains_with_example_input(SmallResNet(), 3, 1)
+
+    def test_depthwise_separable_cnn_trains_with_example_input(self):
+        # Grouped and depthwise convolutions (description version 3, DescriptionOp.groups):
+        # every kernel is 3x3 or 1x1, so the GNN checkpoint serves it.
+        torch.manual_seed(4)
+        self.assert_trains_with_example_input(DepthwiseSeparable(), 4, 3)
 
     def test_mlp_described_equals_the_name_based_graph(self):
         results = []

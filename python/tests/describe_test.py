@@ -1,7 +1,9 @@
 """nino.describe_model (torch.fx tracing into a model description, docs/GRAPH_DESCRIPTION.md):
 the descriptions of an MLP, the FM-16 CNN, LeNet-5, a small ResNet, a model with torch.cat
 (version 1), the benchmark's ViT, a batch_first=False ViT and a token model (version 2); the
-refusals (cross-attention, attention written by hand, grouped convolutions, other reshapes,
+grouped and depthwise convolutions (version 3), models of torchvision (ResNet-18, DenseNet,
+MobileNetV2, VisionTransformer, whose forward reads shapes); the
+refusals (cross-attention, attention written by hand, other reshapes,
 parameters used twice, not at all or in other ways, control flow), the model left unchanged,
 check_description, the protocol message and NowcastOptimizer's example_input /
 model_description arguments against a fake server. No nino_nowcaster (describe_e2e_test runs
@@ -14,14 +16,16 @@ import unittest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torchvision
 
 import nino
 from nino import describe
 from nino_test_util import FakeNowcaster, make_opt
-from described_models import (BasicBlock, LeNet5, Mlp, SeqFirstViT, SmallResNet, TokenModel,
-                              ViT, chain_form, fm16, graph_size, vit_graph_size)
+from described_models import (BasicBlock, DepthwiseSeparable, LeNet5, Mlp, SeqFirstViT,
+                              SmallResNet, TokenModel, ViT, chain_form, fm16, graph_size,
+                              vit_graph_size)
 
-SUPPORTED = "Supported (docs/GRAPH_DESCRIPTION.md, model description versions 1 and 2)"
+SUPPORTED = "Supported (docs/GRAPH_DESCRIPTION.md, model description versions 1 to 3)"
 
 
 def ops_of(model, x):
@@ -424,6 +428,142 @@ class TransformerTest(unittest.TestCase):
                          [("embedding", "token"), ("dense", None)])
 
 
+class GroupedConvTest(unittest.TestCase):
+    def test_depthwise_and_grouped_convolutions(self):
+        model = DepthwiseSeparable()
+        d = nino.describe_model(model, torch.randn(2, 1, 12, 12))
+        self.assertEqual(d["version"], 3)
+        dense = {op["weight"]: op for op in d["ops"] if op["op"] == "dense"}
+        self.assertEqual(dense["dw.weight"]["groups"], 8)
+        self.assertEqual(dense["grouped.weight"]["groups"], 4)
+        self.assertNotIn("groups", dense["pw.weight"])
+        self.assertNotIn("groups", dense["stem.weight"])
+        describe.check_description(d, [(n, tuple(p.shape)) for n, p in model.named_parameters()])
+        nodes, edges = graph_size(d, model)
+        # input 1; stem 8 + bn0 2; dw 8 + bn1 2; pw 16 + 1; grouped 16 + 1; fc 10 + 1.
+        self.assertEqual(nodes, 1 + 10 + 10 + 17 + 17 + 11)
+        # Conv edges are out * in / groups: stem 8, dw 8, pw 128, grouped 16 * 4.
+        self.assertEqual(edges, 8 + 16 + 8 + 16 + 128 + 16 + 64 + 16 + 160 + 10 + nodes)
+
+    def test_functional_grouped_conv(self):
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.w = nn.Parameter(torch.randn(6, 2, 3, 3))
+                self.fc = nn.Linear(6, 2)
+
+            def forward(self, x):
+                x = F.conv2d(x, self.w, None, 1, 1, 1, 2)  # groups 2 positionally
+                return self.fc(x.mean((2, 3)))
+
+        d = nino.describe_model(Net(), torch.randn(1, 4, 5, 5))
+        self.assertEqual(d["version"], 3)
+        self.assertEqual([op.get("groups") for op in d["ops"] if op["op"] == "dense"], [2, None])
+
+    def test_check_description_reads_groups(self):
+        shapes = [("c.weight", (8, 2, 3, 3))]
+        ok = {"version": 3, "ops": [{"op": "input", "output": "x", "units": 8},
+                                    {"op": "dense", "output": "c", "inputs": ["x"],
+                                     "weight": "c.weight", "groups": 4}]}
+        describe.check_description(ok, shapes)
+        self.assertEqual(describe.lowest_version(ok["ops"]), 3)
+
+        def refused(edit, pattern, params=shapes):
+            d = copy.deepcopy(ok)
+            edit(d)
+            with self.assertRaisesRegex(ValueError, pattern):
+                describe.check_description(d, params)
+
+        refused(lambda d: d.update(version=2), r"op 1 \('c'\): groups is version 3, the "
+                r"description says version 2")
+        refused(lambda d: d["ops"][1].update(groups=0), r"'groups' must be an integer >= 1")
+        refused(lambda d: d["ops"][1].update(groups=2), r"weight 'c.weight' of shape "
+                r"\[8, 2, 3, 3\] with 2 groups does not take the 8 units")
+        refused(lambda d: d["ops"][1].update(groups=3), r"is not a convolution \(out, in / 3, "
+                r"kh, kw\) with 3 groups")
+        refused(lambda d: d["ops"][1].update(transposed=True),
+                r"'groups' and 'transposed' exclude each other")
+        refused(lambda d: d["ops"][0].update(groups=2), r"unknown or misplaced field")
+
+    def test_protocol_message_carries_groups(self):
+        d = nino.describe_model(DepthwiseSeparable(), torch.randn(1, 1, 8, 8))
+        m = describe.description_to_proto(d)
+        self.assertEqual(m.version, 3)
+        self.assertEqual([op.groups for op in m.ops if op.op == "dense"], [0, 8, 0, 4, 0])
+
+
+class TorchvisionTest(unittest.TestCase):
+    """Models users take from torchvision, described without any code of theirs."""
+
+    def assert_described(self, model, x, version):
+        d = nino.describe_model(model, x)
+        self.assertEqual(d["version"], version)
+        describe.check_description(d, [(n, tuple(p.shape)) for n, p in model.named_parameters()])
+        return d
+
+    def test_resnet18_and_densenet(self):
+        self.assert_described(torchvision.models.resnet18(num_classes=10),
+                              torch.randn(1, 3, 32, 32), 1)
+        # DenseNet concatenates every layer's output; its first layer cats a list of one.
+        dense = torchvision.models.DenseNet(growth_rate=4, block_config=(2, 2),
+                                            num_init_features=8, bn_size=2, num_classes=10)
+        d = self.assert_described(dense, torch.randn(1, 3, 32, 32), 1)
+        self.assertTrue(any(op["op"] == "concat" for op in d["ops"]))
+
+    def test_mobilenet_v2(self):
+        model = torchvision.models.mobilenet_v2(num_classes=10, width_mult=0.25)
+        d = self.assert_described(model, torch.randn(1, 3, 32, 32), 3)
+        depthwise = [op for op in d["ops"] if op.get("groups", 1) > 1]
+        self.assertEqual(len(depthwise), 17)  # one depthwise conv per inverted residual block
+
+    def test_vision_transformer_reads_shapes(self):
+        # torchvision's forward unpacks `n, c, h, w = x.shape`, which plain torch.fx cannot
+        # trace: describe_model traces it again with the example input's shapes.
+        model = torchvision.models.VisionTransformer(image_size=28, patch_size=7, num_layers=2,
+                                                     num_heads=4, hidden_dim=64, mlp_dim=256,
+                                                     num_classes=10)
+        with self.assertRaises(Exception):
+            torch.fx.symbolic_trace(model)
+        d = self.assert_described(model, torch.randn(2, 3, 28, 28), 2)
+        self.assertEqual(sum(op["op"] == "attention" for op in d["ops"]), 2)
+        # The same network as the benchmark's ViT (3 input channels here, 1 there).
+        ours = nino.describe_model(ViT(), torch.randn(2, 1, 28, 28))
+        self.assertEqual([op["op"] for op in d["ops"] if op["op"] != "alias"],
+                         [op["op"] for op in ours["ops"] if op["op"] != "alias"])
+
+
+class ShapeReadingTest(unittest.TestCase):
+    def test_shape_reading_forward_is_traced_and_leaves_the_model_unchanged(self):
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(1, 4, 3)
+                self.bn = nn.BatchNorm2d(4)
+                self.drop = nn.Dropout(0.5)
+                self.fc = nn.Linear(4 * 4 * 4, 2)
+
+            def forward(self, x):
+                b, c, h, w = x.shape
+                torch._assert(h == w, "square images")
+                x = self.drop(self.bn(self.conv(x)))
+                return self.fc(x.reshape(b, -1))
+
+        model = Net()
+        model.train()
+        before = copy.deepcopy(model.state_dict())
+        x = torch.randn(2, 1, 6, 6)
+        torch.manual_seed(7)
+        expected_next = torch.rand(3)
+        torch.manual_seed(7)
+        d = nino.describe_model(model, x)
+        self.assertTrue(torch.equal(torch.rand(3), expected_next))  # the random state is kept
+        self.assertEqual([op["op"] for op in d["ops"]],
+                         ["input", "dense", "norm", "alias", "flatten", "dense"])
+        self.assertTrue(model.training)
+        for k, v in model.state_dict().items():
+            self.assertTrue(torch.equal(v, before[k]), k)  # BatchNorm statistics not updated
+
+
 class RefusalTest(unittest.TestCase):
     def assert_refused(self, model, x, *patterns):
         with self.assertRaises(ValueError) as cm:
@@ -629,18 +769,6 @@ class RefusalTest(unittest.TestCase):
 
         self.assert_refused(Bag(), ids, r"fx node 'bag'", r"nn.EmbeddingBag .* has no "
                             r"description op; nn.Embedding has")
-
-    def test_grouped_conv(self):
-        class Depthwise(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.inner = nn.Sequential(nn.Conv2d(4, 4, 3, groups=4), nn.ReLU())
-
-            def forward(self, x):
-                return self.inner(x)
-
-        self.assert_refused(Depthwise(), torch.randn(1, 4, 6, 6), r"fx node 'inner_0'",
-                            r"module 'inner\.0'", r"grouped or depthwise convolution \(groups=4\)")
 
     def test_functional_reshape_of_another_kind(self):
         class Net(nn.Module):
@@ -855,8 +983,8 @@ class CheckDescriptionTest(unittest.TestCase):
 
     def test_errors_name_the_op(self):
         d = copy.deepcopy(self.d)
-        d["version"] = 3
-        self.refused(d, "version 3 is not supported")
+        d["version"] = 4
+        self.refused(d, "version 4 is not supported")
         d = copy.deepcopy(self.d)
         d["ops"][1]["op"] = "conv"
         self.refused(d, r"op 1 \('conv1'\): 'op' must be one of")

@@ -222,6 +222,27 @@ def chain_form(description):
     return chain
 
 
+class DepthwiseSeparable(nn.Module):
+    """A MobileNet-style network: stem conv, a depthwise 3x3 + pointwise 1x1 block, a grouped
+    3x3 conv (groups 4), global pooling, a linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 8, 3, padding=1, bias=False)
+        self.bn0 = nn.BatchNorm2d(8)
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.pw = nn.Conv2d(8, 16, 1)
+        self.grouped = nn.Conv2d(16, 16, 3, padding=1, groups=4)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = F.relu(self.bn0(self.stem(x)))
+        x = F.relu(self.bn1(self.dw(x)))
+        x = F.relu(self.grouped(self.pw(x)))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
 def graph_size(description, model):
     """(nodes, edges) of the graph built from the description (the contract's closed form):
     nodes = input units + units of dense and flatten groups + one per 1-D parameter + one per

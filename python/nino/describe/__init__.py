@@ -1,4 +1,4 @@
-"""describe_model: the model description (docs/GRAPH_DESCRIPTION.md, version 1) of a PyTorch
+"""describe_model: the model description (docs/GRAPH_DESCRIPTION.md, versions 1-3) of a PyTorch
 model, derived by tracing it with torch.fx and running ShapeProp on an example input.
 
 The description says how the parameters connect (which layer's output units feed which layer's
@@ -6,7 +6,8 @@ inputs, through which structural op), so that the nowcaster builds the right NiN
 CNNs with pooling and flatten, residual blocks with BatchNorm and concatenations, not only for
 strict chains of layers. Mapping (every parameter must appear in exactly one op):
 
-  nn.Linear, nn.Conv2d (groups == 1), F.linear, F.conv2d          -> dense
+  nn.Linear, nn.Conv2d, F.linear, F.conv2d                         -> dense
+                                   (grouped / depthwise convs: dense with groups, version 3)
   BatchNorm1d/2d, LayerNorm over the unit axis, GroupNorm (affine)  -> norm (alias without params)
   activations, dropout, identity, max/avg/adaptive pooling, mean over spatial axes -> alias
   torch.flatten / nn.Flatten / x.view(B, -1) / x.reshape(B, -1) (start_dim 1) -> flatten
@@ -48,10 +49,11 @@ def describe_model(model, example_input):
     of tensors for a forward with several inputs; e.g. one batch). The model is left unchanged
     (run in eval mode under no_grad, on clones of the inputs).
 
-    Raises ValueError, naming the fx node, its op and module path, for what description
-    version 1 cannot express (attention, embeddings, grouped convolutions, reshapes other than
-    flatten, broadcasting additions, parameters used twice or by other ops, control flow fx
-    cannot trace)."""
+    Raises ValueError, naming the fx node, its op and module path, for what the description
+    cannot express (cross-attention, attention written by hand, reshapes other than flatten
+    and patch tokens, broadcasting additions, parameters used twice or by other ops, control
+    flow on tensor values). Code that reads shapes (`n, c, h, w = x.shape`) is traced with the
+    example input's shapes when plain torch.fx tracing fails on it."""
     if not isinstance(model, torch.nn.Module):
         raise TypeError("model must be a torch.nn.Module, got %s" % type(model).__name__)
     inputs = example_input if isinstance(example_input, (tuple, list)) else (example_input,)
@@ -62,7 +64,7 @@ def describe_model(model, example_input):
     named = named_parameters(module)
     if not named:
         raise ValueError("describe_model: the model has no parameters")
-    gm = trace(module)
+    gm = trace(module, inputs)
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     if len(placeholders) != len(inputs):
         raise ValueError("describe_model: forward takes %d inputs (%s), example_input has %d" %

@@ -8,20 +8,21 @@ import json
 
 from ._shapes import group_units
 
-DESCRIPTION_VERSION = 2  # the highest version this client reads and writes
-VERSIONS = (1, 2)
+DESCRIPTION_VERSION = 3  # the highest version this client reads and writes
+VERSIONS = (1, 2, 3)
 
 OPS = ("input", "dense", "norm", "alias", "flatten", "add", "concat", "embedding", "attention")
 V2_OPS = ("embedding", "attention")
 V2_FIELDS = ("transposed", "heads", "query", "key", "value", "query_bias", "key_bias",
              "value_bias")
+V3_FIELDS = ("groups",)
 # The parameter roles of an op (each names one parameter).
 ROLES = ("weight", "bias", "query", "key", "value", "query_bias", "key_bias", "value_bias")
 
 _SPLIT = {"query", "key", "value", "query_bias", "key_bias", "value_bias"}
 _FIELDS = {  # op: (required, optional)
     "input": ({"units"}, set()),
-    "dense": ({"inputs", "weight"}, {"bias", "transposed"}),
+    "dense": ({"inputs", "weight"}, {"bias", "transposed", "groups"}),
     "norm": ({"inputs"}, {"weight", "bias"}),
     "alias": ({"inputs"}, {"kind"}),
     "flatten": ({"inputs", "positions"}, set()),
@@ -33,9 +34,17 @@ _FIELDS = {  # op: (required, optional)
 _ARITY = {"input": (0, 0), "add": (2, 2), "concat": (2, None), "embedding": (0, 1)}
 
 
+def op_version(op):
+    """The lowest version that has the op and its fields: 3 for `groups`, 2 for embedding,
+    attention and the version-2 fields, else 1."""
+    if any(f in op and op[f] != 1 for f in V3_FIELDS):
+        return 3
+    return 2 if op["op"] in V2_OPS or any(f in op for f in V2_FIELDS) else 1
+
+
 def lowest_version(ops):
-    """1 unless an op uses a version-2 op or field, then 2 (writers write the lowest)."""
-    return 2 if any(op["op"] in V2_OPS or any(f in op for f in V2_FIELDS) for op in ops) else 1
+    """The lowest version that says every op (writers write the lowest)."""
+    return max((op_version(op) for op in ops), default=1)
 
 
 def bad(i, op, why):
@@ -59,14 +68,18 @@ def _check_op_fields(i, op, version):
         v2 = op["op"] if op["op"] in V2_OPS else next((f for f in V2_FIELDS if f in op), None)
         if v2:
             bad(i, op, "%s is version 2, the description says version %d" % (v2, version))
+    if version < 3 and op.get("groups", 1) != 1:
+        bad(i, op, "groups is version 3, the description says version %d" % version)
     for f in ("output", "kind") + ROLES:
         if f in op and not isinstance(op[f], str):
             bad(i, op, "'%s' must be a string" % f)
-    for f in ("units", "positions", "heads"):
+    for f in ("units", "positions", "heads", "groups"):
         if f in op and (isinstance(op[f], bool) or not isinstance(op[f], int) or op[f] < 1):
             bad(i, op, "'%s' must be an integer >= 1, got %r" % (f, op[f]))
     if "transposed" in op and op["transposed"] is not True:
         bad(i, op, "'transposed' must be true when present, got %r" % (op["transposed"],))
+    if op.get("groups", 1) != 1 and "transposed" in op:
+        bad(i, op, "'groups' and 'transposed' exclude each other")
     if "inputs" in op and (not isinstance(op["inputs"], list) or
                            not all(isinstance(x, str) for x in op["inputs"])):
         bad(i, op, "'inputs' must be a list of group names")
@@ -93,7 +106,7 @@ def _check_op_kind(i, op):
 
 def check_description(description, params=None):
     """Raises ValueError (naming the op) unless `description` is a valid description of
-    version 1 or 2 (JSON form). With `params` ([(name, shape)] in named_parameters order):
+    version 1, 2 or 3 (JSON form). With `params` ([(name, shape)] in named_parameters order):
     every parameter appears exactly once, in an op whose unit counts fit its shape."""
     if not isinstance(description, dict) or set(description) != {"version", "ops"}:
         raise ValueError("model description: expected an object with exactly 'version' and "
@@ -102,7 +115,7 @@ def check_description(description, params=None):
     version = description["version"]
     if isinstance(version, bool) or version not in VERSIONS:
         raise ValueError("model description: version %r is not supported (this client reads "
-                         "versions 1 and 2)" % (version,))
+                         "versions 1 to 3)" % (version,))
     ops = description["ops"]
     if not isinstance(ops, list) or not ops:
         raise ValueError("model description: 'ops' must be a non-empty list")

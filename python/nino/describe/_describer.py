@@ -28,11 +28,8 @@ class Describer(LayerOps, TokenOps):
             return self.embedding_module(node, m, out)
         if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):
             conv = isinstance(m, torch.nn.Conv2d)
-            if conv and m.groups != 1:
-                self.fail("a grouped or depthwise convolution (groups=%d) is not in description "
-                          "version 1" % m.groups)
             value = self.only_input(node, type(m).__name__)
-            return self.dense(value, m.weight, m.bias, conv)
+            return self.dense(value, m.weight, m.bias, conv, m.groups if conv else 1)
         if out is None:
             self.fail("the module does not return a single tensor")
         if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.GroupNorm)):

@@ -30,7 +30,9 @@ class LayerOps(DescriberBase):
         g.foldable = True
         return Value(node.name, axis, shape, tokens)
 
-    def dense(self, value, weight, bias, conv):
+    def dense(self, value, weight, bias, conv, groups=1):
+        """A linear layer or convolution; `groups` > 1: a grouped or depthwise convolution
+        (description version 3), weight (out, in / groups, kh, kw)."""
         what = "a convolution" if conv else "a linear layer"
         nd = len(value.shape)
         if conv and (nd != 4 or value.axis != 1):
@@ -40,14 +42,18 @@ class LayerOps(DescriberBase):
             self.fail("%s is applied over axis %d, but the units of its input are on axis %d" %
                       (what, nd - 1, value.axis))
         units = self.groups[value.group].units
-        if weight.shape[1] != units:
-            self.fail("%s takes %d inputs, its input group has %d units" %
-                      (what, weight.shape[1], units))
+        if weight.shape[1] * groups != units:
+            self.fail("%s takes %d inputs%s, its input group has %d units" %
+                      (what, weight.shape[1] * groups,
+                       " (%d groups of %d)" % (groups, weight.shape[1]) if groups > 1 else "",
+                       units))
         self.consume(value)
         op = {"op": "dense", "inputs": [value.group], "weight": self.take_param(weight, "weight")}
         b = self.take_param(bias, "bias")
         if b:
             op["bias"] = b
+        if groups > 1:
+            op["groups"] = groups
         out = self.shape(self.node)
         self.emit(op, weight.shape[0])
         return Value(self.node.name, value.axis, out, value.tokens)
@@ -180,9 +186,11 @@ class LayerOps(DescriberBase):
     def cat(self, node, out):
         tensors = node.args[0] if node.args else node.kwargs.get("tensors")
         dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
-        if not isinstance(tensors, (list, tuple)) or len(tensors) < 2:
-            self.fail("torch.cat of fewer than two tensors")
+        if not isinstance(tensors, (list, tuple)) or not tensors:
+            self.fail("torch.cat of no tensors")
         values = [self.values.get(t) if isinstance(t, torch.fx.Node) else None for t in tensors]
+        if len(values) == 1 and isinstance(values[0], Value):
+            return self.alias(values[0], "cat", out)  # torch.cat([x]) (DenseNet): x itself
         if any(isinstance(v, Param) for v in values):
             return self.class_tokens(values, dim, out)
         if not all(isinstance(v, Value) for v in values):
@@ -207,9 +215,9 @@ class LayerOps(DescriberBase):
         weight = node.kwargs.get("weight", args[1])
         bias = node.kwargs.get("bias", args[2])
         groups = node.kwargs.get("groups", args[6] if conv else 1)
-        if conv and groups not in (None, 1):
-            self.fail("a grouped or depthwise convolution (groups=%s) is not in description "
-                      "version 1" % (groups,))
+        groups = 1 if groups is None else groups
+        if not isinstance(groups, int) or groups < 1:
+            self.fail("F.conv2d with groups=%r (not a positive integer)" % (groups,))
         params = []
         for role, a in (("weight", weight), ("bias", bias)):
             v = self.values.get(a) if isinstance(a, torch.fx.Node) else None
@@ -219,5 +227,5 @@ class LayerOps(DescriberBase):
         value = self.values.get(node.args[0]) if node.args else None
         if not isinstance(value, Value):
             self.fail("F.%s is not applied to a traced tensor" % name)
-        return self.dense(value, params[0], params[1], conv)
+        return self.dense(value, params[0], params[1], conv, groups)
 

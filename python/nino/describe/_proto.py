@@ -1,6 +1,6 @@
 """description_to_proto: the JSON form as a nino.v1.ModelDescription."""
 
-from ._check import V2_FIELDS
+from ._check import V2_FIELDS, V3_FIELDS
 
 
 def description_to_proto(description, message=None):
@@ -22,11 +22,11 @@ def description_to_proto(description, message=None):
         m.units = op.get("units", 0)
         m.positions = op.get("positions", 0)
         m.kind = op.get("kind", "")
-        for f in V2_FIELDS:
+        for f in V2_FIELDS + V3_FIELDS:
             if f in op:
                 if f not in m.DESCRIPTOR.fields_by_name:
-                    raise ValueError("the nino.v1 stubs predate model description version 2 (no "
-                                     "DescriptionOp.%s); rebuild them from proto/nino/v1/"
-                                     "nowcaster.proto" % f)
+                    raise ValueError("the nino.v1 stubs predate model description version %d "
+                                     "(no DescriptionOp.%s); rebuild them from proto/nino/v1/"
+                                     "nowcaster.proto" % (3 if f in V3_FIELDS else 2, f))
                 setattr(m, f, op[f])
     return message

@@ -41,9 +41,14 @@ def _dense(i, op, n, shapes, bad):
     w = tuple(shapes[op["weight"]])
     if op.get("transposed") and len(w) == 2:
         w = (w[1], w[0])
-    if len(w) not in (2, 4) or (n is not None and w[1] != n):
-        bad(i, op, "weight '%s' of shape %s does not take the %s units of group '%s'" %
-            (op["weight"], list(shapes[op["weight"]]), n, op["inputs"][0]))
+    groups = op.get("groups", 1)
+    if groups > 1 and (len(w) != 4 or w[0] % groups):
+        bad(i, op, "weight '%s' of shape %s is not a convolution (out, in / %d, kh, kw) with "
+            "%d groups" % (op["weight"], list(shapes[op["weight"]]), groups, groups))
+    if len(w) not in (2, 4) or (n is not None and w[1] * groups != n):
+        bad(i, op, "weight '%s' of shape %s%s does not take the %s units of group '%s'" %
+            (op["weight"], list(shapes[op["weight"]]),
+             " with %d groups" % groups if groups > 1 else "", n, op["inputs"][0]))
     _bias(i, op, "bias", w[0], shapes, bad)
     return w[0]
 

@@ -6,8 +6,9 @@ import operator
 
 import torch
 
-SUPPORTED = ("Supported (docs/GRAPH_DESCRIPTION.md, model description versions 1 and 2): "
-             "nn.Linear, nn.Conv2d with groups=1 (and F.linear / F.conv2d), BatchNorm1d/2d, "
+SUPPORTED = ("Supported (docs/GRAPH_DESCRIPTION.md, model description versions 1 to 3): "
+             "nn.Linear, nn.Conv2d (grouped and depthwise too; and F.linear / F.conv2d), "
+             "BatchNorm1d/2d, "
              "LayerNorm over the last (unit) axis, GroupNorm, activations, dropout, identity, "
              "max/avg/adaptive pooling, mean over spatial axes, flatten from dim 1 "
              "(torch.flatten, nn.Flatten, x.view(B, -1), x.reshape(B, -1)), addition of two "

@@ -101,16 +101,156 @@ def unwrap(model):
     return model
 
 
-def trace(module):
-    """The torch.fx GraphModule of `module` (ValueError when fx cannot trace it)."""
+class ConcreteProxy(torch.fx.Proxy):
+    """A proxy that also holds the value its node has on the example input, so that shape
+    queries (x.shape, x.size(), x.dim(), len(x), unpacking a tuple result) give the traced
+    values instead of more proxies."""
+
+    _nino_value = None
+
+    @property
+    def shape(self):
+        return self._concrete("shape").shape
+
+    def size(self, dim=None):
+        value = self._concrete("size()")
+        return value.size() if dim is None else value.size(dim)
+
+    def dim(self):
+        return self._concrete("dim()").dim()
+
+    @property
+    def ndim(self):
+        return self._concrete("ndim").dim()
+
+    def numel(self):
+        return self._concrete("numel()").numel()
+
+    @property
+    def dtype(self):
+        return self._concrete("dtype").dtype
+
+    @property
+    def device(self):
+        return self._concrete("device").device
+
+    def __len__(self):
+        return len(self._concrete("len()"))
+
+    def __iter__(self):
+        value = self._concrete("iteration")
+        return iter([self[i] for i in range(len(value))])
+
+    def _concrete(self, what):
+        if not isinstance(self._nino_value, (torch.Tensor, tuple, list)):
+            raise torch.fx.proxy.TraceError("%s of fx node '%s', whose value on the example input "
+                                            "is unknown" % (what, self.node.name))
+        return self._nino_value
+
+
+class ConcreteTracer(Tracer):
+    """Traces with the example input's values beside the proxies (ConcreteProxy): code that
+    reads shapes (`n, c, h, w = x.shape`, torch._assert(x.dim() == 3)) traces, its sizes
+    becoming constants of the graph. Control flow on shapes is specialised to the example
+    input, which is all a model description needs (it depends on shapes, not on values)."""
+
+    def __init__(self, inputs):
+        super().__init__()
+        self._inputs = list(inputs)
+        self._placeholders = 0
+        self._computing = 0  # > 0 while running a leaf module or op on real values
+        self._values = {}  # fx node -> its value on the example input (None: unknown)
+
+    def proxy(self, node):
+        return ConcreteProxy(node, self)
+
+    def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None,
+                     proxy_factory_fn=None):
+        rv = super().create_proxy(kind, target, args, kwargs, name, type_expr, proxy_factory_fn)
+        try:
+            value = self._value_of(kind, target, args, kwargs)
+        except Exception:  # noqa: BLE001  no value: shape queries on it raise TraceError
+            value = None
+        self._values[rv.node] = value
+        if isinstance(rv, ConcreteProxy):
+            rv._nino_value = value
+        return rv
+
+    def _value_of(self, kind, target, args, kwargs):
+        if kind == "placeholder":
+            self._placeholders += 1
+            return self._inputs[self._placeholders - 1]
+        a, kw = torch.fx.node.map_aggregate((args, kwargs), self._value)
+        self._computing += 1  # module attributes and calls are real, not traced, from here
+        try:
+            with torch.no_grad():
+                if kind == "get_attr":
+                    value = self.root
+                    for atom in target.split("."):
+                        value = getattr(value, atom)
+                    return value
+                if kind == "call_function":
+                    return target(*a, **kw)
+                if kind == "call_method":
+                    return getattr(a[0], target)(*a[1:], **kw)
+                if kind == "call_module":
+                    return self.root.get_submodule(target)(*a, **kw)
+        finally:
+            self._computing -= 1
+        return None
+
+    def _value(self, a):
+        """The example value of a proxy argument (ValueError if unknown); others as they are."""
+        if not isinstance(a, torch.fx.Proxy):
+            return a
+        value = self._values.get(a.node)  # a.node creates an fx Attribute's getattr node
+        if value is None:
+            raise ValueError("the value of fx node '%s' is unknown" % a.node.name)
+        return value
+
+    def call_module(self, m, forward, args, kwargs):
+        if self._computing:
+            return forward(*args, **kwargs)  # inside a leaf module run on real values
+        return super().call_module(m, forward, args, kwargs)
+
+    def getattr(self, attr, attr_val, parameter_proxy_cache):
+        if self._computing:
+            return attr_val
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
+
+
+def trace(module, inputs=None):
+    """The torch.fx GraphModule of `module`. Plain symbolic tracing first; where that fails
+    (code that reads shapes: `n, c, h, w = x.shape`) and example inputs are given, tracing
+    again with their values (ConcreteTracer). ValueError when neither traces."""
     tracer = Tracer()
     try:
         graph = tracer.trace(module)
     except Exception as e:  # noqa: BLE001  fx raises many types (TraceError, TypeError, ...)
-        raise ValueError("describe_model: torch.fx cannot trace %s (%s: %s); control flow that "
-                         "depends on tensor values cannot be traced. %s." %
-                         (type(module).__name__, type(e).__name__, e, SUPPORTED)) from e
+        if inputs is None:
+            raise _untraceable(module, e) from e
+        # Traced in the model's own mode, as plain tracing is (`if self.training` branches);
+        # the buffers (BatchNorm statistics) and the random state are restored afterwards.
+        buffers = [(b, b.clone()) for b in module.buffers()]
+        tracer = ConcreteTracer([x.clone() for x in inputs])
+        try:
+            with torch.random.fork_rng(devices=[]):
+                graph = tracer.trace(module)
+        except Exception as e2:  # noqa: BLE001
+            raise _untraceable(module, e, e2) from e2
+        finally:
+            with torch.no_grad():
+                for b, saved in buffers:
+                    b.copy_(saved)
     return torch.fx.GraphModule(tracer.root, graph, type(module).__name__)
+
+
+def _untraceable(module, e, e2=None):
+    again = ("; traced again with the example input's shapes: %s: %s" %
+             (type(e2).__name__, e2)) if e2 is not None else ""
+    return ValueError("describe_model: torch.fx cannot trace %s (%s: %s%s); control flow that "
+                      "depends on tensor values cannot be traced. %s." %
+                      (type(module).__name__, type(e).__name__, e, again, SUPPORTED))
 
 
 class ShapeRecorder(torch.fx.Interpreter):
