@@ -102,11 +102,9 @@ def unwrap(model):
 
 
 class ConcreteProxy(torch.fx.Proxy):
-    """A proxy that also holds the value its node has on the example input, so that shape
-    queries (x.shape, x.size(), x.dim(), len(x), unpacking a tuple result) give the traced
-    values instead of more proxies."""
-
-    _nino_value = None
+    """A proxy of a ConcreteTracer: shape queries (x.shape, x.size(), x.dim(), len(x), unpacking
+    a tuple result) give the values its node has on the example input (the tracer's record)
+    instead of more proxies."""
 
     @property
     def shape(self):
@@ -142,10 +140,11 @@ class ConcreteProxy(torch.fx.Proxy):
         return iter([self[i] for i in range(len(value))])
 
     def _concrete(self, what):
-        if not isinstance(self._nino_value, (torch.Tensor, tuple, list)):
+        value = self.tracer.values.get(self.node)
+        if not isinstance(value, (torch.Tensor, tuple, list)):
             raise torch.fx.proxy.TraceError("%s of fx node '%s', whose value on the example input "
                                             "is unknown" % (what, self.node.name))
-        return self._nino_value
+        return value
 
 
 class ConcreteTracer(Tracer):
@@ -159,7 +158,7 @@ class ConcreteTracer(Tracer):
         self._inputs = list(inputs)
         self._placeholders = 0
         self._computing = 0  # > 0 while running a leaf module or op on real values
-        self._values = {}  # fx node -> its value on the example input (None: unknown)
+        self.values = {}  # fx node -> its value on the example input (None: unknown)
 
     def proxy(self, node):
         return ConcreteProxy(node, self)
@@ -168,12 +167,9 @@ class ConcreteTracer(Tracer):
                      proxy_factory_fn=None):
         rv = super().create_proxy(kind, target, args, kwargs, name, type_expr, proxy_factory_fn)
         try:
-            value = self._value_of(kind, target, args, kwargs)
+            self.values[rv.node] = self._value_of(kind, target, args, kwargs)
         except Exception:  # noqa: BLE001  no value: shape queries on it raise TraceError
-            value = None
-        self._values[rv.node] = value
-        if isinstance(rv, ConcreteProxy):
-            rv._nino_value = value
+            self.values[rv.node] = None
         return rv
 
     def _value_of(self, kind, target, args, kwargs):
@@ -203,7 +199,7 @@ class ConcreteTracer(Tracer):
         """The example value of a proxy argument (ValueError if unknown); others as they are."""
         if not isinstance(a, torch.fx.Proxy):
             return a
-        value = self._values.get(a.node)  # a.node creates an fx Attribute's getattr node
+        value = self.values.get(a.node)  # a.node creates an fx Attribute's getattr node
         if value is None:
             raise ValueError("the value of fx node '%s' is unknown" % a.node.name)
         return value
