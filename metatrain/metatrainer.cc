@@ -23,6 +23,21 @@ WindowOptions WindowsFor(const MetaTrainOptions& o) {
   return w;
 }
 
+// A GNN takes at most max_feat_size slots per edge: a trajectory with wider kernels is refused
+// before any training, naming it (WNN+ reads every slot alone, so it takes any width).
+absl::Status CheckFeatSize(const TrajectoryWindows& w, const NiNoConfig& config) {
+  if (!config.gnn) return absl::OkStatus();
+  for (int64_t t = 0; t < w.num_trajectories(); ++t) {
+    const int64_t f = w.graph(t).graph().feat_size;
+    if (f > config.max_feat_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          w.dir(t), " has ", f, " feature slots per edge (kernels of ", f,
+          " weights); this GNN takes at most ", config.max_feat_size, " (raise --max_feat_size)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 std::string RngText(const std::mt19937_64& rng) {
   std::ostringstream out;
   out << rng;
@@ -73,6 +88,7 @@ nlohmann::json MetaTrainer::RecipeJson() const {
   // before they existed still resume.
   const MetaTrainOptions defaults;
   if (o.wte_size != defaults.wte_size) recipe["wte_size"] = o.wte_size;
+  if (o.max_feat_size != defaults.max_feat_size) recipe["max_feat_size"] = o.max_feat_size;
   if (o.lm_global_scale != defaults.lm_global_scale) recipe["lm_global_scale"] = o.lm_global_scale;
   return recipe;
 }
@@ -81,6 +97,7 @@ absl::Status MetaTrainer::InitOrResume() {
   NiNoConfig config;
   config.gnn = options_.gnn;
   config.hid = options_.hid;
+  config.max_feat_size = options_.max_feat_size;
   // As nino_no_posw.pt (any tokenizer): the samples carry pos_w, but the word-token encoding
   // is not trained (not part of this recipe; see docs/METATRAINING.md).
   config.wte_pos_enc = false;
@@ -116,10 +133,12 @@ absl::Status MetaTrainer::InitOrResume() {
   auto train = TrajectoryWindows::Open(options_.train_dirs, WindowsFor(options_));
   if (!train.ok()) return train.status();
   train_ = std::move(*train);
+  if (absl::Status s = CheckFeatSize(*train_, config); !s.ok()) return s;
   if (!options_.val_dirs.empty()) {
     auto val = TrajectoryWindows::Open(options_.val_dirs, WindowsFor(options_));
     if (!val.ok()) return val.status();
     val_ = std::move(*val);
+    if (absl::Status s = CheckFeatSize(*val_, config); !s.ok()) return s;
   }
   // A checkpoint from the start: the first NaN has something to roll back to.
   if (progress_.step == 0) return Checkpoint();

@@ -42,6 +42,9 @@ struct MetaTrainOptions {
   std::vector<std::string> val_dirs;    // held-out trajectories (may be empty)
   bool gnn = false;                     // false: WNN+
   int64_t hid = 128;
+  // Feature slots per edge the model takes (9 = 3x3 kernels, as the official models; 25 = 5x5).
+  // A GNN refuses training data with wider kernels; WNN+ reads each slot alone.
+  int64_t max_feat_size = 9;
   int64_t steps = 20000;
   int64_t batch_trajectories = 4;  // slices per batch, each giving 4 windows
   double lr = 3e-3, min_lr = 1e-6, weight_decay = 1e-2, clip = 5.0;

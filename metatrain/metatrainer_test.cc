@@ -96,6 +96,48 @@ TEST(MetaTrainer, LossFallsAndTheSavedModelIsTheTrainedOne) {
   }
 }
 
+// 5x5 kernels (25 slots per edge): a GNN with the official 9 slots refuses the data before any
+// work, naming the trajectory; one with max_feat_size 25 trains on 5x5 and MLP graphs in the
+// same batches, and its saved model (model_args max_feat_size 25) predicts what it predicts.
+TEST(MetaTrainer, AGnnWithMoreFeatureSlotsTrainsOnWiderKernels) {
+  const std::string k5 = ::testing::TempDir() + "/mt_data_k5";
+  std::filesystem::remove_all(k5);
+  testing::WriteConvTestTrajectory(k5, 21, 1000, 5);
+  MetaTrainOptions o = Small("mt_k5", /*gnn=*/true);
+  o.train_dirs = {Datasets()[0], k5};
+  o.val_dirs = {k5};
+  o.steps = 6;
+  auto refused = MetaTrainer::Create(o);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("mt_data_k5 has 25 feature slots"), std::string::npos)
+      << refused.status();
+  EXPECT_FALSE(std::filesystem::exists(o.out_dir + "/train_state.pt"));
+  o.max_feat_size = 25;
+  auto t = MetaTrainer::Create(o);
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_TRUE((*t)->Run().ok());
+  const auto lines = Metrics(o.out_dir);
+  ASSERT_TRUE(lines.back().contains("val_l1"));
+  EXPECT_TRUE(std::isfinite(lines.back()["val_l1"].get<double>()));
+  auto loaded = NiNoModel::Load(o.out_dir + "/nino.pt");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->config().max_feat_size, 25);
+  auto data = TrajectoryWindows::Open({k5}, WindowOptions{5, 40, 4, 200, 8});
+  ASSERT_TRUE(data.ok());
+  const GraphSample w = (*data)->Windows(SliceRef{})[0];
+  ASSERT_EQ(w.x.size(1), 5 * 25);
+  torch::NoGradGuard no_grad;
+  const torch::Tensor ours = (*t)->model().Forward(w.x, w.edge_type, w.edge_index, w.pos);
+  const torch::Tensor ref = loaded->Forward(w.x, w.edge_type, w.edge_index, w.pos, {}, 1);
+  EXPECT_LE((ours.select(2, 0) - ref).abs().max().item<double>(), 1e-6);
+  // A resume with the official width is another configuration.
+  o.max_feat_size = 9;
+  o.steps = 6;
+  auto other = MetaTrainer::Create(o);
+  EXPECT_FALSE(other.ok());
+}
+
 TEST(MetaTrainer, AStoppedRunResumesExactly) {
   MetaTrainOptions straight = Small("mt_straight", false);
   auto a = MetaTrainer::Create(straight);

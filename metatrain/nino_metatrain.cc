@@ -29,6 +29,9 @@ ABSL_FLAG(std::vector<std::string>, train_dirs, {}, "datasets to train on (else 
 ABSL_FLAG(std::vector<std::string>, val_dirs, {}, "held-out datasets (never trained on)");
 ABSL_FLAG(std::string, variant, "wnn", "wnn (WNN+, as nino_mlp.pt) or gnn (as nino_no_posw.pt)");
 ABSL_FLAG(int64_t, hid, 128, "hidden size");
+ABSL_FLAG(int64_t, max_feat_size, 9,
+          "feature slots per edge the model takes: 9 (3x3 kernels, as the official models) or "
+          "more, e.g. 25 for 5x5 kernels");
 ABSL_FLAG(int64_t, steps, 20000, "optimizer steps (the cosine schedule spans them)");
 ABSL_FLAG(int64_t, batch, 4, "trajectory slices per batch (x4 shifted windows = graphs)");
 ABSL_FLAG(double, lr, 3e-3, "AdamW learning rate");
@@ -131,6 +134,7 @@ int main(int argc, char** argv) {
   o.train_dirs = TrainDirs(o.val_dirs);
   o.gnn = variant == "gnn";
   o.hid = absl::GetFlag(FLAGS_hid);
+  o.max_feat_size = absl::GetFlag(FLAGS_max_feat_size);
   o.steps = absl::GetFlag(FLAGS_steps);
   o.batch_trajectories = absl::GetFlag(FLAGS_batch);
   o.lr = absl::GetFlag(FLAGS_lr);

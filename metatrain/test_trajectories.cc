@@ -16,17 +16,26 @@ torch::Tensor TrajectoryRow(uint64_t seed, int64_t row, int64_t num_params) {
          at::normal(0.0, 0.001, {num_params}, noise, opts);
 }
 
-int64_t WriteTestTrajectory(const std::string& dir, uint64_t seed, int64_t rows) {
+namespace {
+
+// A vision-style dataset (every 4 steps) of the layout `params`; returns P.
+int64_t WriteVisionTestTrajectory(
+    const std::string& dir, const std::string& task, uint64_t seed, int64_t rows,
+    std::vector<std::pair<std::string, std::vector<int64_t>>> params) {
   trainer::TrajectoryInfo info;
-  info.task = "mlp-test";
+  info.task = task;
   info.seed = seed;
   info.lr = 1e-3;
   info.optimizer = "adam";
   info.max_steps = rows * 4;
   info.every = 4;
-  info.params = {
-      {"fc.0.weight", {5, 6}}, {"fc.0.bias", {5}}, {"fc.2.weight", {4, 5}}, {"fc.2.bias", {4}}};
-  const int64_t P = 30 + 5 + 20 + 4;
+  int64_t P = 0;
+  for (const auto& [name, shape] : params) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    P += n;
+  }
+  info.params = std::move(params);
   auto writer = trainer::TrajectoryWriter::Open(dir, info, -1);
   TORCH_CHECK(writer.ok(), writer.status().ToString());
   for (int64_t r = 0; r < rows; ++r) {
@@ -34,6 +43,24 @@ int64_t WriteTestTrajectory(const std::string& dir, uint64_t seed, int64_t rows)
   }
   TORCH_CHECK((*writer)->Finish({{"final_acc", 0}}).ok());
   return P;
+}
+
+}  // namespace
+
+int64_t WriteTestTrajectory(const std::string& dir, uint64_t seed, int64_t rows) {
+  return WriteVisionTestTrajectory(
+      dir, "mlp-test", seed, rows,
+      {{"fc.0.weight", {5, 6}}, {"fc.0.bias", {5}}, {"fc.2.weight", {4, 5}}, {"fc.2.bias", {4}}});
+}
+
+int64_t WriteConvTestTrajectory(const std::string& dir, uint64_t seed, int64_t rows, int64_t k) {
+  return WriteVisionTestTrajectory(dir, "cnn-test", seed, rows,
+                                   {{"fc.0.weight", {3, 1, k, k}},
+                                    {"fc.0.bias", {3}},
+                                    {"fc.2.weight", {4, 3, k, k}},
+                                    {"fc.2.bias", {4}},
+                                    {"fc.6.weight", {2, 4}},
+                                    {"fc.6.bias", {2}}});
 }
 
 std::vector<std::pair<std::string, std::vector<int64_t>>> Gpt2NamedShapes(const Gpt2TestShape& s) {

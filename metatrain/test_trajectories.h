@@ -25,6 +25,10 @@ torch::Tensor TrajectoryRow(uint64_t seed, int64_t row, int64_t num_params);
 // Writes a complete dataset with `rows` rows (every 4 steps) into `dir`; returns P.
 int64_t WriteTestTrajectory(const std::string& dir, uint64_t seed, int64_t rows);
 
+// The same for a small CNN with k x k kernels (conv 1->3, conv 3->4, GAP, linear 4->2; k*k
+// feature slots per edge), as nino_train --kernel_size records FM-16. Returns P.
+int64_t WriteConvTestTrajectory(const std::string& dir, uint64_t seed, int64_t rows, int64_t k);
+
 // A GPT-2 layout in named_parameters() order (transformer.wte first, tied lm_head).
 struct Gpt2TestShape {
   int64_t vocab = 40, dim = 8, heads = 2, layers = 1, positions = 8;

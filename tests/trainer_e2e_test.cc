@@ -8,6 +8,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -185,6 +187,21 @@ TEST_F(TrainerE2E, RecordedTrajectoriesSurviveAKill) {
   EXPECT_NE(manifest.find("\"states_sha256\""), std::string::npos) << manifest;
 }
 
+// --kernel_size=5 trains and records the FM-16 net with 5x5 kernels (39,210 parameters; the
+// trajectory data for NiNo models with 25 feature slots per edge).
+TEST_F(TrainerE2E, KernelSize5RecordsTheWiderLayout) {
+  auto a = Common((tmp_ / "k5" / "run").string(), 8);
+  a.push_back("--kernel_size=5");
+  a.push_back("--record_dir=" + (tmp_ / "k5" / "traj").string());
+  Proc p = Start(TrainBinary(), a, {}, (tmp_ / "k5.log").string());
+  ASSERT_EQ(Wait(p, 120), 0) << Slurp(p.log);
+  EXPECT_EQ(Slurp((tmp_ / "k5/traj/states.f16").string()).size(), 3u * 39210 * 2);  // 0, 4, 8
+  std::string manifest = Slurp((tmp_ / "k5/traj/manifest.json").string());
+  manifest.erase(std::remove_if(manifest.begin(), manifest.end(), ::isspace), manifest.end());
+  EXPECT_NE(manifest.find("\"num_params\":39210"), std::string::npos) << manifest;
+  EXPECT_NE(manifest.find("\"shape\":[16,1,5,5]"), std::string::npos) << manifest;
+}
+
 // A damaged checkpoint.pt in the run folder is an error naming the file, never a crash, and the
 // file is left as it was.
 TEST_F(TrainerE2E, DamagedResumeCheckpointsAreRefused) {
@@ -243,6 +260,8 @@ TEST_F(TrainerE2E, BadInputsAreRefusedBeforeAnyWork) {
       {{"--nino_ckpt=" + (tmp_ / "missing.pt").string()}, "missing.pt"},
       {{"--nino_ckpt=" + junk}, "junk.pt"},
       {{"--bogus_flag=1"}, "bogus_flag"},
+      {{"--kernel_size=4"}, "kernel_size must be odd"},
+      {{"--task=mlp", "--kernel_size=5"}, "fm16 and fm32 only, not mlp"},
   };
   for (const auto& c : cases) {
     auto a = Common(out, 5);

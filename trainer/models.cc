@@ -8,12 +8,16 @@ namespace nn = torch::nn;
 
 VisionNetImpl::VisionNetImpl(const VisionNetOptions& o) : conv_(o.conv) {
   TORCH_CHECK(!o.hid.empty(), "VisionNet needs at least one hidden layer");
+  TORCH_CHECK(o.kernel_size >= 1 && o.kernel_size % 2 == 1,
+              "VisionNet kernel_size must be odd, not ", o.kernel_size);
   nn::Sequential seq;
   int64_t prev = o.conv ? o.in_channels : o.in_channels * o.image_size * o.image_size;
   for (size_t i = 0; i < o.hid.size(); ++i) {
     if (o.conv) {
       // First conv: stride 2, no padding; the others stride 1, 'same' padding (official Net).
-      auto opt = nn::Conv2dOptions(prev, o.hid[i], 3).stride(i == 0 ? 2 : 1).padding(i == 0 ? 0 : 1);
+      auto opt = nn::Conv2dOptions(prev, o.hid[i], o.kernel_size)
+                     .stride(i == 0 ? 2 : 1)
+                     .padding(i == 0 ? 0 : o.kernel_size / 2);
       seq->push_back(nn::Conv2d(opt));
     } else {
       seq->push_back(nn::Linear(prev, o.hid[i]));
@@ -38,7 +42,9 @@ Conv1DImpl::Conv1DImpl(int64_t in, int64_t out, double std) {
   bias = register_parameter("bias", torch::zeros({out}));
 }
 
-torch::Tensor Conv1DImpl::forward(const torch::Tensor& x) { return torch::matmul(x, weight) + bias; }
+torch::Tensor Conv1DImpl::forward(const torch::Tensor& x) {
+  return torch::matmul(x, weight) + bias;
+}
 
 namespace {
 
@@ -47,7 +53,8 @@ class AttentionImpl : public nn::Module {
  public:
   AttentionImpl(const Gpt2Options& o) : heads_(o.n_head) {
     c_attn = register_module("c_attn", Conv1D(o.n_embd, 3 * o.n_embd, o.init_std));
-    c_proj = register_module("c_proj", Conv1D(o.n_embd, o.n_embd, o.init_std / std::sqrt(2.0 * o.n_layer)));
+    c_proj = register_module("c_proj",
+                             Conv1D(o.n_embd, o.n_embd, o.init_std / std::sqrt(2.0 * o.n_layer)));
   }
   torch::Tensor forward(const torch::Tensor& x) {
     const int64_t B = x.size(0), T = x.size(1), D = x.size(2), hd = D / heads_;
@@ -71,7 +78,8 @@ class MlpImpl : public nn::Module {
  public:
   MlpImpl(const Gpt2Options& o) {
     c_fc = register_module("c_fc", Conv1D(o.n_embd, 4 * o.n_embd, o.init_std));
-    c_proj = register_module("c_proj", Conv1D(4 * o.n_embd, o.n_embd, o.init_std / std::sqrt(2.0 * o.n_layer)));
+    c_proj = register_module(
+        "c_proj", Conv1D(4 * o.n_embd, o.n_embd, o.init_std / std::sqrt(2.0 * o.n_layer)));
   }
   torch::Tensor forward(const torch::Tensor& x) {
     return c_proj->forward(torch::gelu(c_fc->forward(x), "tanh"));
@@ -101,7 +109,8 @@ TORCH_MODULE(Block);
 }  // namespace
 
 Gpt2LMImpl::Gpt2LMImpl(const Gpt2Options& o) : o_(o) {
-  TORCH_CHECK(o.n_embd % o.n_head == 0, "n_embd ", o.n_embd, " is not divisible by n_head ", o.n_head);
+  TORCH_CHECK(o.n_embd % o.n_head == 0, "n_embd ", o.n_embd, " is not divisible by n_head ",
+              o.n_head);
   auto transformer = std::make_shared<nn::Module>();
   wte_ = transformer->register_module("wte", nn::Embedding(o.vocab_size, o.n_embd));
   wpe_ = transformer->register_module("wpe", nn::Embedding(o.n_positions, o.n_embd));
@@ -114,13 +123,15 @@ Gpt2LMImpl::Gpt2LMImpl(const Gpt2Options& o) : o_(o) {
     blocks_.push_back(block);
   }
   transformer->register_module("h", h);
-  ln_f_ = transformer->register_module("ln_f", nn::LayerNorm(nn::LayerNormOptions({o.n_embd}).eps(1e-5)));
+  ln_f_ = transformer->register_module("ln_f",
+                                       nn::LayerNorm(nn::LayerNormOptions({o.n_embd}).eps(1e-5)));
   transformer_ = register_module("transformer", transformer).get();
 }
 
 torch::Tensor Gpt2LMImpl::forward(const torch::Tensor& tokens) {
   const int64_t T = tokens.size(1);
-  TORCH_CHECK(T <= o_.n_positions, "sequence of ", T, " tokens exceeds n_positions ", o_.n_positions);
+  TORCH_CHECK(T <= o_.n_positions, "sequence of ", T, " tokens exceeds n_positions ",
+              o_.n_positions);
   torch::Tensor pos = torch::arange(T, tokens.options().dtype(torch::kInt64));
   torch::Tensor x = wte_->forward(tokens) + wpe_->forward(pos).unsqueeze(0);
   for (auto& b : blocks_) x = std::static_pointer_cast<BlockImpl>(b)->forward(x);

@@ -1,6 +1,7 @@
 // The networks the trainer trains, laid out (parameter names, order, shapes) exactly like the
 // official code's / Hugging Face's so that NiNo's neural graphs apply unchanged:
-//  * VisionNet: utils.vision.Net of the official code (3x3 convs, first stride 2, GAP, linear)
+//  * VisionNet: utils.vision.Net of the official code (3x3 convs, first stride 2, GAP, linear;
+//    wider odd kernels optional, padded to keep the official feature-map sizes after the first)
 //    or its MLP form; parameters fc.<i>.weight / fc.<i>.bias.
 //  * Gpt2LM: a GPT-2 causal language model named like transformers' GPT2LMHeadModel
 //    (transformer.wte/wpe/h.<b>.{ln_1,attn.c_attn,attn.c_proj,ln_2,mlp.c_fc,mlp.c_proj}/ln_f;
@@ -16,7 +17,8 @@ namespace nino::trainer {
 
 struct VisionNetOptions {
   std::vector<int64_t> hid = {16, 32, 32};
-  bool conv = true;        // false: MLP on flattened images
+  bool conv = true;         // false: MLP on flattened images
+  int64_t kernel_size = 3;  // conv kernels k x k, k odd (the official Net: 3)
   int64_t in_channels = 1;
   int64_t image_size = 28;
   int64_t num_classes = 10;

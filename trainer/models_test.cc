@@ -18,8 +18,9 @@ TEST(VisionNet, Fm16HasTheOfficialLayout) {
   auto t = Table(*net);
   std::vector<std::string> names;
   for (const auto& p : t) names.push_back(p.name);
-  EXPECT_EQ(names, (std::vector<std::string>{"fc.0.weight", "fc.0.bias", "fc.2.weight", "fc.2.bias", "fc.4.weight",
-                                             "fc.4.bias", "fc.8.weight", "fc.8.bias"}));
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"fc.0.weight", "fc.0.bias", "fc.2.weight", "fc.2.bias",
+                                      "fc.4.weight", "fc.4.bias", "fc.8.weight", "fc.8.bias"}));
   EXPECT_EQ(TotalParams(t), 14378);
   EXPECT_EQ(net->forward(torch::randn({3, 1, 28, 28})).sizes(), (std::vector<int64_t>{3, 10}));
   auto g = BuildGenericGraph(t);
@@ -29,6 +30,22 @@ TEST(VisionNet, Fm16HasTheOfficialLayout) {
   fm32.hid = {32, 64, 64};
   VisionNet net32(fm32);
   EXPECT_EQ(TotalParams(Table(*net32)), 56394);
+}
+
+TEST(VisionNet, WiderKernelsKeepTheLayoutAndGiveMoreSlotsPerEdge) {
+  VisionNetOptions o;
+  o.kernel_size = 5;
+  VisionNet net(o);
+  auto t = Table(*net);
+  EXPECT_EQ(t[0].shape, (std::vector<int64_t>{16, 1, 5, 5}));
+  EXPECT_EQ(TotalParams(t), 16 * 25 + 16 + 32 * 16 * 25 + 32 + 32 * 32 * 25 + 32 + 32 * 10 + 10);
+  EXPECT_EQ(net->forward(torch::randn({2, 1, 28, 28})).sizes(), (std::vector<int64_t>{2, 10}));
+  auto g = BuildGenericGraph(t);
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(g->num_edges(), 2057);  // the same neurons and connections as 3x3
+  EXPECT_EQ(g->feat_size, 25);
+  o.kernel_size = 4;
+  EXPECT_THROW(VisionNet{o}, c10::Error);
 }
 
 TEST(VisionNet, MlpIsAChainTheGenericGraphMaps) {

@@ -82,6 +82,8 @@ ABSL_FLAG(std::string, data_dir, "",
 ABSL_FLAG(std::string, text_cache, "",
           "lm: where the KJV text is cached (default /tmp/nino_kjv.txt)");
 ABSL_FLAG(int64_t, eval_limit, 0, "evaluate on the first N examples only (0: all)");
+ABSL_FLAG(int64_t, kernel_size, 0,
+          "fm16 / fm32: conv kernel size, odd (0: the official 3; 5 makes 25 weights per edge)");
 ABSL_FLAG(int64_t, testonly_crash_at_step, -1,
           "TEST ONLY: exit abruptly (status 3, no clean-up, no final checkpoint) after this step");
 ABSL_FLAG(bool, quiet, false, "no progress lines");
@@ -144,6 +146,7 @@ int main(int argc, char** argv) {
   o.data_dir = absl::GetFlag(FLAGS_data_dir);
   o.text_cache = absl::GetFlag(FLAGS_text_cache);
   o.eval_limit = absl::GetFlag(FLAGS_eval_limit);
+  o.kernel_size = absl::GetFlag(FLAGS_kernel_size);
   if (const int64_t crash = absl::GetFlag(FLAGS_testonly_crash_at_step); crash >= 0) {
     o.after_step = [crash](int64_t step) {
       if (step != crash) return;

@@ -183,8 +183,18 @@ absl::StatusOr<std::unique_ptr<Task>> MakeTask(const TaskOptions& o) {
   // The graph follows from the model's parameter names and shapes (InferGraphSpec); attention
   // models add their head count.
   info.graph.kind = GraphSpec::Kind::kAuto;
-  if (o.name == "fm16" || o.name == "fm32" || o.name == "mlp") {
+  const bool conv_task = o.name == "fm16" || o.name == "fm32";
+  if (o.kernel_size != 0 && !conv_task) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "kernel_size applies to the convolutional tasks fm16 and fm32 only, not ", o.name));
+  }
+  if (o.kernel_size < 0 || (o.kernel_size != 0 && o.kernel_size % 2 == 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("kernel_size must be odd and positive, got ", o.kernel_size));
+  }
+  if (conv_task || o.name == "mlp") {
     VisionNetOptions net;
+    if (o.kernel_size != 0) net.kernel_size = o.kernel_size;
     info.metric = "acc";
     info.higher_is_better = true;
     info.global_batch = o.global_batch > 0 ? o.global_batch : 128;

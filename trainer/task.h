@@ -42,6 +42,7 @@ struct TaskOptions {
   std::string text_cache;         // lm: where the KJV text is cached
   int64_t global_batch = 0;       // 0: the task's default
   int64_t eval_limit = 0;         // >0: evaluate on the first N examples / windows only
+  int64_t kernel_size = 0;        // fm16 / fm32: conv kernel size (0: the official 3)
 };
 
 class Task {

@@ -42,10 +42,11 @@ struct TrainOptions {
   int64_t checkpoint_every = 1000;  // 0: only at the end
   bool resume = true;               // continue from out_dir/checkpoint.pt when it exists
   bool stop_at_target = true;
-  int threads = 0;         // 0: cores / local world size
-  std::string data_dir;    // FashionMNIST folder (empty: default)
-  std::string text_cache;  // lm: KJV text cache file
-  int64_t eval_limit = 0;  // >0: evaluate on a prefix of the evaluation set
+  int threads = 0;          // 0: cores / local world size
+  std::string data_dir;     // FashionMNIST folder (empty: default)
+  std::string text_cache;   // lm: KJV text cache file
+  int64_t eval_limit = 0;   // >0: evaluate on a prefix of the evaluation set
+  int64_t kernel_size = 0;  // fm16 / fm32: conv kernel size (0: the official 3x3)
   bool quiet = false;
   // Trajectory recording for meta-training (trainer/trajectory.h): rank 0 writes the flat
   // parameters every `record_every` steps (0: 4 for the vision tasks, 200 for the LM, as the

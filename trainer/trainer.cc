@@ -196,6 +196,7 @@ absl::Status TrainingRun::Setup() {
   to.text_cache = o_.text_cache;
   to.global_batch = o_.batch;
   to.eval_limit = o_.eval_limit;
+  to.kernel_size = o_.kernel_size;
   auto task = MakeTask(to);
   if (!task.ok()) return task.status();
   task_ = std::move(*task);
