@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "common/nino/neural_graph.h"
 #include "trainer/trajectory.h"
 
 namespace nino::metatrain::testing {
@@ -18,6 +19,13 @@ torch::Tensor TrajectoryRow(uint64_t seed, int64_t row, int64_t num_params) {
 
 namespace {
 
+// The flat parameter count of a named layout (the trainer's parameter table).
+int64_t NumParams(const std::vector<std::pair<std::string, std::vector<int64_t>>>& named) {
+  auto table = MakeParamTable(named);
+  TORCH_CHECK(table.ok(), table.status().ToString());
+  return TotalParams(*table);
+}
+
 // A vision-style dataset (every 4 steps) of the layout `params`; returns P.
 int64_t WriteVisionTestTrajectory(
     const std::string& dir, const std::string& task, uint64_t seed, int64_t rows,
@@ -29,12 +37,7 @@ int64_t WriteVisionTestTrajectory(
   info.optimizer = "adam";
   info.max_steps = rows * 4;
   info.every = 4;
-  int64_t P = 0;
-  for (const auto& [name, shape] : params) {
-    int64_t n = 1;
-    for (int64_t d : shape) n *= d;
-    P += n;
-  }
+  const int64_t P = NumParams(params);
   info.params = std::move(params);
   auto writer = trainer::TrajectoryWriter::Open(dir, info, -1);
   TORCH_CHECK(writer.ok(), writer.status().ToString());
@@ -107,12 +110,7 @@ int64_t WriteLmTestTrajectory(const std::string& dir, uint64_t seed, int64_t row
   info.every = 200;
   info.params = std::move(named);
   info.graph = graph;
-  int64_t P = 0;
-  for (const auto& [name, dims] : info.params) {
-    int64_t n = 1;
-    for (int64_t v : dims) n *= v;
-    P += n;
-  }
+  const int64_t P = NumParams(info.params);
   auto writer = trainer::TrajectoryWriter::Open(dir, info, -1);
   TORCH_CHECK(writer.ok(), writer.status().ToString());
   for (int64_t r = 0; r < rows; ++r) {
