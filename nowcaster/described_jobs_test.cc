@@ -269,9 +269,9 @@ TEST_F(DescribedJobsTest, DescriptionsThatDoNotFitAreRefusedAtRegistrationAndReg
   v1::RegisterJobRequest unknown_op = Request("j", layout, good, "nino_no_posw");
   unknown_op.mutable_graph()->mutable_description()->mutable_ops(1)->set_op("conv");
   ExpectRefused(Register(unknown_op, &reg), {"graph: description: op 1", "unknown op 'conv'"});
-  v1::RegisterJobRequest version4 = Request("j", layout, good, "nino_no_posw");
-  version4.mutable_graph()->mutable_description()->set_version(4);
-  ExpectRefused(Register(version4, &reg), {"graph: description: version: 4"});
+  v1::RegisterJobRequest version5 = Request("j", layout, good, "nino_no_posw");
+  version5.mutable_graph()->mutable_description()->set_version(5);
+  ExpectRefused(Register(version5, &reg), {"graph: description: version: 5"});
   v1::RegisterJobRequest bare = Request("j", layout, good, "nino_no_posw");
   bare.mutable_graph()->clear_description();
   ExpectRefused(Register(bare, &reg), {"kind 'described' needs a model description"});

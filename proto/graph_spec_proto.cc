@@ -12,9 +12,9 @@ namespace {
 
 using OpKind = DescriptionOp::Kind;
 
-constexpr OpKind kOpKinds[] = {OpKind::kInput,  OpKind::kDense,     OpKind::kNorm,
-                               OpKind::kAlias,  OpKind::kFlatten,   OpKind::kAdd,
-                               OpKind::kConcat, OpKind::kEmbedding, OpKind::kAttention};
+constexpr OpKind kOpKinds[] = {
+    OpKind::kInput, OpKind::kDense,  OpKind::kNorm,      OpKind::kAlias,     OpKind::kFlatten,
+    OpKind::kAdd,   OpKind::kConcat, OpKind::kEmbedding, OpKind::kAttention, OpKind::kMultiply};
 
 constexpr char kDescribedKind[] = "described";
 
@@ -48,6 +48,7 @@ absl::StatusOr<DescriptionOp> OpFromProto(const v1::DescriptionOp& proto) {
   op.key_bias = proto.key_bias();
   op.value_bias = proto.value_bias();
   op.groups = proto.groups() == 0 ? 1 : proto.groups();  // unset = 1
+  op.kv_heads = proto.kv_heads();                        // unset = 0 = heads
   return op;
 }
 
@@ -69,6 +70,7 @@ void OpToProto(const DescriptionOp& op, v1::DescriptionOp* proto) {
   proto->set_key_bias(op.key_bias);
   proto->set_value_bias(op.value_bias);
   if (op.groups != 1) proto->set_groups(op.groups);
+  proto->set_kv_heads(op.kv_heads);
 }
 
 }  // namespace

@@ -19,11 +19,12 @@
 namespace nino::wire {
 
 // INVALID_ARGUMENT for a version outside kMinModelDescriptionVersion..kModelDescriptionVersion
-// ("version: 4, this reader reads versions 1 to 3"), an op name outside input, dense, norm, alias,
-// flatten, add, concat, embedding, attention ("op 3 (output 'c1'): unknown op 'conv' (known:
-// ...)"), or what ValidateModelDescription refuses (naming the op as DescriptionOpLabel does),
-// e.g. a field the op does not read or a version-2 op in a version-1 description. Version 2's
-// fields (transposed, heads, query, key, value and their biases) convert both ways.
+// ("version: 5, this reader reads versions 1 to 4"), an op name outside input, dense, norm, alias,
+// flatten, add, concat, embedding, attention, multiply ("op 3 (output 'c1'): unknown op 'conv'
+// (known: ...)"), or what ValidateModelDescription refuses (naming the op as DescriptionOpLabel
+// does), e.g. a field the op does not read or a version-2 op in a version-1 description. The
+// fields of versions 2 (transposed, heads, query, key, value and their biases), 3 (groups; 0 on
+// the wire = 1) and 4 (kv_heads; 0 = heads) convert both ways.
 absl::StatusOr<ModelDescription> ModelDescriptionFromProto(const v1::ModelDescription& proto);
 // Overwrites *proto with `description` (every field, ops in order).
 void ModelDescriptionToProto(const ModelDescription& description, v1::ModelDescription* proto);

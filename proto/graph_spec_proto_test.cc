@@ -163,6 +163,30 @@ TEST(GraphSpecProto, GroupsSurviveTheRoundTripAndUnsetMeansOne) {
       << refused.status();
 }
 
+TEST(GraphSpecProto, KvHeadsAndMultiplySurviveTheRoundTrip) {
+  ModelDescriptionBuilder b;
+  ModelDescriptionBuilder::AttentionWeights w{"q", "k", "v", "", "", "", 2};
+  const std::string a = b.Attention(b.Input(8, "x"), 4, w, "attn");
+  b.Multiply(a, b.Dense(a, "o.weight", "", "o"), "m");
+  v1::GraphSpec proto;
+  GraphSpecToProto(Described(b.description()), &proto);
+  EXPECT_EQ(proto.description().version(), 4);
+  EXPECT_EQ(proto.description().ops(1).kv_heads(), 2);
+  EXPECT_EQ(proto.description().ops(2).kv_heads(), 0);
+  EXPECT_EQ(proto.description().ops(3).op(), "multiply");
+  absl::StatusOr<GraphSpec> back = GraphSpecFromProto(proto);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->description->ops[1].kv_heads, 2);
+  EXPECT_EQ(back->description->ops[3].kind, DescriptionOp::Kind::kMultiply);
+  EXPECT_EQ(ModelDescriptionToJson(*back->description), ModelDescriptionToJson(b.description()));
+  v1::GraphSpec v3 = proto;
+  v3.mutable_description()->set_version(3);
+  absl::StatusOr<GraphSpec> refused = GraphSpecFromProto(v3);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("field 'kv_heads' is version 4"), std::string::npos)
+      << refused.status();
+}
+
 TEST(GraphSpecProto, NameBasedKindsCarryNoDescription) {
   GraphSpec gpt2;
   gpt2.kind = GraphSpec::Kind::kGpt2;
@@ -200,11 +224,11 @@ TEST(GraphSpecProto, WhatTheMessageAloneDecidesIsRefusedByField) {
   ExpectRefused(unknown_op, "description: op 1 (output 'conv1'): unknown op 'conv2d'");
   ExpectRefused(unknown_op,
                 "known: input, dense, norm, alias, flatten, add, concat, embedding, "
-                "attention");
+                "attention, multiply");
 
-  v1::GraphSpec version4 = good;
-  version4.mutable_description()->set_version(4);
-  ExpectRefused(version4, "description: version: 4, this reader reads versions 1 to 3");
+  v1::GraphSpec version5 = good;
+  version5.mutable_description()->set_version(5);
+  ExpectRefused(version5, "description: version: 5, this reader reads versions 1 to 4");
   // Version 1 does not say version-2 ops or fields.
   v1::GraphSpec v1_attention;
   GraphSpecToProto(Described(Version2()), &v1_attention);

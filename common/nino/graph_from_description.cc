@@ -4,6 +4,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -168,7 +169,8 @@ class Resolver {
       case OpKind::kFlatten:
         return Flatten(i, op);
       case OpKind::kAdd:
-        return Add(i, op);
+      case OpKind::kMultiply:
+        return Join(i, op);
       case OpKind::kConcat:
         return Concat(op);
       case OpKind::kEmbedding:
@@ -397,16 +399,17 @@ class Resolver {
     return last;
   }
 
-  // The result is the operand allocated later; its residual edges go to the dense op that
-  // created it (written before that op's weight), else here.
-  absl::Status Add(size_t i, const DescriptionOp& op) {
+  // add and multiply: the result is the operand allocated later; its residual edges go to the
+  // dense op that created it (written before that op's weight), else here.
+  absl::Status Join(size_t i, const DescriptionOp& op) {
     const Units& a = Group(op.inputs[0]);
     const Units& b = Group(op.inputs[1]);
     if (CountUnits(a) != CountUnits(b)) {
       return Error(i, absl::StrCat("operands '", op.inputs[0], "' (", CountUnits(a),
                                    " units) and '", op.inputs[1], "' (", CountUnits(b),
-                                   " units) differ in size (broadcasting adds are not in the "
-                                   "model description)"));
+                                   " units) differ in size (broadcasting ",
+                                   op.kind == OpKind::kAdd ? "adds" : "products",
+                                   " are not in the model description)"));
     }
     const bool b_later = LastUnit(b) >= LastUnit(a);
     const Units result = b_later ? b : a;
@@ -477,72 +480,94 @@ class Resolver {
     int64_t first_row = 0, stride_out = 0, stride_in = 0;
   };
 
-  // The packed weight (3 D, d), or (d, 3 D) transposed; sets *D.
+  // The packed weight (D + 2 D_kv, d) (= (3 D, d) without grouped-query attention), or
+  // transposed; sets *D and *D_kv.
   absl::StatusOr<std::vector<Projection>> PackedWeight(size_t i, const DescriptionOp& op, int64_t d,
-                                                       int64_t* D) {
+                                                       int64_t kv, int64_t* D, int64_t* D_kv) {
     NINO_ASSIGN_OR_RETURN(const size_t p, Claim(i, "weight", op.weight));
     const ParamSpec& w = params_[p];
     const std::vector<int64_t>& s = w.shape;
-    const bool ok = s.size() == 2 && NonEmpty(s) && s[op.transposed ? 0 : 1] == d &&
-                    s[op.transposed ? 1 : 0] % 3 == 0;
+    const bool grouped = kv != op.heads;
+    const int64_t rows = s.size() == 2 ? s[op.transposed ? 1 : 0] : 0;
+    const int64_t parts = grouped ? op.heads + 2 * kv : 3;  // head sizes, or thirds
+    const bool ok =
+        s.size() == 2 && NonEmpty(s) && s[op.transposed ? 0 : 1] == d && rows % parts == 0;
     if (!ok) {
+      const std::string layout = grouped ? "D + 2 D_kv" : "3 D";
       return Error(
-          i, absl::StrCat("weight '", w.name, "' has shape ", ShapeString(s),
-                          "; a packed q|k|v weight is ", op.transposed ? "(d, 3 D)" : "(3 D, d)",
-                          " with d = ", d, ", the units of input group '", op.inputs[0], "'"));
+          i,
+          absl::StrCat(
+              "weight '", w.name, "' has shape ", ShapeString(s), "; a packed q|k|v weight is ",
+              op.transposed ? absl::StrCat("(d, ", layout, ")") : absl::StrCat("(", layout, ", d)"),
+              " with d = ", d, ", the units of input group '", op.inputs[0], "'",
+              grouped ? absl::StrCat(" (", kv, " of ", op.heads, " heads)") : ""));
     }
-    *D = s[op.transposed ? 1 : 0] / 3;
+    *D = grouped ? rows / parts * op.heads : rows / 3;
+    *D_kv = grouped ? rows / parts * kv : *D;
     std::vector<Projection> out;
-    for (int64_t part = 0; part < 3; ++part) {
-      out.push_back(op.transposed ? Projection{p, w.offset + part * *D, 1, 3 * *D}
-                                  : Projection{p, w.offset + part * *D * d, d, 1});
+    for (const int64_t start : {int64_t{0}, *D, *D + *D_kv}) {
+      out.push_back(op.transposed ? Projection{p, w.offset + start, 1, rows}
+                                  : Projection{p, w.offset + start * d, d, 1});
     }
     return out;
   }
 
-  // One split projection (D, d), or (d, D) transposed; D = 0 reads it from the query.
+  // One split projection (out, d), or (d, out) transposed, with out = *expected (0: any; set
+  // from the weight, as the query sets D).
   absl::StatusOr<Projection> SplitWeight(size_t i, const DescriptionOp& op, const char* field,
-                                         const std::string& name, int64_t d, int64_t* D) {
+                                         const std::string& name, int64_t d, int64_t* expected) {
     NINO_ASSIGN_OR_RETURN(const size_t p, Claim(i, field, name));
     const ParamSpec& w = params_[p];
     const std::vector<int64_t>& s = w.shape;
     const int64_t in = s.size() == 2 ? s[op.transposed ? 0 : 1] : -1;
     const int64_t out = s.size() == 2 ? s[op.transposed ? 1 : 0] : -1;
-    const std::string expected = op.transposed ? "(d, D)" : "(D, d)";
+    const std::string layout = op.transposed ? "(d, D)" : "(D, d)";
     if (s.size() != 2 || !NonEmpty(s) || in != d) {
-      return Error(i, absl::StrCat(field, " '", name, "' has shape ", ShapeString(s), "; expected ",
-                                   expected, " with d = ", d, ", the units of input group '",
-                                   op.inputs[0], "'"));
+      return Error(
+          i, absl::StrCat(field, " '", name, "' has shape ", ShapeString(s), "; expected ", layout,
+                          " with d = ", d, ", the units of input group '", op.inputs[0], "'"));
     }
-    if (*D == 0) *D = out;
-    if (out < *D) {
+    if (*expected == 0) *expected = out;
+    if (out != *expected) {
       return Error(i, absl::StrCat(field, " '", name, "' ", ShapeString(s), " has ", out,
-                                   " units, fewer than the query's ", *D,
-                                   ": grouped-query attention is not in description version 2"));
-    }
-    if (out != *D) {
-      return Error(i, absl::StrCat(field, " '", name, "' ", ShapeString(s), " has ", out,
-                                   " units; expected ", *D, " as the query"));
+                                   " units; ", KeyValueHint(op, out, *expected)));
     }
     return op.transposed ? Projection{p, w.offset, 1, out} : Projection{p, w.offset, d, 1};
   }
 
-  // Bias rows of q, k, v (-1: none): packed (3 D) or split (D) each.
-  absl::StatusOr<std::vector<int64_t>> AttentionBiases(size_t i, const DescriptionOp& op,
-                                                       int64_t D) {
+  // What a key / value of `out` units should have been (`expected`), with the grouped-query
+  // hint where `out` is a whole number of heads that divides them.
+  static std::string KeyValueHint(const DescriptionOp& op, int64_t out, int64_t expected) {
+    if (op.kv_heads != 0) {
+      return absl::StrCat("expected ", expected, " (", op.kv_heads, " of ", op.heads, " heads)");
+    }
+    const int64_t hd = expected / op.heads;  // expected = D here, divisible by heads
+    if (out < expected && out % hd == 0 && op.heads % (out / hd) == 0) {
+      return absl::StrCat("fewer than the query's ", expected,
+                          ": grouped-query attention? (then say kv_heads = ", out / hd,
+                          ", description version 4)");
+    }
+    return absl::StrCat("expected ", expected, " as the query");
+  }
+
+  // Bias rows of q, k, v (-1: none): packed (D + 2 D_kv) or split (D, D_kv, D_kv).
+  absl::StatusOr<std::vector<int64_t>> AttentionBiases(size_t i, const DescriptionOp& op, int64_t D,
+                                                       int64_t D_kv) {
     std::vector<int64_t> rows(3, -1);
     if (!op.weight.empty()) {
       if (op.bias.empty()) return rows;
-      NINO_ASSIGN_OR_RETURN(const size_t p, ClaimOneD(i, "bias", op.bias, 3 * D));
-      for (int64_t part = 0; part < 3; ++part) rows[part] = params_[p].offset + part * D;
+      NINO_ASSIGN_OR_RETURN(const size_t p, ClaimOneD(i, "bias", op.bias, D + 2 * D_kv));
+      rows = {params_[p].offset, params_[p].offset + D, params_[p].offset + D + D_kv};
       return rows;
     }
-    const std::pair<const char*, const std::string*> split[] = {
-        {"query_bias", &op.query_bias}, {"key_bias", &op.key_bias}, {"value_bias", &op.value_bias}};
+    const std::tuple<const char*, const std::string*, int64_t> split[] = {
+        {"query_bias", &op.query_bias, D},
+        {"key_bias", &op.key_bias, D_kv},
+        {"value_bias", &op.value_bias, D_kv}};
     for (int part = 0; part < 3; ++part) {
-      if (split[part].second->empty()) continue;
-      NINO_ASSIGN_OR_RETURN(const size_t p,
-                            ClaimOneD(i, split[part].first, *split[part].second, D));
+      const auto& [field, name, size] = split[part];
+      if (name->empty()) continue;
+      NINO_ASSIGN_OR_RETURN(const size_t p, ClaimOneD(i, field, *name, size));
       rows[part] = params_[p].offset;
     }
     return rows;
@@ -562,49 +587,88 @@ class Resolver {
     return b;
   }
 
-  // Nodes: the key bias joins the input's group; then head nodes, q / v bias nodes, D query
-  // units, D value units (the output). Edges in the order of the doc.
-  absl::Status Attention(size_t i, const DescriptionOp& op) {
-    const Units& x = Group(op.inputs[0]);
-    const int64_t d = CountUnits(x);
-    int64_t D = 0;
+  // q, k, v projections (packed or split) of input units d: sets *D and *D_kv.
+  absl::StatusOr<std::vector<Projection>> Projections(size_t i, const DescriptionOp& op, int64_t d,
+                                                      int64_t* D, int64_t* D_kv) {
+    const int64_t kv = op.kv_heads == 0 ? op.heads : op.kv_heads;
     std::vector<Projection> qkv;
     if (!op.weight.empty()) {
-      NINO_ASSIGN_OR_RETURN(qkv, PackedWeight(i, op, d, &D));
+      NINO_ASSIGN_OR_RETURN(qkv, PackedWeight(i, op, d, kv, D, D_kv));
     } else {
-      for (const auto& [field, name] :
-           {std::pair<const char*, const std::string*>{"query", &op.query},
-            {"key", &op.key},
-            {"value", &op.value}}) {
-        NINO_ASSIGN_OR_RETURN(Projection w, SplitWeight(i, op, field, *name, d, &D));
-        qkv.push_back(w);
-      }
+      NINO_ASSIGN_OR_RETURN(Projection q, SplitWeight(i, op, "query", op.query, d, D));
+      qkv.push_back(q);
     }
-    if (D % op.heads != 0) {
-      return Error(i, absl::StrCat(D, " query units (", op.weight.empty() ? "query '" : "weight '",
+    if (*D % op.heads != 0) {
+      return Error(i, absl::StrCat(*D, " query units (", op.weight.empty() ? "query '" : "weight '",
                                    op.weight.empty() ? op.query : op.weight,
                                    "') are not divisible by heads ", op.heads));
     }
+    if (!op.weight.empty()) return qkv;
+    *D_kv = *D / op.heads * kv;
+    for (const auto& [field, name] :
+         {std::pair<const char*, const std::string*>{"key", &op.key}, {"value", &op.value}}) {
+      NINO_ASSIGN_OR_RETURN(Projection w, SplitWeight(i, op, field, *name, d, D_kv));
+      qkv.push_back(w);
+    }
+    return qkv;
+  }
+
+  // The query units key row (g, t) is attached to: query head g * rep's unit t (all of Q
+  // without grouped-query attention).
+  static Units KeyUnits(const Units& q, int64_t D_kv, int64_t hd, int64_t rep) {
+    if (rep == 1) return q;
+    Units out;
+    for (int64_t g = 0; g < D_kv / hd; ++g) {
+      const Units head = SliceUnits(q, g * rep * hd, hd);
+      out.insert(out.end(), head.begin(), head.end());
+    }
+    return out;
+  }
+
+  // Nodes: the key bias joins the input's group (or, when the keys are not as many as the
+  // inputs, the query group); then head nodes, q / k / v bias nodes, D query units, D_kv value
+  // units, and with grouped-query attention D per-head outputs (the output). Edges in the order
+  // of the doc (versions 2 and 4).
+  absl::Status Attention(size_t i, const DescriptionOp& op) {
+    const Units& x = Group(op.inputs[0]);
+    const int64_t d = CountUnits(x);
+    int64_t D = 0, D_kv = 0;
+    NINO_ASSIGN_OR_RETURN(const std::vector<Projection> qkv, Projections(i, op, d, &D, &D_kv));
     NINO_RETURN_IF_ERROR(CheckUnits(i, D));
-    NINO_ASSIGN_OR_RETURN(const std::vector<int64_t> bias, AttentionBiases(i, op, D));
-    const std::pair<int64_t, int64_t> kb = bias[1] >= 0 ? NewAux(x) : std::make_pair(-1L, 0L);
+    NINO_ASSIGN_OR_RETURN(const std::vector<int64_t> bias, AttentionBiases(i, op, D, D_kv));
+    const int64_t hd = D / op.heads, rep = D / D_kv;
+    const bool kb_on_x = bias[1] >= 0 && D_kv == d;  // the official graphs' key bias
+    const std::pair<int64_t, int64_t> none{-1, 0};
+    const std::pair<int64_t, int64_t> kb_x = kb_on_x ? NewAux(x) : none;
     const Units heads = WholeGroup(NewGroup(op.heads));
     const int64_t qg = NewGroup(D);
-    const std::pair<int64_t, int64_t> qb = bias[0] >= 0 ? NewAux(WholeGroup(qg)) : kb;
-    const std::pair<int64_t, int64_t> vb = bias[2] >= 0 ? NewAux(WholeGroup(qg)) : kb;
     const Units q = WholeGroup(qg);
-    const Units v = WholeGroup(NewGroup(D));
-    const int64_t hd = D / op.heads;
+    const std::pair<int64_t, int64_t> qb = bias[0] >= 0 ? NewAux(q) : none;
+    const std::pair<int64_t, int64_t> kb = bias[1] >= 0 && !kb_on_x ? NewAux(q) : kb_x;
+    const std::pair<int64_t, int64_t> vb = bias[2] >= 0 ? NewAux(q) : none;
+    const Units v = WholeGroup(NewGroup(D_kv));
+    const Units key_units = KeyUnits(q, D_kv, hd, rep);
     std::vector<EdgeBlock>& e = r_.edges[i];
     e.push_back(WeightEdges(qkv[0], x, q, kEdgeQuery, false));
     e.push_back(Tie(heads, q, hd, kEdgeHead));
     if (bias[0] >= 0) e.push_back(AuxEdges(qb, q, kEdgeBias, bias[0]));
-    e.push_back(WeightEdges(qkv[1], x, q, kEdgeKey, true));
-    if (bias[1] >= 0) e.push_back(AuxEdges(kb, x, kEdgeBias, bias[1]));
+    e.push_back(WeightEdges(qkv[1], x, key_units, kEdgeKey, true));
+    if (bias[1] >= 0) e.push_back(AuxEdges(kb, kb_on_x ? x : key_units, kEdgeBias, bias[1]));
     e.push_back(WeightEdges(qkv[2], x, v, kEdgeValue, false));
-    e.push_back(Tie(heads, v, hd, kEdgeHead));
+    for (int64_t h = 0; h < op.heads; ++h) {  // each value unit to every head that reads it
+      e.push_back(Tie(SliceUnits(heads, h, 1), SliceUnits(v, h / rep * hd, hd), hd, kEdgeHead));
+    }
     if (bias[2] >= 0) e.push_back(AuxEdges(vb, v, kEdgeBias, bias[2]));
-    named_[op.output] = v;
+    if (rep == 1) {
+      named_[op.output] = v;
+      return absl::OkStatus();
+    }
+    const Units outputs = WholeGroup(NewGroup(D));  // value head h / rep, repeated for head h
+    for (int64_t h = 0; h < op.heads; ++h) {
+      e.push_back(
+          Tie(SliceUnits(v, h / rep * hd, hd), SliceUnits(outputs, h * hd, hd), 0, kEdgeResidual));
+    }
+    named_[op.output] = outputs;
     return absl::OkStatus();
   }
 

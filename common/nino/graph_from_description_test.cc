@@ -588,8 +588,8 @@ TEST(DescribedGraphErrors, OpsMustCarryTheirFieldsOnly) {
                 {"op 0 (input 'x')", "field 'weight' does not apply"});
   ExpectRefused(LeNet(), EditedLeNet([](ModelDescription* d) { d->ops[2].inputs.push_back("x"); }),
                 {"op 2 (alias 'relu1')", "takes 1 input group(s), got 2"});
-  ExpectRefused(LeNet(), EditedLeNet([](ModelDescription* d) { d->version = 4; }),
-                {"version: 4", "reads versions 1 to 3"});
+  ExpectRefused(LeNet(), EditedLeNet([](ModelDescription* d) { d->version = 5; }),
+                {"version: 5", "reads versions 1 to 4"});
   ExpectRefused(LeNet(), ModelDescription{}, {"no ops"});
   ModelDescriptionBuilder b;
   b.Concat({b.Input(2, "x")}, "cat");
@@ -928,8 +928,7 @@ TEST(DescribedGraphV2Errors, RefusalsNameTheOpAndTheParameter) {
   ExpectRefused(split_with("blocks.0.attn.k.weight", {4, 8}), ds,
                 {"op 5 (attention 'blocks.0.attn')", "key 'blocks.0.attn.k.weight' (4, 8)",
                  "fewer than the query's 8",
-                 "grouped-query attention is not in description "
-                 "version 2"});
+                 "grouped-query attention? (then say kv_heads = 1, description version 4)"});
   ExpectRefused(split_with("blocks.0.attn.v.weight", {16, 8}), ds,
                 {"op 5 (attention 'blocks.0.attn')", "value 'blocks.0.attn.v.weight' (16, 8)",
                  "expected 8 as the query"});
@@ -1081,6 +1080,167 @@ TEST(DescribedGraphV3Errors, GroupsMustFitTheWeightAndTheInput) {
                 {"op 1 (dense 'l')", "groups = 2 needs a conv weight"});
 }
 
+// ---- Version 4: products and grouped-query attention ----
+
+// x (4) -> gate (6) -> silu; x -> up (6); gate * up -> down (4): a gated MLP.
+TEST(DescribedGraphV4, MultiplyTiesTheGateToTheUpUnitsAsAnAdd) {
+  const std::vector<ParamSpec> params =
+      Table({{"gate.weight", {6, 4}}, {"up.weight", {6, 4}}, {"down.weight", {4, 6}}});
+  ModelDescriptionBuilder b;
+  const std::string x = b.Input(4, "x");
+  const std::string gate = b.Alias(b.Dense(x, "gate.weight", "", "gate"), "silu");
+  const std::string up = b.Dense(x, "up.weight", "", "up");
+  b.Dense(b.Multiply(gate, up, "gated"), "down.weight", "", "down");
+  EXPECT_EQ(b.description().version, 4);
+  const NeuralGraph g = BuildChecked(params, b.description());
+  // x 0..3, gate 4..9, up 10..15, down 16..19.
+  EXPECT_EQ(g.num_nodes, 20);
+  EXPECT_EQ(g.num_edges(), 24 + 6 + 24 + 24 + 20);
+  // The ties are written just before up's weight: after gate's 24 edges.
+  for (int64_t k = 0; k < 6; ++k) {
+    EXPECT_EQ(g.src[24 + k], 4 + k);
+    EXPECT_EQ(g.dst[24 + k], 10 + k);
+    EXPECT_EQ(g.type[24 + k], kEdgeResidual);
+  }
+  // down reads up's units (the product stands for them).
+  EXPECT_EQ(g.src[24 + 6 + 24], 10);
+  EXPECT_EQ(g.dst[24 + 6 + 24], 16);
+  // The same description with add gives the same graph.
+  ModelDescription with_add = b.description();
+  with_add.ops[4].kind = DescriptionOp::Kind::kAdd;
+  with_add.version = 1;
+  ExpectSameGraph(BuildChecked(params, with_add), g);
+}
+
+// d 8, H 4, KV 2 (hd 2): the packed weight (D + 2 D_kv, d) = (16, 8) and split weights (8, 8),
+// (4, 8), (4, 8) at the same rows give one graph; so do their biases (16) and (8), (4), (4).
+TEST(DescribedGraphV4, PackedAndSplitGroupedQueryAttentionGiveOneGraph) {
+  const Shapes packed = {{"w", {16, 8}}, {"b", {16}}, {"o.weight", {8, 8}}};
+  const Shapes split = {{"q", {8, 8}}, {"k", {4, 8}}, {"v", {4, 8}},       {"qb", {8}},
+                        {"kb", {4}},   {"vb", {4}},   {"o.weight", {8, 8}}};
+  // Split rows in the packed order: weights first, then biases, as the packed table has them.
+  ModelDescriptionBuilder bp;
+  ModelDescription dp;
+  {
+    const std::string x = bp.Input(8, "x");
+    bp.Attention(x, 4, "w", "b", false, "attn");
+    dp = bp.description();
+    dp.ops[1].kv_heads = 2;
+    dp.version = 4;
+    DescriptionOp o;
+    o.kind = DescriptionOp::Kind::kDense;
+    o.output = "o";
+    o.inputs = {"attn"};
+    o.weight = "o.weight";
+    dp.ops.push_back(o);
+  }
+  ModelDescriptionBuilder bs;
+  const std::string x = bs.Input(8, "x");
+  ModelDescriptionBuilder::AttentionWeights w{"q", "k", "v", "qb", "kb", "vb", 2};
+  bs.Dense(bs.Attention(x, 4, w, "attn"), "o.weight", "", "o");
+  const NeuralGraph gp = BuildChecked(Table(packed), dp);
+  const NeuralGraph gs = BuildChecked(Table(split), bs.description());
+  ExpectSameGraph(gp, gs);
+  // x 0..7, heads 8..11, q-bias 12, k-bias 13, v-bias 14 (D_kv = 4 != d: the key bias is on the
+  // query group), Q 15..22, V 23..26, per-head outputs 27..34, o 35..42.
+  EXPECT_EQ(gs.num_nodes, 43);
+  // The key bias: node 13 -> the query units the keys attach to, Q[0, 1] (head 0) and Q[4, 5]
+  // (head 2), carrying kb[0..3] in order.
+  const std::vector<ParamSpec> params = Table(split);
+  std::vector<std::pair<int64_t, int64_t>> kb;
+  for (int64_t e = 0; e < gs.num_edges(); ++e) {
+    if (gs.param_index[e] >= params[4].offset && gs.param_index[e] < params[4].offset + 4) {
+      kb.push_back({gs.src[e], gs.dst[e]});
+      EXPECT_EQ(gs.param_index[e], params[4].offset + static_cast<int64_t>(kb.size()) - 1);
+    }
+  }
+  EXPECT_EQ(kb, (std::vector<std::pair<int64_t, int64_t>>{{13, 15}, {13, 16}, {13, 19}, {13, 20}}));
+  // o reads the 8 per-head outputs, each tied to its value unit.
+  EXPECT_EQ(CountType(gs, kEdgeResidual), 8);
+  EXPECT_EQ(CountType(gs, kEdgeHead), 16);
+}
+
+// Without grouped-query attention a key bias with D != d (an inner size of its own) joins the
+// query units; before version 4 this failed with INTERNAL.
+TEST(DescribedGraphV4, AKeyBiasWithMoreKeysThanInputsJoinsTheQueryUnits) {
+  const std::vector<ParamSpec> params =
+      Table({{"q", {8, 4}}, {"k", {8, 4}}, {"v", {8, 4}}, {"qb", {8}}, {"kb", {8}}, {"vb", {8}}});
+  ModelDescriptionBuilder b;
+  b.Attention(b.Input(4, "x"), 2, {"q", "k", "v", "qb", "kb", "vb"}, "attn");
+  const NeuralGraph g = BuildChecked(params, b.description());
+  EXPECT_EQ(b.description().version, 2);
+  // x 0..3, heads 4, 5, q-bias 6, k-bias 7, v-bias 8, Q 9..16, V 17..24.
+  EXPECT_EQ(g.num_nodes, 25);
+  for (int64_t e = 0; e < g.num_edges(); ++e) {
+    const int64_t r = g.param_index[e] - params[4].offset;
+    if (r < 0 || r >= 8) continue;
+    EXPECT_EQ(g.src[e], 7);
+    EXPECT_EQ(g.dst[e], 9 + r);
+  }
+}
+
+TEST(DescribedGraphV4, KvHeadsEqualToHeadsIsTheVersion2Graph) {
+  const VitConfig c;
+  const Shapes s = VitLayout(c, true);
+  const ModelDescription v2 = VitDescription(c, true);
+  ModelDescription v4 = v2;
+  v4.version = 4;
+  for (DescriptionOp& op : v4.ops) {
+    if (op.kind == DescriptionOp::Kind::kAttention) op.kv_heads = op.heads;
+  }
+  ExpectSameGraph(BuildChecked(Table(s), v4), BuildChecked(Table(s), v2));
+}
+
+TEST(DescribedGraphV4Errors, RefusalsNameTheOpAndTheWeight) {
+  const Shapes gqa = {{"q", {8, 8}}, {"k", {4, 8}}, {"v", {4, 8}}};
+  auto attention = [](int64_t kv_heads) {
+    ModelDescriptionBuilder b;
+    ModelDescriptionBuilder::AttentionWeights w{"q", "k", "v", "", "", "", kv_heads};
+    b.Attention(b.Input(8, "x"), 4, w, "attn");
+    return b.description();
+  };
+  // k / v smaller than q without kv_heads: the hint.
+  ExpectRefused(
+      gqa, attention(0),
+      {"op 1 (attention 'attn')", "key 'k' (4, 8) has 4 units", "fewer than the query's 8",
+       "grouped-query attention? (then say kv_heads = 2, description version 4)"});
+  // kv_heads that does not fit the weights.
+  ExpectRefused(
+      gqa, attention(1),
+      {"op 1 (attention 'attn')", "key 'k' (4, 8) has 4 units; expected 2 (1 of 4 heads)"});
+  // kv_heads that does not divide heads (ValidateModelDescription).
+  ExpectRefused(gqa, attention(3),
+                {"op 1 (attention 'attn')", "kv_heads 3 does not divide heads 4"});
+  // A packed weight whose rows are not D + 2 D_kv.
+  ModelDescriptionBuilder bp;
+  bp.Attention(bp.Input(8, "x"), 4, "w", "", false, "attn");
+  ModelDescription packed = bp.description();
+  packed.ops[1].kv_heads = 2;
+  packed.version = 4;
+  ExpectRefused({{"w", {15, 8}}}, packed,
+                {"op 1 (attention 'attn')", "weight 'w' has shape (15, 8)",
+                 "(D + 2 D_kv, d) with d = 8", "(2 of 4 heads)"});
+  // Products of groups of different sizes.
+  ModelDescriptionBuilder bm;
+  const std::string x = bm.Input(4, "x");
+  bm.Multiply(x, bm.Dense(x, "w"), "m");
+  ExpectRefused({{"w", {3, 4}}}, bm.description(),
+                {"op 2 (multiply 'm')", "differ in size (broadcasting products"});
+  // Version 4 in a version-3 description.
+  ModelDescription old = bm.description();
+  old.version = 3;
+  ExpectRefused({{"w", {4, 4}}}, old,
+                {"op 2 (multiply 'm')",
+                 "multiply is version 4, the "
+                 "description says version 3"});
+  ModelDescription old_kv = attention(2);
+  old_kv.version = 2;
+  ExpectRefused(gqa, old_kv,
+                {"op 1 (attention 'attn')",
+                 "field 'kv_heads' is version 4, the description "
+                 "says version 2"});
+}
+
 // ---- JSON and the C++ builder ----
 
 void ExpectSameDescription(const ModelDescription& a, const ModelDescription& b) {
@@ -1187,8 +1347,8 @@ TEST(ModelDescriptionJson, RefusalsNameTheOpAndTheField) {
   };
   refused("{\"version\": 1, \"ops\": [", {"not JSON"});
   refused("[]", {"JSON object"});
-  refused(R"({"version": 4, "ops": []})", {"version: 4", "reads versions 1 to 3"});
-  refused(R"({"version": 0, "ops": []})", {"version: 0", "reads versions 1 to 3"});
+  refused(R"({"version": 5, "ops": []})", {"version: 5", "reads versions 1 to 4"});
+  refused(R"({"version": 0, "ops": []})", {"version: 0", "reads versions 1 to 4"});
   refused(R"({"version": "1", "ops": []})", {"'version' must be an integer"});
   refused(R"({"ops": []})", {"missing field 'version'"});
   refused(R"({"version": 1})", {"missing field 'ops'"});

@@ -21,9 +21,9 @@ namespace {
 using Kind = DescriptionOp::Kind;
 using Json = nlohmann::json;
 
-constexpr Kind kKinds[] = {Kind::kInput,  Kind::kDense,     Kind::kNorm,
-                           Kind::kAlias,  Kind::kFlatten,   Kind::kAdd,
-                           Kind::kConcat, Kind::kEmbedding, Kind::kAttention};
+constexpr Kind kKinds[] = {Kind::kInput,     Kind::kDense,   Kind::kNorm,   Kind::kAlias,
+                           Kind::kFlatten,   Kind::kAdd,     Kind::kConcat, Kind::kEmbedding,
+                           Kind::kAttention, Kind::kMultiply};
 
 // What each kind of op reads (docs/GRAPH_DESCRIPTION.md, the op tables).
 struct OpFields {
@@ -31,9 +31,14 @@ struct OpFields {
   bool units = false, weight = false, bias = false, positions = false, alias_kind = false;
   bool transposed = false, heads = false, split = false;  // version 2; split: query ... value_bias
   bool groups = false;                                    // version 3
+  bool kv_heads = false;                                  // version 4
 };
 
-bool IsVersion2(Kind kind) { return kind == Kind::kEmbedding || kind == Kind::kAttention; }
+// The version that introduced the op kind.
+int64_t KindVersion(Kind kind) {
+  if (kind == Kind::kMultiply) return 4;
+  return kind == Kind::kEmbedding || kind == Kind::kAttention ? 2 : 1;
+}
 
 // The first of query, key, value and their biases that `op` sets ("" if none).
 std::string SplitField(const DescriptionOp& op) {
@@ -56,6 +61,15 @@ std::string Version2Field(const DescriptionOp& op) {
 // The first version-3 field `op` sets ("" if none).
 std::string Version3Field(const DescriptionOp& op) { return op.groups != 1 ? "groups" : ""; }
 
+// The first version-4 field `op` sets ("" if none).
+std::string Version4Field(const DescriptionOp& op) { return op.kv_heads != 0 ? "kv_heads" : ""; }
+
+// The first field of exactly version `v` (2, 3 or 4) that `op` sets ("" if none).
+std::string FieldOfVersion(const DescriptionOp& op, int64_t v) {
+  if (v == 2) return Version2Field(op);
+  return v == 3 ? Version3Field(op) : Version4Field(op);
+}
+
 OpFields FieldsOf(Kind kind) {
   OpFields f;
   switch (kind) {
@@ -74,6 +88,7 @@ OpFields FieldsOf(Kind kind) {
       f.positions = true;
       break;
     case Kind::kAdd:
+    case Kind::kMultiply:
       f.min_inputs = f.max_inputs = 2;
       break;
     case Kind::kConcat:
@@ -85,7 +100,7 @@ OpFields FieldsOf(Kind kind) {
       f.weight = f.alias_kind = true;
       break;
     case Kind::kAttention:
-      f.weight = f.bias = f.transposed = f.heads = f.split = true;
+      f.weight = f.bias = f.transposed = f.heads = f.split = f.kv_heads = true;
       break;
   }
   if (kind == Kind::kDense) f.transposed = f.groups = true;
@@ -114,6 +129,7 @@ std::vector<std::string> JsonKeysOf(Kind kind) {
   if (f.transposed) keys.push_back("transposed");
   if (f.heads) keys.push_back("heads");
   if (f.groups) keys.push_back("groups");
+  if (f.kv_heads) keys.push_back("kv_heads");
   if (f.split) keys.insert(keys.end(), std::begin(kSplitKeys), std::end(kSplitKeys));
   return keys;
 }
@@ -149,6 +165,7 @@ absl::Status CheckUnreadFields(size_t index, const DescriptionOp& op, const OpFi
   if (!f.transposed && op.transposed) return unread("transposed");
   if (!f.heads && op.heads != 0) return unread("heads");
   if (!f.groups && op.groups != 1) return unread("groups");
+  if (!f.kv_heads && op.kv_heads != 0) return unread("kv_heads");
   if (!f.split) {
     const std::string split = SplitField(op);
     if (!split.empty()) return unread(split.c_str());
@@ -169,6 +186,12 @@ absl::Status CheckEmbeddingFields(size_t index, const DescriptionOp& op) {
 // Packed (`weight` [+ `bias`]) or split (query, key, value [+ their biases]), not both.
 absl::Status CheckAttentionFields(size_t index, const DescriptionOp& op) {
   if (op.heads < 1) return OpError(index, op, absl::StrCat("heads must be >= 1, got ", op.heads));
+  if (op.kv_heads < 0 || (op.kv_heads > 0 && op.heads % op.kv_heads != 0)) {
+    return OpError(index, op,
+                   absl::StrCat("kv_heads ", op.kv_heads, " does not divide heads ", op.heads,
+                                " (grouped-query attention: each key / value head serves "
+                                "heads / kv_heads query heads)"));
+  }
   const bool split = !SplitField(op).empty();
   if (!op.weight.empty()) {
     if (split) {
@@ -222,16 +245,20 @@ absl::Status CheckReadFields(size_t index, const DescriptionOp& op, const OpFiel
 // A description uses no op or field of a later version than it says.
 absl::Status CheckOpVersion(size_t index, const DescriptionOp& op, int64_t version) {
   if (ModelDescriptionOpVersion(op) <= version) return absl::OkStatus();
-  if (version < 2 && IsVersion2(op.kind)) {
+  if (KindVersion(op.kind) > version) {
     return OpError(index, op,
-                   absl::StrCat(DescriptionOpKindName(op.kind),
-                                " is version 2, the description says version ", version));
+                   absl::StrCat(DescriptionOpKindName(op.kind), " is version ",
+                                KindVersion(op.kind), ", the description says version ", version));
   }
-  const bool v2_field = version < 2 && !Version2Field(op).empty();
-  return OpError(
-      index, op,
-      absl::StrCat("field '", v2_field ? Version2Field(op) : Version3Field(op), "' is version ",
-                   v2_field ? 2 : 3, ", the description says version ", version));
+  for (int64_t v = version + 1; v <= kModelDescriptionVersion; ++v) {
+    const std::string field = FieldOfVersion(op, v);
+    if (!field.empty()) {
+      return OpError(index, op,
+                     absl::StrCat("field '", field, "' is version ", v,
+                                  ", the description says version ", version));
+    }
+  }
+  return absl::InternalError("CheckOpVersion: no field of a later version");
 }
 
 absl::Status CheckInputs(size_t index, const DescriptionOp& op, const OpFields& f,
@@ -355,6 +382,11 @@ absl::Status ReadOpFields(const Json& j, absl::string_view where, DescriptionOp*
   NINO_RETURN_IF_ERROR(read_int("positions", &op->positions));
   NINO_RETURN_IF_ERROR(read_int("heads", &op->heads));
   NINO_RETURN_IF_ERROR(read_int("groups", &op->groups));
+  NINO_RETURN_IF_ERROR(read_int("kv_heads", &op->kv_heads));
+  if (j.contains("kv_heads") && op->kv_heads < 1) {  // 0 means "unset" in C++ and the protocol
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": kv_heads must be >= 1 when present, got ", op->kv_heads));
+  }
   std::string* split[] = {&op->query,      &op->key,      &op->value,
                           &op->query_bias, &op->key_bias, &op->value_bias};
   for (size_t k = 0; k < 6; ++k) NINO_RETURN_IF_ERROR(read_string(kSplitKeys[k], split[k]));
@@ -429,6 +461,7 @@ nlohmann::ordered_json OpToJson(const DescriptionOp& op) {
   }
   if (f.transposed && op.transposed) j["transposed"] = true;
   if (f.groups && op.groups != 1) j["groups"] = op.groups;
+  if (f.kv_heads && op.kv_heads != 0) j["kv_heads"] = op.kv_heads;
   return j;
 }
 
@@ -446,9 +479,11 @@ DescriptionOp WeightOp(DescriptionOp::Kind kind, const std::string& input, std::
 }  // namespace
 
 int64_t ModelDescriptionOpVersion(const DescriptionOp& op) {
-  if (!Version3Field(op).empty()) return 3;
-  if (IsVersion2(op.kind) || !Version2Field(op).empty()) return 2;
-  return 1;
+  int64_t v = KindVersion(op.kind);
+  for (int64_t later = 2; later <= kModelDescriptionVersion; ++later) {
+    if (!FieldOfVersion(op, later).empty()) v = std::max(v, later);
+  }
+  return v;
 }
 
 std::string DescriptionOpKindName(DescriptionOp::Kind kind) {
@@ -471,6 +506,8 @@ std::string DescriptionOpKindName(DescriptionOp::Kind kind) {
       return "embedding";
     case Kind::kAttention:
       return "attention";
+    case Kind::kMultiply:
+      return "multiply";
   }
   return "unknown";
 }
@@ -613,6 +650,14 @@ std::string ModelDescriptionBuilder::Add(const std::string& a, const std::string
   return Append(std::move(op), std::move(name));
 }
 
+std::string ModelDescriptionBuilder::Multiply(const std::string& a, const std::string& b,
+                                              std::string name) {
+  DescriptionOp op;
+  op.kind = Kind::kMultiply;
+  op.inputs = {a, b};
+  return Append(std::move(op), std::move(name));
+}
+
 std::string ModelDescriptionBuilder::Concat(std::vector<std::string> inputs, std::string name) {
   DescriptionOp op;
   op.kind = Kind::kConcat;
@@ -655,6 +700,7 @@ std::string ModelDescriptionBuilder::Attention(const std::string& input, int64_t
   op.query_bias = std::move(weights.query_bias);
   op.key_bias = std::move(weights.key_bias);
   op.value_bias = std::move(weights.value_bias);
+  op.kv_heads = weights.kv_heads;
   return Append(std::move(op), std::move(name));
 }
 

@@ -28,6 +28,12 @@
 //   and `transposed` on dense / attention: weights stored (in, out) (GPT-2's Conv1D).
 //   Version 3 adds `groups` on dense: a grouped or depthwise convolution (nn.Conv2d groups > 1,
 //   weight (out, in / groups, kh, kw)); output unit o reads only the input units of its group.
+//   Version 4 adds:
+//     multiply inputs [a, b] -> output           elementwise product of two groups of equal size
+//                                               (a gated MLP: silu(gate(x)) * up(x)); its graph
+//                                               is add's
+//   and `kv_heads` on attention: grouped-query attention (k / v of kv_heads heads; the output
+//   group is then the query heads' outputs, heads * head size units).
 // * Every parameter of the model appears in exactly one op (weight or bias), by its
 //   named_parameters() name; the builder checks names and shapes against the parameter table.
 //
@@ -49,7 +55,7 @@
 namespace nino {
 
 inline constexpr int64_t kMinModelDescriptionVersion = 1;
-inline constexpr int64_t kModelDescriptionVersion = 3;
+inline constexpr int64_t kModelDescriptionVersion = 4;
 
 struct DescriptionOp {
   enum class Kind {
@@ -61,11 +67,13 @@ struct DescriptionOp {
     kAdd,
     kConcat,
     kEmbedding,
-    kAttention
+    kAttention,
+    kMultiply
   };
   Kind kind = Kind::kInput;
   std::string output;               // the group this op creates (every op has one)
-  std::vector<std::string> inputs;  // input groups: none (input), one, or >= 2 (add, concat)
+  std::vector<std::string> inputs;  // input groups: none (input), one, or >= 2 (add, multiply,
+                                    // concat)
   std::string weight;               // dense: the weight; norm: the gain ("" if none);
                                     // embedding: the table; attention: packed q|k|v ("" if split)
   std::string bias;                 // dense/norm: the bias or shift ("" if none); attention: the
@@ -81,6 +89,8 @@ struct DescriptionOp {
   std::string query_bias, key_bias, value_bias;  // their biases ("" = none)
   // Version 3.
   int64_t groups = 1;  // dense: convolution groups (>= 1; > 1 only for 4-D, not transposed)
+  // Version 4.
+  int64_t kv_heads = 0;  // attention: key / value heads (0 = heads; else >= 1, divides heads)
 };
 
 struct ModelDescription {
@@ -90,7 +100,7 @@ struct ModelDescription {
 
 std::string DescriptionOpKindName(DescriptionOp::Kind kind);  // "input", "dense", ...
 
-// The lowest description version that has `op`'s kind and every field it sets (1, 2 or 3).
+// The lowest description version that has `op`'s kind and every field it sets (1 to 4).
 int64_t ModelDescriptionOpVersion(const DescriptionOp& op);
 
 // How errors name an op: `op 3 (dense 'conv1')` (index in `ops`, kind, output group).
@@ -99,12 +109,14 @@ std::string DescriptionOpLabel(size_t index, const DescriptionOp& op);
 // The checks that need no parameter table: the version (and no op or field of a later version
 // than the description says); at least one op; every output named and
 // unique; each op's inputs named groups of earlier ops, as many as its kind takes (input none;
-// dense, norm, alias, flatten one; add two; concat two or more); the fields its kind reads set
+// dense, norm, alias, flatten one; add, multiply two; concat two or more); the fields its kind
+// reads set
 // (input: units >= 1; dense: weight; norm: weight and/or bias; alias: kind; flatten:
 // positions >= 1; embedding: weight and kind "token" or "position", no or one input;
 // attention: one input, heads >= 1, and either `weight` (+ optional `bias`) or all of query,
-// key, value (+ optional query_bias, key_bias, value_bias), not both; dense: groups >= 1) and
-// the fields it does not read left empty / 0 / false (groups: 1). INVALID_ARGUMENT naming the op
+// key, value (+ optional query_bias, key_bias, value_bias), not both, and kv_heads 0 or a
+// divisor of heads; dense: groups >= 1) and the fields it does not read left empty / 0 / false
+// (groups: 1). INVALID_ARGUMENT naming the op
 // (DescriptionOpLabel) otherwise. ModelDescriptionFromJson and BuildGraphFromDescription run it.
 absl::Status ValidateModelDescription(const ModelDescription& description);
 
@@ -135,6 +147,8 @@ class ModelDescriptionBuilder {
   std::string Alias(const std::string& input, std::string alias_kind, std::string name = "");
   std::string Flatten(const std::string& input, int64_t positions, std::string name = "");
   std::string Add(const std::string& a, const std::string& b, std::string name = "");
+  // Version 4: the elementwise product of two groups of equal size.
+  std::string Multiply(const std::string& a, const std::string& b, std::string name = "");
   std::string Concat(std::vector<std::string> inputs, std::string name = "");
   // Version 2 (the builder writes version 2 once one of these is used). `into` = "" makes a new
   // group of weight.shape[-1] units; otherwise the table's rows feed `into`'s group, and the
@@ -144,10 +158,12 @@ class ModelDescriptionBuilder {
   // Packed q|k|v projections: (3 D, d) rows, or (d, 3 D) columns when `transposed`.
   std::string Attention(const std::string& input, int64_t heads, std::string weight,
                         std::string bias = "", bool transposed = false, std::string name = "");
-  // Split projections (out, in) each; biases "" = none.
+  // Split projections (out, in) each; biases "" = none; kv_heads > 0 (version 4): grouped-query
+  // attention, key and value (kv_heads * head size, in).
   struct AttentionWeights {
     std::string query, key, value;
     std::string query_bias, key_bias, value_bias;
+    int64_t kv_heads = 0;
   };
   std::string Attention(const std::string& input, int64_t heads, AttentionWeights weights,
                         std::string name = "");

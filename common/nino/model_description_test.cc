@@ -1,6 +1,6 @@
 // Model descriptions without a parameter table (model_description.h): version 2's ops and fields
 // (embedding, attention, transposed) in ValidateModelDescription, the JSON form and the C++
-// builder; versions 1 to 3 accepted, a description using an op or field of a later version
+// builder; versions 1 to 4 accepted, a description using an op or field of a later version
 // refused naming the op; version 3's `groups` (grouped convolutions). The version-1 ops' JSON and
 // builder tests live in graph_from_description_test.cc.
 #include "common/nino/model_description.h"
@@ -150,8 +150,8 @@ TEST(ModelDescriptionV2, Version1DescriptionsUsingVersion2AreRefusedNamingTheOp)
       {"op": "dense", "output": "d", "inputs": ["x"], "weight": "w", "transposed": true}]})")
                     .status(),
                 {"op 1 (dense 'd')", "field 'transposed' is version 2"});
-  ExpectInvalid(ModelDescriptionFromJson(R"({"version": 4, "ops": []})").status(),
-                {"version: 4", "reads versions 1 to 3"});
+  ExpectInvalid(ModelDescriptionFromJson(R"({"version": 5, "ops": []})").status(),
+                {"version: 5", "reads versions 1 to 4"});
 }
 
 TEST(ModelDescriptionV2, FieldChecksNameTheOpAndTheField) {
@@ -273,6 +273,61 @@ TEST(ModelDescriptionV3, GroupsAreVersion3AndOnlyForDenseOps) {
       {"op": "dense", "output": "d", "inputs": ["x"], "weight": "w", "groups": "2"}]})")
                     .status(),
                 {"op 1 (output 'd')", "'groups' must be an integer"});
+}
+
+TEST(ModelDescriptionV4, MultiplyAndKvHeadsAreVersion4) {
+  ModelDescriptionBuilder b;
+  const std::string x = b.Input(8, "x");
+  ModelDescriptionBuilder::AttentionWeights w{"q", "k", "v", "", "", "", 2};
+  const std::string a = b.Attention(x, 4, w, "attn");
+  EXPECT_EQ(b.description().version, 4);
+  EXPECT_EQ(ModelDescriptionOpVersion(b.description().ops[1]), 4);
+  b.Multiply(a, b.Dense(a, "o.weight", "", "o"), "m");
+  EXPECT_EQ(ModelDescriptionOpVersion(b.description().ops[3]), 4);
+  ASSERT_TRUE(ValidateModelDescription(b.description()).ok());
+
+  // JSON: kv_heads written where set, multiply by name; both read back.
+  const std::string json = ModelDescriptionToJson(b.description());
+  EXPECT_NE(json.find(R"("kv_heads":2)"), std::string::npos) << json;
+  EXPECT_NE(json.find(R"({"op":"multiply","output":"m","inputs":["attn","o"]})"), std::string::npos)
+      << json;
+  absl::StatusOr<ModelDescription> back = ModelDescriptionFromJson(json);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->ops[1].kv_heads, 2);
+  EXPECT_EQ(back->ops[3].kind, Kind::kMultiply);
+  EXPECT_EQ(ModelDescriptionToJson(*back), json);
+
+  ModelDescription v3 = b.description();
+  v3.version = 3;
+  ExpectInvalid(ValidateModelDescription(v3), {"op 1 (attention 'attn')",
+                                               "field 'kv_heads' is version 4, the description "
+                                               "says version 3"});
+  v3.ops[1].kv_heads = 0;
+  ExpectInvalid(ValidateModelDescription(v3),
+                {"op 3 (multiply 'm')", "multiply is version 4, the description says version 3"});
+  ModelDescription bad_kv = b.description();
+  bad_kv.ops[1].kv_heads = 3;
+  ExpectInvalid(ValidateModelDescription(bad_kv),
+                {"op 1 (attention 'attn')", "kv_heads 3 does not divide heads 4"});
+  ModelDescription on_dense = b.description();
+  on_dense.ops[2].kv_heads = 2;
+  ExpectInvalid(ValidateModelDescription(on_dense),
+                {"op 2 (dense 'o')", "field 'kv_heads' does not apply to dense ops"});
+  ModelDescription one_input = b.description();
+  one_input.ops[3].inputs.pop_back();
+  ExpectInvalid(ValidateModelDescription(one_input),
+                {"op 3 (multiply 'm')", "takes 2 input group(s), got 1"});
+  ExpectInvalid(ModelDescriptionFromJson(R"({"version": 4, "ops": [
+      {"op": "input", "output": "x", "units": 8},
+      {"op": "attention", "output": "a", "inputs": ["x"], "heads": 4, "query": "q",
+       "key": "k", "value": "v", "kv_heads": 0}]})")
+                    .status(),
+                {"op 1 (output 'a')", "kv_heads must be >= 1 when present, got 0"});
+  ExpectInvalid(ModelDescriptionFromJson(R"({"version": 4, "ops": [
+      {"op": "input", "output": "x", "units": 2},
+      {"op": "multiply", "output": "m", "inputs": ["x", "x"], "weight": "w"}]})")
+                    .status(),
+                {"op 1 (output 'm')", "unknown field 'weight'"});
 }
 
 }  // namespace

@@ -455,7 +455,7 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> LlamaNamedShapes(const
   return out;
 }
 
-absl::StatusOr<NeuralGraph> BuildLlamaGraph(const std::vector<ParamSpec>& params, int64_t num_heads,
+absl::StatusOr<LlamaShape> CheckLlamaLayout(const std::vector<ParamSpec>& params, int64_t num_heads,
                                             int64_t num_kv_heads) {
   if (params.empty()) return absl::InvalidArgumentError("the model has no parameters");
   if (num_heads <= 0) {
@@ -560,7 +560,15 @@ absl::StatusOr<NeuralGraph> BuildLlamaGraph(const std::vector<ParamSpec>& params
                        "post_attention_layernorm, then norm, lm_head)"));
     }
   }
+  return shape;
+}
 
+absl::StatusOr<NeuralGraph> BuildLlamaGraph(const std::vector<ParamSpec>& params, int64_t num_heads,
+                                            int64_t num_kv_heads) {
+  NINO_ASSIGN_OR_RETURN(const LlamaShape shape, CheckLlamaLayout(params, num_heads, num_kv_heads));
+  const int64_t V = shape.vocab, d = shape.dim, L = shape.layers, H = shape.heads;
+  const int64_t KV = shape.kv_heads, ff = shape.ffn;
+  const ParamSpec* embed = &params.front();
   const int64_t hd = d / H, Dq = H * hd, Dkv = KV * hd;
   const bool untied = !shape.tie_embeddings;
   const int64_t layer_nodes = 3 * d + H + Dq + Dkv + ff + 2;

@@ -137,6 +137,14 @@ struct LlamaShape {
 };
 std::vector<std::pair<std::string, std::vector<int64_t>>> LlamaNamedShapes(const LlamaShape& s);
 
+// The checks of BuildLlamaGraph, which DescribeLlama (llama_description.h) shares: every name in
+// the Llama layout, layers 0..L-1 complete, the shapes LlamaNamedShapes gives for the
+// configuration read from embed_tokens (V, d) and the first gate_proj (ff, d) with num_heads /
+// num_kv_heads (0 = num_heads), in named_parameters order. The configuration (kv_heads resolved)
+// or INVALID_ARGUMENT ("Llama graph: ...", naming the parameter).
+absl::StatusOr<LlamaShape> CheckLlamaLayout(const std::vector<ParamSpec>& params, int64_t num_heads,
+                                            int64_t num_kv_heads);
+
 // The graph `spec` selects: kAuto resolved by InferGraphSpec, kDescribed by
 // BuildGraphFromDescription (INVALID_ARGUMENT if its description is null).
 absl::StatusOr<NeuralGraph> BuildGraph(const std::vector<ParamSpec>& params, const GraphSpec& spec);

@@ -12,10 +12,10 @@ import pkgutil
 # (PYTHONPATH=python:bazel-bin/python); see nino/v1/__init__.py.
 __path__ = pkgutil.extend_path(__path__, __name__)
 
-from .describe import describe_model
+from .describe import describe_llama, describe_model
 from .optimizer import NowcastOptimizer, NowcasterRefused, StepOutcome
 from .schedule import horizon_at, horizon_schedule
 
-__all__ = ["NowcastOptimizer", "NowcasterRefused", "StepOutcome", "describe_model", "horizon_at",
-           "horizon_schedule"]
+__all__ = ["NowcastOptimizer", "NowcasterRefused", "StepOutcome", "describe_llama",
+           "describe_model", "horizon_at", "horizon_schedule"]
 __version__ = "0.1.0"

@@ -1,8 +1,10 @@
 """Described jobs against a real nino_nowcaster (synthetic GNN and WNN+ checkpoints):
 NowcastOptimizer(example_input=) trains a LeNet-5 (5x5 kernels: WNN+), a small ResNet (GNN) and
 the benchmark's ViT (a version-2 description; its 7x7 patch conv: WNN+) and a CNN with
-depthwise and grouped convolutions (version 3) with applied NiNo steps; the graph the server builds has the size the contract's closed form gives; the applied
-LeNet step equals nino_nowcast --model_description on the same snapshots; an MLP described gives
+depthwise and grouped convolutions (version 3) and a tiny Llama with grouped-query attention
+described by describe_llama (version 4), with applied NiNo steps; the graph the server builds
+has the size the contract's closed form gives; the applied
+LeNet and Llama steps equal nino_nowcast --model_description on the same snapshots; an MLP described gives
 the same NiNo steps as the name-based graph; a model the name-based graph cannot map is refused
 with the hint to pass example_input, and trains with it."""
 
@@ -16,8 +18,9 @@ import grpc
 import torch
 
 import nino
-from described_models import (DepthwiseSeparable, LeNet5, SmallResNet, ViT, graph_size,
-                              vit_graph_size)
+import torch.nn.functional as F
+from described_models import (DepthwiseSeparable, LeNet5, SmallResNet, TinyLlama, ViT,
+                              graph_size, vit_graph_size)
 from nino_test_util import (MLP, Nowcaster, NinoStepRecorder, _find, data, flat, make_opt,
                             nino_nowcast_binary, synthetic_ckpt, tmpdir)
 
@@ -185,6 +188,39 @@ class DescribedJobsTest(unittest.TestCase):
             results.append(flat(model))
         self.assertEqual(results[0], results[2])  # the same graph size
         self.assertLessEqual((results[1] - results[3]).abs().max().item(), 1e-6)
+
+    def test_tiny_llama_with_grouped_query_attention_trains_described(self):
+        # describe_llama (version 4: kv_heads, multiply) on the synthetic GNN: the server's graph
+        # has the contract's size, two NiNo steps apply, and the applied step is nino_nowcast's
+        # with the same description.
+        torch.manual_seed(8)
+        model = TinyLlama(vocab=16, d=16, layers=2, heads=4, kv_heads=2, ff=24)
+        description = nino.describe_llama(model, num_heads=4, num_kv_heads=2)
+        opt = make_opt(model, self.server.address, nino_model="nino_no_posw", max_train_steps=40,
+                       seed=5, model_description=description)
+        status = self.job_status(opt.job_id)
+        self.assertEqual((status.graph_state, status.num_nodes, status.num_edges),
+                         ("ready",) + graph_size(description, model))
+        ids = torch.randint(0, 16, (64, 9), generator=torch.Generator().manual_seed(8))
+        rec = NinoStepRecorder()
+        before = flat(model)
+        for step in range(40):
+            batch = ids[(step * 8) % 64:(step * 8) % 64 + 8]
+            opt.zero_grad()
+            if opt.need_grads:
+                logits = model(batch[:, :-1])
+                F.cross_entropy(logits.reshape(-1, 16), batch[:, 1:].reshape(-1)).backward()
+            rec.before(opt)
+            opt.step()
+            rec.after(opt, model)
+        s = opt.stats
+        opt.close()
+        self.assertEqual((s["nino_steps"], s["nino_applied"], s["nino_failures"]), (2, 2, 0), s)
+        self.assertTrue(torch.isfinite(flat(model)).all())
+        self.assertGreater((flat(model) - before).abs().max().item(), 1e-4)
+        r = rec.steps[0]
+        expected = self.nino_nowcast(model, r["states"], r["k"], 5, description, synthetic_ckpt())
+        self.assertLessEqual((r["params"] - expected).abs().max().item(), 1e-6)
 
     def test_unmappable_model_is_refused_with_the_hint(self):
         class Cnn(torch.nn.Module):  # 3x3 convs, then a flatten of 4 channels x 36 positions

@@ -1,7 +1,8 @@
 """nino.describe_model (torch.fx tracing into a model description, docs/GRAPH_DESCRIPTION.md):
 the descriptions of an MLP, the FM-16 CNN, LeNet-5, a small ResNet, a model with torch.cat
 (version 1), the benchmark's ViT, a batch_first=False ViT and a token model (version 2); the
-grouped and depthwise convolutions (version 3), models of torchvision (ResNet-18, DenseNet,
+grouped and depthwise convolutions (version 3), products and grouped-query attention (version 4:
+a gated MLP traced, describe_llama against the C++ DescribeLlama's fixture), models of torchvision (ResNet-18, DenseNet,
 MobileNetV2, VisionTransformer, whose forward reads shapes); the
 refusals (cross-attention, attention written by hand, other reshapes,
 parameters used twice, not at all or in other ways, control flow), the model left unchanged,
@@ -21,11 +22,12 @@ import torchvision
 import nino
 from nino import describe
 from nino_test_util import FakeNowcaster, make_opt
-from described_models import (BasicBlock, DepthwiseSeparable, LeNet5, Mlp, SeqFirstViT,
-                              SmallResNet, TokenModel, ViT, chain_form, fm16, graph_size,
-                              vit_graph_size)
+from described_models import (BasicBlock, DepthwiseSeparable, GatedMlp, LeNet5, Mlp,
+                              SeqFirstViT, SmallResNet, TinyLlama, TokenModel, ViT, chain_form,
+                              fm16, graph_size, vit_graph_size)
+from nino_test_util import _find
 
-SUPPORTED = "Supported (docs/GRAPH_DESCRIPTION.md, model description versions 1 to 3)"
+SUPPORTED = "Supported (docs/GRAPH_DESCRIPTION.md, model description versions 1 to 4)"
 
 
 def ops_of(model, x):
@@ -492,6 +494,137 @@ class GroupedConvTest(unittest.TestCase):
         self.assertEqual([op.groups for op in m.ops if op.op == "dense"], [0, 8, 0, 4, 0])
 
 
+class Version4Test(unittest.TestCase):
+    """multiply and kv_heads: a traced gated MLP, products that are aliases or refused,
+    describe_llama (the fixture common/nino/testdata/llama_tiny_description.json, which the C++
+    DescribeLlama also writes: llama_description_test), check_description and the protocol."""
+
+    def test_gated_mlp_traces_to_multiply(self):
+        model = GatedMlp()
+        d = nino.describe_model(model, torch.randn(2, 12))
+        self.assertEqual(d["version"], 4)
+        kinds = [op["op"] for op in d["ops"]]
+        self.assertEqual(kinds, ["input", "dense", "alias", "dense", "multiply", "dense", "add",
+                                 "dense"])
+        self.assertEqual(d["ops"][4]["inputs"], ["silu", "up"])
+        self.assertEqual(d["ops"][5]["inputs"], ["mul"])
+        describe.check_description(d, [(n, tuple(p.shape)) for n, p in model.named_parameters()])
+        # x 12, gate 20, up 20, down 12, head 3 + its bias; edges: weights 240 * 3 + 36, the
+        # bias 3, the gate -> up ties 20, the residual 12.
+        nodes, edges = graph_size(d, model)
+        self.assertEqual(nodes, 12 + 20 + 20 + 12 + 3 + 1)
+        self.assertEqual(edges, 240 * 3 + 36 + 3 + 20 + 12 + nodes)
+
+    def test_products_with_a_number_or_with_itself_are_aliases(self):
+        class Scaled(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(4, 4)
+                self.out = nn.Linear(4, 2)
+
+            def forward(self, x):
+                h = 0.5 * self.fc(x) * 2
+                h = h * torch.sigmoid(h)  # swish by hand
+                return self.out(h.mul(3.0))
+
+        d = nino.describe_model(Scaled(), torch.randn(2, 4))
+        self.assertEqual(d["version"], 1)
+        self.assertEqual([op["op"] for op in d["ops"]],
+                         ["input", "dense", "alias", "alias", "alias", "alias", "alias", "dense"])
+        self.assertEqual([op.get("kind") for op in d["ops"][2:7]],
+                         ["scale", "scale", "sigmoid", "mul", "scale"])
+
+    def test_products_that_are_not_in_the_description_are_refused(self):
+        class SqueezeExcite(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(1, 4, 3)
+                self.se = nn.Conv2d(4, 4, 1)
+                self.fc = nn.Linear(4, 2)
+
+            def forward(self, x):
+                x = self.conv(x)
+                x = x * torch.sigmoid(self.se(F.adaptive_avg_pool2d(x, 1)))  # torchvision's SE
+                return self.fc(x.mean((2, 3)))
+
+        with self.assertRaisesRegex(ValueError, r"broadcasting products, such as "
+                                    r"squeeze-and-excitation gates"):
+            nino.describe_model(SqueezeExcite(), torch.randn(2, 1, 6, 6))
+
+        class LayerScale(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(4, 4)
+                self.gamma = nn.Parameter(torch.ones(4))
+
+            def forward(self, x):
+                return self.gamma * self.fc(x)
+
+        with self.assertRaisesRegex(ValueError, r"parameter 'gamma' multiplies a tensor"):
+            nino.describe_model(LayerScale(), torch.randn(2, 4))
+
+    def test_describe_llama_writes_the_fixture_of_the_cpp_describer(self):
+        with open(_find("common/nino/testdata/llama_tiny_description.json")) as f:
+            fixture = json.load(f)
+        model = TinyLlama(vocab=6, d=8, layers=2, heads=4, kv_heads=2, ff=12)
+        self.assertEqual(nino.describe_llama(model, 4, 2), fixture)
+        # The (name, shape) list works as the model does.
+        named = [(n, tuple(p.shape)) for n, p in model.named_parameters()]
+        self.assertEqual(describe.describe_llama(named, 4, 2), fixture)
+        # Multi-head attention (kv_heads = heads) says no kv_heads; tied: no lm_head.
+        d = nino.describe_llama(TinyLlama(kv_heads=4, tie=True), 4)
+        self.assertEqual(d["version"], 4)
+        self.assertNotIn("kv_heads", d["ops"][2])
+        self.assertEqual(d["ops"][-1]["op"], "norm")
+
+    def test_describe_llama_refuses_other_layouts(self):
+        model = TinyLlama()
+        named = [(n, tuple(p.shape)) for n, p in model.named_parameters()]
+        with self.assertRaisesRegex(ValueError, r"kv_heads 3 does not divide num_heads 4"):
+            nino.describe_llama(model, 4, 3)
+        with self.assertRaisesRegex(ValueError, r"key weight 'model.layers.0.self_attn.k_proj."
+                                    r"weight' of shape \[4, 8\] is not \(2, 8\) \(1 of 4 "
+                                    r"heads\)"):
+            nino.describe_llama(model, 4, 1)
+        with_bias = named[:2] + [("model.layers.0.self_attn.q_proj.bias", (8,))] + named[2:]
+        with self.assertRaisesRegex(ValueError, r"unexpected: \['model.layers.0.self_attn.q_proj."
+                                    r"bias'\]"):
+            nino.describe_llama(with_bias, 4, 2)
+        with self.assertRaisesRegex(ValueError, r"no decoder layers"):
+            nino.describe_llama([("model.embed_tokens.weight", (6, 8))], 4, 2)
+
+    def test_check_description_reads_version_4(self):
+        model = TinyLlama()
+        params = [(n, tuple(p.shape)) for n, p in model.named_parameters()]
+        d = nino.describe_llama(model, 4, 2)
+        att = 2
+
+        def refused(edit, pattern):
+            bad = copy.deepcopy(d)
+            edit(bad)
+            with self.assertRaisesRegex(ValueError, pattern):
+                describe.check_description(bad, params)
+
+        refused(lambda x: x.update(version=3),
+                r"op 2 \('layers.0.self_attn'\): kv_heads is version 4, the description says "
+                r"version 3")
+        refused(lambda x: (x["ops"][att].pop("kv_heads"), x.update(version=4)),
+                r"key weight .* is not \(8, 8\)")
+        refused(lambda x: x["ops"][att].update(kv_heads=3), r"kv_heads 3 does not divide heads 4")
+        refused(lambda x: x["ops"][att].update(kv_heads=0), r"'kv_heads' must be an integer >= 1")
+        refused(lambda x: x["ops"][1].update(kv_heads=2), r"unknown or misplaced field")
+        refused(lambda x: x["ops"][9].update(inputs=["layers.0.act_fn", "layers.0.o_proj",
+                                                     "layers.0.up_proj"]),
+                r"a 'multiply' op takes 2 input group\(s\), got 3")
+        self.assertEqual(describe.lowest_version(d["ops"]), 4)
+
+    def test_protocol_message_carries_kv_heads_and_multiply(self):
+        m = describe.description_to_proto(nino.describe_llama(TinyLlama(), 4, 2))
+        self.assertEqual(m.version, 4)
+        self.assertEqual([op.kv_heads for op in m.ops if op.op == "attention"], [2, 2])
+        self.assertEqual(sum(op.op == "multiply" for op in m.ops), 2)
+
+
 class TorchvisionTest(unittest.TestCase):
     """Models users take from torchvision, described without any code of theirs."""
 
@@ -711,7 +844,7 @@ class RefusalTest(unittest.TestCase):
                             r"indexing or slicing a tensor has no description op \(only "
                             r"selecting one token")
         self.assert_refused(Vit("mul"), x, r"fx node 'mul'",
-                            r"parameter 'pos' is used by 'mul'")
+                            r"parameter 'pos' multiplies a tensor")
 
         class Pos(nn.Module):
             def __init__(self, shape):
@@ -983,8 +1116,8 @@ class CheckDescriptionTest(unittest.TestCase):
 
     def test_errors_name_the_op(self):
         d = copy.deepcopy(self.d)
-        d["version"] = 4
-        self.refused(d, "version 4 is not supported")
+        d["version"] = 5
+        self.refused(d, "version 5 is not supported")
         d = copy.deepcopy(self.d)
         d["ops"][1]["op"] = "conv"
         self.refused(d, r"op 1 \('conv1'\): 'op' must be one of")
@@ -1032,7 +1165,7 @@ class CheckDescriptionTest(unittest.TestCase):
         refused(lambda x: x["ops"][att].pop("weight"), r"needs 'weight' \(packed q\|k\|v\) or "
                 r"all of query, key, value")
         refused(lambda x: x["ops"][att].update(heads=3),
-                r"8 q / k / v units are not divisible by 3 heads")
+                r"8 query units are not divisible by 3 heads")
         refused(lambda x: x["ops"][att].update(heads=0), r"'heads' must be an integer >= 1")
         refused(lambda x: x["ops"][att].update(transposed=False),
                 r"'transposed' must be true when present")
@@ -1064,7 +1197,7 @@ class CheckDescriptionTest(unittest.TestCase):
         describe.check_description(split, [("q", (4, 4)), ("k", (4, 4)), ("v", (4, 4)),
                                            ("kb", (4,)), ("o", (3, 4))])
         with self.assertRaisesRegex(ValueError, r"value weight 'v' of shape \[2, 4\] is not "
-                                    r"\(D, 4\) with q, k, v of equal size"):
+                                    r"\(4, 4\) with q, k, v of equal size"):
             describe.check_description(split, [("q", (4, 4)), ("k", (4, 4)), ("v", (2, 4)),
                                                ("kb", (4,)), ("o", (3, 4))])
 

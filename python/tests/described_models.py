@@ -1,5 +1,6 @@
 """Models of the describe_model tests (an MLP on images, the FM-16 CNN, LeNet-5, a small ResNet,
-the benchmark's ViT and a token model) and two helpers: the chain form of a description and the
+the benchmark's ViT, a token model, a gated MLP and a tiny Llama with grouped-query attention) and
+two helpers: the chain form of a description and the
 graph size its contract gives (docs/GRAPH_DESCRIPTION.md, "Invariants" and "Version 2")."""
 
 import math
@@ -274,7 +275,7 @@ def graph_size(description, model):
             units[op["output"]] = units[ins[0]] * op["positions"]
             nodes += units[op["output"]]
             edges += units[op["output"]]
-        elif kind == "add":
+        elif kind in ("add", "multiply"):
             units[op["output"]] = units[ins[0]]
             edges += units[ins[0]]
         elif kind == "concat":
@@ -287,6 +288,16 @@ def graph_size(description, model):
             units[op["output"]] = w[-1]
             if not ins:
                 nodes += w[-1]
+        elif kind == "attention" and "query" in op:  # split, kv_heads (version 4) or not
+            (D, d), (D_kv, _) = shapes[op["query"]], shapes[op["key"]]
+            repeat = D if D_kv < D else 0  # the per-head outputs of grouped-query attention
+            units[op["output"]] = D
+            nodes += op["heads"] + D + D_kv + repeat
+            edges += d * (D + 2 * D_kv) + 2 * D + repeat
+            for role in ("query_bias", "key_bias", "value_bias"):
+                if op.get(role):
+                    nodes += 1
+                    edges += shapes[op[role]][0]
         elif kind == "attention":  # packed (3 D, d) weight, as nn.MultiheadAttention
             d3, d = shapes[op["weight"]]
             units[op["output"]] = d3 // 3
@@ -298,3 +309,87 @@ def graph_size(description, model):
         else:
             units[op["output"]] = units[ins[0]]
     return nodes, edges + nodes
+
+
+class GatedMlp(nn.Module):
+    """A SwiGLU MLP on flat features: down(silu(gate(x)) * up(x)), then a head."""
+
+    def __init__(self, d=12, ff=20):
+        super().__init__()
+        self.gate = nn.Linear(d, ff, bias=False)
+        self.up = nn.Linear(d, ff, bias=False)
+        self.down = nn.Linear(ff, d, bias=False)
+        self.head = nn.Linear(d, 3)
+
+    def forward(self, x):
+        return self.head(x + self.down(F.silu(self.gate(x)) * self.up(x)))
+
+
+class _RMSNorm(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d))
+
+    def forward(self, x):
+        return self.weight * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
+
+
+class _LlamaLayer(nn.Module):
+    def __init__(self, d, heads, kv_heads, ff):
+        super().__init__()
+        hd = d // heads
+        self.heads, self.kv_heads, self.hd = heads, kv_heads, hd
+        self.self_attn = nn.Module()
+        self.self_attn.q_proj = nn.Linear(d, heads * hd, bias=False)
+        self.self_attn.k_proj = nn.Linear(d, kv_heads * hd, bias=False)
+        self.self_attn.v_proj = nn.Linear(d, kv_heads * hd, bias=False)
+        self.self_attn.o_proj = nn.Linear(heads * hd, d, bias=False)
+        self.mlp = nn.Module()
+        self.mlp.gate_proj = nn.Linear(d, ff, bias=False)
+        self.mlp.up_proj = nn.Linear(d, ff, bias=False)
+        self.mlp.down_proj = nn.Linear(ff, d, bias=False)
+        self.input_layernorm = _RMSNorm(d)
+        self.post_attention_layernorm = _RMSNorm(d)
+
+    def attention(self, x):
+        b, t, _ = x.shape
+        a = self.self_attn
+        q = a.q_proj(x).view(b, t, self.heads, self.hd).transpose(1, 2)
+        k = a.k_proj(x).view(b, t, self.kv_heads, self.hd).transpose(1, 2)
+        v = a.v_proj(x).view(b, t, self.kv_heads, self.hd).transpose(1, 2)
+        rep = self.heads // self.kv_heads
+        k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.hd)
+        mask = torch.ones(t, t, dtype=torch.bool).triu(1)
+        out = scores.masked_fill(mask, float("-inf")).softmax(-1) @ v
+        return a.o_proj(out.transpose(1, 2).reshape(b, t, -1))
+
+    def forward(self, x):
+        x = x + self.attention(self.input_layernorm(x))
+        m = self.mlp
+        h = self.post_attention_layernorm(x)
+        return x + m.down_proj(F.silu(m.gate_proj(h)) * m.up_proj(h))
+
+
+class TinyLlama(nn.Module):
+    """HF LlamaForCausalLM's parameter names and computation in small (no rotary embedding:
+    it has no parameters and does not change the graph): grouped-query attention with kv_heads
+    key / value heads, RMSNorm, SwiGLU MLP, untied lm_head unless `tie`."""
+
+    def __init__(self, vocab=6, d=8, layers=2, heads=4, kv_heads=2, ff=12, tie=False):
+        super().__init__()
+        self.model = nn.Module()
+        self.model.embed_tokens = nn.Embedding(vocab, d)
+        self.model.layers = nn.ModuleList(_LlamaLayer(d, heads, kv_heads, ff)
+                                          for _ in range(layers))
+        self.model.norm = _RMSNorm(d)
+        self.tie = tie
+        if not tie:
+            self.lm_head = nn.Linear(d, vocab, bias=False)
+
+    def forward(self, ids):
+        x = self.model.embed_tokens(ids)
+        for layer in self.model.layers:
+            x = layer(x)
+        x = self.model.norm(x)
+        return x @ self.model.embed_tokens.weight.t() if self.tie else self.lm_head(x)

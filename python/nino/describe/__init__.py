@@ -1,4 +1,4 @@
-"""describe_model: the model description (docs/GRAPH_DESCRIPTION.md, versions 1-3) of a PyTorch
+"""describe_model: the model description (docs/GRAPH_DESCRIPTION.md, versions 1-4) of a PyTorch
 model, derived by tracing it with torch.fx and running ShapeProp on an example input.
 
 The description says how the parameters connect (which layer's output units feed which layer's
@@ -13,6 +13,8 @@ strict chains of layers. Mapping (every parameter must appear in exactly one op)
   torch.flatten / nn.Flatten / x.view(B, -1) / x.reshape(B, -1) (start_dim 1) -> flatten
                                                (positions from the traced shape; 1 -> alias)
   `+` / torch.add / add_ of two tensors of equal shape             -> add
+  `*` / torch.mul of two tensors of equal shape (a gated MLP)       -> multiply (version 4)
+  tensor * number, x * f(x) (f parameter-free)                      -> alias
   torch.cat along the unit axis                                    -> concat
 
 A parameter-free flatten of a model input before any layer uses it (an MLP that flattens the
@@ -27,7 +29,8 @@ Modules: _tables (the fx -> op mapping tables), _trace (torch.fx tracing, shapes
 lines), _values (traced values and unit groups: the axis of the units), _base (the describer's
 state, helpers and errors), _layers (the ops of images and flat features), _describer (the
 dispatch over the traced graph), _check (validation of the JSON form), _proto (the protocol
-message).
+message), _llama (describe_llama: the HF Llama layout with grouped-query attention and its gated
+MLP, written from the parameter names, not traced).
 """
 
 import torch
@@ -35,12 +38,13 @@ import torch
 from ._check import (DESCRIPTION_VERSION, OPS, check_description, lowest_version,
                      normalize_description)
 from ._describer import Describer
+from ._llama import describe_llama
 from ._proto import description_to_proto
 from ._tables import SUPPORTED
 from ._trace import named_parameters, propagate_shapes, trace, unwrap
 
-__all__ = ["DESCRIPTION_VERSION", "OPS", "SUPPORTED", "check_description", "describe_model",
-           "description_to_proto", "normalize_description"]
+__all__ = ["DESCRIPTION_VERSION", "OPS", "SUPPORTED", "check_description", "describe_llama",
+           "describe_model", "description_to_proto", "normalize_description"]
 
 
 def describe_model(model, example_input):

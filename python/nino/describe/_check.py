@@ -8,14 +8,17 @@ import json
 
 from ._shapes import group_units
 
-DESCRIPTION_VERSION = 3  # the highest version this client reads and writes
-VERSIONS = (1, 2, 3)
+DESCRIPTION_VERSION = 4  # the highest version this client reads and writes
+VERSIONS = (1, 2, 3, 4)
 
-OPS = ("input", "dense", "norm", "alias", "flatten", "add", "concat", "embedding", "attention")
+OPS = ("input", "dense", "norm", "alias", "flatten", "add", "concat", "embedding", "attention",
+       "multiply")
 V2_OPS = ("embedding", "attention")
 V2_FIELDS = ("transposed", "heads", "query", "key", "value", "query_bias", "key_bias",
              "value_bias")
 V3_FIELDS = ("groups",)
+V4_OPS = ("multiply",)
+V4_FIELDS = ("kv_heads",)
 # The parameter roles of an op (each names one parameter).
 ROLES = ("weight", "bias", "query", "key", "value", "query_bias", "key_bias", "value_bias")
 
@@ -29,14 +32,18 @@ _FIELDS = {  # op: (required, optional)
     "add": ({"inputs"}, set()),
     "concat": ({"inputs"}, set()),
     "embedding": ({"weight", "kind"}, {"inputs"}),
-    "attention": ({"inputs", "heads"}, {"weight", "bias", "transposed"} | _SPLIT),
+    "attention": ({"inputs", "heads"}, {"weight", "bias", "transposed", "kv_heads"} | _SPLIT),
+    "multiply": ({"inputs"}, set()),
 }
-_ARITY = {"input": (0, 0), "add": (2, 2), "concat": (2, None), "embedding": (0, 1)}
+_ARITY = {"input": (0, 0), "add": (2, 2), "multiply": (2, 2), "concat": (2, None),
+          "embedding": (0, 1)}
 
 
 def op_version(op):
-    """The lowest version that has the op and its fields: 3 for `groups`, 2 for embedding,
-    attention and the version-2 fields, else 1."""
+    """The lowest version that has the op and its fields: 4 for multiply and `kv_heads`, 3 for
+    `groups`, 2 for embedding, attention and the version-2 fields, else 1."""
+    if op["op"] in V4_OPS or any(f in op for f in V4_FIELDS):
+        return 4
     if any(f in op and op[f] != 1 for f in V3_FIELDS):
         return 3
     return 2 if op["op"] in V2_OPS or any(f in op for f in V2_FIELDS) else 1
@@ -70,10 +77,14 @@ def _check_op_fields(i, op, version):
             bad(i, op, "%s is version 2, the description says version %d" % (v2, version))
     if version < 3 and op.get("groups", 1) != 1:
         bad(i, op, "groups is version 3, the description says version %d" % version)
+    if version < 4:
+        v4 = op["op"] if op["op"] in V4_OPS else next((f for f in V4_FIELDS if f in op), None)
+        if v4:
+            bad(i, op, "%s is version 4, the description says version %d" % (v4, version))
     for f in ("output", "kind") + ROLES:
         if f in op and not isinstance(op[f], str):
             bad(i, op, "'%s' must be a string" % f)
-    for f in ("units", "positions", "heads", "groups"):
+    for f in ("units", "positions", "heads", "groups", "kv_heads"):
         if f in op and (isinstance(op[f], bool) or not isinstance(op[f], int) or op[f] < 1):
             bad(i, op, "'%s' must be an integer >= 1, got %r" % (f, op[f]))
     if "transposed" in op and op["transposed"] is not True:
@@ -102,11 +113,13 @@ def _check_op_kind(i, op):
                 "value")
         if "transposed" in op and "weight" not in op:
             bad(i, op, "'transposed' is for a packed attention weight")
+        if op.get("kv_heads", op["heads"]) > op["heads"] or op["heads"] % op.get("kv_heads", 1):
+            bad(i, op, "kv_heads %d does not divide heads %d" % (op["kv_heads"], op["heads"]))
 
 
 def check_description(description, params=None):
     """Raises ValueError (naming the op) unless `description` is a valid description of
-    version 1, 2 or 3 (JSON form). With `params` ([(name, shape)] in named_parameters order):
+    version 1 to 4 (JSON form). With `params` ([(name, shape)] in named_parameters order):
     every parameter appears exactly once, in an op whose unit counts fit its shape."""
     if not isinstance(description, dict) or set(description) != {"version", "ops"}:
         raise ValueError("model description: expected an object with exactly 'version' and "
@@ -115,7 +128,7 @@ def check_description(description, params=None):
     version = description["version"]
     if isinstance(version, bool) or version not in VERSIONS:
         raise ValueError("model description: version %r is not supported (this client reads "
-                         "versions 1 to 3)" % (version,))
+                         "versions 1 to 4)" % (version,))
     ops = description["ops"]
     if not isinstance(ops, list) or not ops:
         raise ValueError("model description: 'ops' must be a non-empty list")

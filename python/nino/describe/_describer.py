@@ -79,6 +79,8 @@ class Describer(LayerOps, TokenOps):
             return self.transpose(node, self.only_input(node, name), name, out)
         if name in t.ADD_NAMES:
             return self.add(node, out)
+        if name in t.MUL_NAMES:
+            return self.mul(node, out)
         if name in t.CAT_NAMES:
             return self.cat(node, out)
         if name in t.ELEMENTWISE_NAMES:

@@ -183,6 +183,40 @@ class LayerOps(DescriberBase):
         self.emit({"op": "add", "inputs": [a.group, b.group]}, ga.units, later)
         return Value(self.node.name, a.axis, out, a.tokens)
 
+    def mul(self, node, out):
+        """A product: tensor * number keeps the units (alias); tensor * tensor of equal shape is
+        a `multiply` op (version 4: a gated MLP's silu(gate(x)) * up(x)), or an alias when both
+        are parameter-free functions of one tensor (x * sigmoid(x)); broadcasting products
+        (squeeze-and-excitation gates) and products with a parameter are refused."""
+        operands = [a for a in list(node.args) + [node.kwargs.get("other")] if a is not None]
+        values = [self.values.get(a) if isinstance(a, torch.fx.Node) else a for a in operands]
+        tensors = [v for v in values if isinstance(v, Value)]
+        for v in values:
+            if isinstance(v, Param):
+                self.fail("parameter '%s' multiplies a tensor (a learned per-unit scale such as "
+                          "a layer scale has no description op; write it as a norm module or "
+                          "pass model_description=)" % v.name)
+            self.refuse_special("a product", v)
+        if len(values) == 2 and len(tensors) == 1 and \
+                all(isinstance(v, (Value, int, float)) and not isinstance(v, bool)
+                    for v in values):
+            return self.keep_units(tensors[0], "scale", out)
+        if len(values) != 2 or len(tensors) != 2:
+            self.fail("a product that is neither tensor * tensor nor tensor * number")
+        a, b = tensors
+        if a.shape != b.shape or a.shape != out or a.axis != b.axis or a.tokens != b.tokens:
+            self.fail("a product of shapes %s and %s (broadcasting products, such as "
+                      "squeeze-and-excitation gates, are not in the description)" %
+                      (list(a.shape), list(b.shape)))
+        ga, gb = self.groups[a.group], self.groups[b.group]
+        if ga.root == gb.root:
+            return self.alias(a, "mul", out)  # x * f(x): elementwise, the same units
+        self.consume(a)
+        self.consume(b)
+        later = max((ga.root, gb.root), key=lambda r: self.ops.index(self.groups[r].op))
+        self.emit({"op": "multiply", "inputs": [a.group, b.group]}, ga.units, later)
+        return Value(self.node.name, a.axis, out, a.tokens)
+
     def cat(self, node, out):
         tensors = node.args[0] if node.args else node.kwargs.get("tensors")
         dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)

@@ -1,6 +1,6 @@
 """description_to_proto: the JSON form as a nino.v1.ModelDescription."""
 
-from ._check import V2_FIELDS, V3_FIELDS
+from ._check import V2_FIELDS, V3_FIELDS, V4_FIELDS
 
 
 def description_to_proto(description, message=None):
@@ -22,11 +22,12 @@ def description_to_proto(description, message=None):
         m.units = op.get("units", 0)
         m.positions = op.get("positions", 0)
         m.kind = op.get("kind", "")
-        for f in V2_FIELDS + V3_FIELDS:
+        for f in V2_FIELDS + V3_FIELDS + V4_FIELDS:
             if f in op:
                 if f not in m.DESCRIPTOR.fields_by_name:
                     raise ValueError("the nino.v1 stubs predate model description version %d "
                                      "(no DescriptionOp.%s); rebuild them from proto/nino/v1/"
-                                     "nowcaster.proto" % (3 if f in V3_FIELDS else 2, f))
+                                     "nowcaster.proto" % (4 if f in V4_FIELDS else
+                                                          3 if f in V3_FIELDS else 2, f))
                 setattr(m, f, op[f])
     return message

@@ -14,10 +14,10 @@ def group_units(i, op, units, shapes, bad):
     if kind == "concat":
         counts = [units[x] for x in ins]
         return None if None in counts else sum(counts)
-    if kind == "add":
+    if kind in ("add", "multiply"):
         m = units[ins[1]]
         if n is not None and m is not None and n != m:
-            bad(i, op, "adds groups of %d and %d units" % (n, m))
+            bad(i, op, "%s groups of %d and %d units" % (kind.replace("y", "ie") + "s", n, m))
         return n if n is not None else m
     if kind == "alias":
         return n
@@ -64,28 +64,34 @@ def _embedding(i, op, n, shapes, bad):
 
 
 def _attention(i, op, n, shapes, bad):
+    """The attention's output units: D (query = value units), or H * hd with kv_heads < heads
+    (the value heads repeated for their query heads); k and v have kv_heads * hd units."""
+    heads = op["heads"]
+    kv = op.get("kv_heads", heads)
     if op.get("weight"):
         w = tuple(shapes[op["weight"]])
         if op.get("transposed") and len(w) == 2:
             w = (w[1], w[0])
-        if len(w) != 2 or w[0] % 3 or (n is not None and w[1] != n):
-            bad(i, op, "packed weight '%s' of shape %s is not (3 D, %s)%s" %
-                (op["weight"], list(shapes[op["weight"]]), n,
+        if len(w) != 2 or (w[0] * heads) % (heads + 2 * kv) or (n is not None and w[1] != n):
+            bad(i, op, "packed weight '%s' of shape %s is not (%s, %s)%s" %
+                (op["weight"], list(shapes[op["weight"]]),
+                 "3 D" if kv == heads else "D + 2 D_kv", n,
                  " stored (in, out)" if op.get("transposed") else ""))
-        d_out = w[0] // 3
+        d_out = w[0] * heads // (heads + 2 * kv)
         _bias(i, op, "bias", w[0], shapes, bad)
     else:
-        d_out = None
+        d_out = tuple(shapes[op["query"]])[0] if len(shapes[op["query"]]) == 2 else None
         for role in ("query", "key", "value"):
             w = tuple(shapes[op[role]])
-            if len(w) != 2 or (n is not None and w[1] != n) or (d_out is not None and
-                                                               w[0] != d_out):
-                bad(i, op, "%s weight '%s' of shape %s is not (D, %s) with q, k, v of equal "
-                    "size" % (role, op[role], list(w), n))
-            d_out = w[0]
-            _bias(i, op, role + "_bias", d_out, shapes, bad)
-    if d_out % op["heads"]:
-        bad(i, op, "%d q / k / v units are not divisible by %d heads" % (d_out, op["heads"]))
+            size = d_out if role == "query" or d_out is None else d_out // heads * kv
+            if len(w) != 2 or (n is not None and w[1] != n) or w[0] != size:
+                bad(i, op, "%s weight '%s' of shape %s is not (%s, %s)%s" %
+                    (role, op[role], list(w), size, n,
+                     " with q, k, v of equal size (a smaller k / v: say kv_heads, version 4)"
+                     if kv == heads else " (%d of %d heads)" % (kv, heads)))
+            _bias(i, op, role + "_bias", w[0], shapes, bad)
+    if d_out % heads:
+        bad(i, op, "%d query units are not divisible by %d heads" % (d_out, heads))
     return d_out
 
 

@@ -6,13 +6,14 @@ import operator
 
 import torch
 
-SUPPORTED = ("Supported (docs/GRAPH_DESCRIPTION.md, model description versions 1 to 3): "
+SUPPORTED = ("Supported (docs/GRAPH_DESCRIPTION.md, model description versions 1 to 4): "
              "nn.Linear, nn.Conv2d (grouped and depthwise too; and F.linear / F.conv2d), "
              "BatchNorm1d/2d, "
              "LayerNorm over the last (unit) axis, GroupNorm, activations, dropout, identity, "
              "max/avg/adaptive pooling, mean over spatial axes, flatten from dim 1 "
              "(torch.flatten, nn.Flatten, x.view(B, -1), x.reshape(B, -1)), addition of two "
-             "tensors of equal shape, torch.cat along the channel axis; for transformers "
+             "tensors of equal shape, their product (a gated MLP: silu(gate(x)) * up(x)), "
+             "a tensor times a number, torch.cat along the channel axis; for transformers "
              "x.flatten(2).transpose(1, 2) of a conv output (patch tokens), a class-token "
              "parameter concatenated along the token axis, a position table added to the tokens, "
              "nn.Embedding (token ids; torch.arange ids: positions), nn.MultiheadAttention "
@@ -55,6 +56,7 @@ POOL_NAMES = {"max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_
 RESHAPE_NAMES = {"flatten", "view", "reshape", "squeeze"}
 REDUCE_NAMES = {"mean", "amax"}
 ADD_NAMES = {"add", "add_", "iadd", "__add__", "__iadd__", "__radd__"}
+MUL_NAMES = {"mul", "mul_", "imul", "__mul__", "__imul__", "__rmul__", "multiply"}
 CAT_NAMES = {"cat", "concat"}
 # Calls that return shapes or metadata, not tensors: skipped.
 QUERY_NAMES = {"size", "dim", "numel", "getattr", "getitem", "ndimension"}
@@ -85,6 +87,7 @@ REFUSED_MODULES = (
 def _function_names():
     """call_function targets -> canonical names."""
     names = {operator.add: "add", operator.iadd: "add", torch.add: "add", torch.cat: "cat",
+             operator.mul: "mul", operator.imul: "mul", torch.mul: "mul",
              operator.getitem: "getitem", getattr: "getattr", torch.flatten: "flatten",
              torch.reshape: "reshape", torch.squeeze: "squeeze", torch.mean: "mean",
              torch.amax: "amax", _F.linear: "linear", _F.conv2d: "conv2d",
