@@ -394,7 +394,9 @@ TEST(NowcastOptimizer, ResetBaseStateClearsTheOptimizerStateAfterAnAppliedStep) 
       adam.zero_grad();
       if ((*opt)->need_grads()) fc->forward(torch::ones({4, 3})).sum().backward();
       NinoStepOutcome out = (*opt)->step();
-      if (i == 9) ASSERT_TRUE(out.applied);
+      if (i == 9) {
+        ASSERT_TRUE(out.applied);
+      }
     }
     EXPECT_EQ(adam.state().empty(), reset) << reset;
   }
@@ -414,7 +416,9 @@ TEST(NowcastOptimizer, ResetMomentumZeroesOnlyTheFirstMoment) {
     adam.zero_grad();
     if ((*opt)->need_grads()) fc->forward(torch::ones({4, 3})).sum().backward();
     NinoStepOutcome out = (*opt)->step();
-    if (i == 9) ASSERT_TRUE(out.applied);
+    if (i == 9) {
+      ASSERT_TRUE(out.applied);
+    }
   }
   ASSERT_FALSE(adam.state().empty());
   for (auto& [key, state] : adam.state()) {

@@ -6,8 +6,8 @@
 //   nino_nowcaster --address=127.0.0.1:50051 --nino_model=nino_no_posw=PATH &
 //   residual_mlp --nowcaster=127.0.0.1:50051 --steps=3000
 //   # two workers:
-//   for r in 0 1; do RANK=$r WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29600 \
-//     residual_mlp --nowcaster=127.0.0.1:50051 & done; wait
+//   export WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29600
+//   for r in 0 1; do RANK=$r residual_mlp --nowcaster=127.0.0.1:50051 & done; wait
 //
 // Prints a progress line per --log_every steps and, at the end, one JSON line with the test
 // accuracy, the NiNo counters and the SHA-256 of the final parameters (equal on every rank).
