@@ -156,47 +156,35 @@ class LayerOps(DescriberBase):
     def add(self, node, out):
         if node.kwargs.get("alpha", 1) != 1:
             self.fail("an addition with alpha != 1")
-        operands = [a for a in list(node.args) + [node.kwargs.get("other")] if a is not None]
-        values = [self.values.get(a) if isinstance(a, torch.fx.Node) else None for a in operands]
+        values = self.operand_values(node)
         if len(values) == 2 and any(isinstance(v, Value) for v in values) and \
                 any(isinstance(v, (Param, Pending)) for v in values):
             return self.position(values, out)
-        for v in values:
-            if isinstance(v, Param):
-                self.fail("parameter '%s' is added to a tensor (only tensor + tensor of equal "
-                          "shape is an 'add' op; a (1, T, d) position table added to a token "
-                          "sequence is an 'embedding' op)" % v.name)
-            self.refuse_special("an addition", v)
+        self.refuse_operands(values, "an addition",
+                             "parameter '%s' is added to a tensor (only tensor + tensor of equal "
+                             "shape is an 'add' op; a (1, T, d) position table added to a token "
+                             "sequence is an 'embedding' op)")
         if len(values) != 2 or not all(isinstance(v, Value) for v in values):
             self.fail("an addition that is not tensor + tensor (a constant or a scalar)")
         a, b = values
         if a.shape != b.shape or a.shape != out or a.axis != b.axis or a.tokens != b.tokens:
             self.fail("an addition of shapes %s and %s (broadcasting additions are not in "
                       "description version 1)" % (list(a.shape), list(b.shape)))
-        ga, gb = self.groups[a.group], self.groups[b.group]
-        if ga.root == gb.root:
+        if self.groups[a.group].root == self.groups[b.group].root:
             self.fail("adds a tensor to itself or to a parameter-free function of itself")
-        self.consume(a)
-        self.consume(b)
-        # The result stands for the nodes of the operand allocated later (the builder's rule).
-        later = max((ga.root, gb.root), key=lambda r: self.ops.index(self.groups[r].op))
-        self.emit({"op": "add", "inputs": [a.group, b.group]}, ga.units, later)
-        return Value(self.node.name, a.axis, out, a.tokens)
+        return self.join("add", a, b, out)
 
     def mul(self, node, out):
         """A product: tensor * number keeps the units (alias); tensor * tensor of equal shape is
         a `multiply` op (version 4: a gated MLP's silu(gate(x)) * up(x)), or an alias when both
         are parameter-free functions of one tensor (x * sigmoid(x)); broadcasting products
         (squeeze-and-excitation gates) and products with a parameter are refused."""
-        operands = [a for a in list(node.args) + [node.kwargs.get("other")] if a is not None]
-        values = [self.values.get(a) if isinstance(a, torch.fx.Node) else a for a in operands]
+        values = self.operand_values(node)
         tensors = [v for v in values if isinstance(v, Value)]
-        for v in values:
-            if isinstance(v, Param):
-                self.fail("parameter '%s' multiplies a tensor (a learned per-unit scale such as "
-                          "a layer scale has no description op; write it as a norm module or "
-                          "pass model_description=)" % v.name)
-            self.refuse_special("a product", v)
+        self.refuse_operands(values, "a product",
+                             "parameter '%s' multiplies a tensor (a learned per-unit scale such "
+                             "as a layer scale has no description op; write it as a norm module "
+                             "or pass model_description=)")
         if len(values) == 2 and len(tensors) == 1 and \
                 all(isinstance(v, (Value, int, float)) and not isinstance(v, bool)
                     for v in values):
@@ -208,13 +196,32 @@ class LayerOps(DescriberBase):
             self.fail("a product of shapes %s and %s (broadcasting products, such as "
                       "squeeze-and-excitation gates, are not in the description)" %
                       (list(a.shape), list(b.shape)))
-        ga, gb = self.groups[a.group], self.groups[b.group]
-        if ga.root == gb.root:
+        if self.groups[a.group].root == self.groups[b.group].root:
             return self.alias(a, "mul", out)  # x * f(x): elementwise, the same units
+        return self.join("multiply", a, b, out)
+
+    def operand_values(self, node):
+        """The operands of a binary op (args, then `other`): Values of traced nodes, numbers as
+        they are."""
+        operands = [a for a in list(node.args) + [node.kwargs.get("other")] if a is not None]
+        return [self.values.get(a) if isinstance(a, torch.fx.Node) else a for a in operands]
+
+    def refuse_operands(self, values, what, param_why):
+        """Refuses a parameter operand (param_why % its name) and the values only some ops
+        read."""
+        for v in values:
+            if isinstance(v, Param):
+                self.fail(param_why % v.name)
+            self.refuse_special(what, v)
+
+    def join(self, kind, a, b, out):
+        """An add or multiply op of two Values of equal shape: the result stands for the nodes
+        of the operand allocated later (the builder's rule)."""
+        ga, gb = self.groups[a.group], self.groups[b.group]
         self.consume(a)
         self.consume(b)
         later = max((ga.root, gb.root), key=lambda r: self.ops.index(self.groups[r].op))
-        self.emit({"op": "multiply", "inputs": [a.group, b.group]}, ga.units, later)
+        self.emit({"op": kind, "inputs": [a.group, b.group]}, ga.units, later)
         return Value(self.node.name, a.axis, out, a.tokens)
 
     def cat(self, node, out):
