@@ -374,12 +374,13 @@ class RemoteNowcaster:
     resolver: host name -> numeric addresses (default resolve_host_system); re_resolve_interval:
     seconds between resolutions of the names in `address` before a registration.
     description: a model description (JSON form, nino.describe_model): the job registers with
-    graph kind "described"; None: kind "auto" (the server maps the parameter names).
+    graph kind "described"; None: kind "auto" (the server maps the parameter names), with
+    heads = (num_heads, num_kv_heads) for GPT-2 and Llama names.
     """
 
     def __init__(self, address, job_id, params, nino_model, period, ctx, max_train_steps,
                  k_decay, lpe_seed, timeout, rpc_timeout=30.0, security=None, resolver=None,
-                 re_resolve_interval=30.0, description=None):
+                 re_resolve_interval=30.0, description=None, heads=(0, 0)):
         import grpc
 
         self._security = security or ChannelSecurity()
@@ -403,6 +404,7 @@ class RemoteNowcaster:
         self._base_job_id = job_id
         self._params = params
         self._description = description
+        self._heads = heads
         self._num_params = sum(_numel(shape) for _, shape, _ in params)
         self._nino_model = nino_model
         self._period, self._ctx = period, ctx
@@ -681,6 +683,7 @@ class RemoteNowcaster:
             description_to_proto(self._description, req.graph.description)
         else:
             req.graph.kind = "auto"  # the server infers generic / gpt2 / llama from the names
+            req.graph.num_heads, req.graph.num_kv_heads = self._heads
         try:
             resp = self._stub.RegisterJob(
                 req, timeout=min(self._remaining(deadline), self._rpc_timeout), metadata=self._md)

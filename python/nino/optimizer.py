@@ -168,6 +168,12 @@ class NowcastOptimizer(torch.optim.Optimizer):
         described. None: the server maps the parameter names (strict chains, GPT-2, Llama).
       model_description: a model description given explicitly instead (the JSON form as a
         dict, or JSON text; docs/GRAPH_DESCRIPTION.md), checked against the parameters.
+        nino.describe_llama(model, num_heads, num_kv_heads) writes one for a Hugging Face Llama
+        with its real connectivity (grouped-query attention, gated MLP).
+      num_heads, num_kv_heads: the attention heads (and key / value heads, 0 = num_heads) of a
+        model whose parameter names the server maps to the official GPT-2 or Llama graph (graph
+        kind "auto": HF GPT2LMHeadModel / LlamaForCausalLM names); without them such a model is
+        refused. Not with a description, which says its heads itself.
 
     With torch.distributed initialised every rank constructs it alike; rank 0 talks to the
     nowcaster and the prediction is broadcast, so every rank applies it or every rank falls back.
@@ -177,7 +183,7 @@ class NowcastOptimizer(torch.optim.Optimizer):
                  k_decay=2.0, nino_model="", seed=0, timeout=60.0, on_error="raise",
                  job_id=None, tls_ca_file=None, tls_cert_file=None, tls_key_file=None,
                  tls_server_name=None, auth_token_file=None, example_input=None,
-                 model_description=None):
+                 model_description=None, num_heads=0, num_kv_heads=0):
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError("optimizer must be a torch.optim.Optimizer, got %s" %
                             type(optimizer).__name__)
@@ -197,6 +203,14 @@ class NowcastOptimizer(torch.optim.Optimizer):
         if not isinstance(nino_model, str):
             raise ValueError("nino_model must be a model name (\"\": the server's default), got %r"
                              % (nino_model,))
+        _check_int("num_heads", num_heads, 0)
+        _check_int("num_kv_heads", num_kv_heads, 0)
+        if num_kv_heads and (not num_heads or num_heads % num_kv_heads):
+            raise ValueError("num_kv_heads (%d) must divide num_heads (%d)" %
+                             (num_kv_heads, num_heads))
+        if num_heads and (example_input is not None or model_description is not None):
+            raise ValueError("num_heads / num_kv_heads are for the graphs the server maps from "
+                             "the parameter names; a model description says its heads itself")
         _check_int("seed", seed, 0)
         if seed >= 1 << 64:
             raise ValueError("seed must fit in 64 bits, got %d" % seed)
@@ -268,7 +282,7 @@ class NowcastOptimizer(torch.optim.Optimizer):
                  for n, p in named],
                 nino_model, period, ctx, max_train_steps, float(k_decay), seed, float(timeout),
                 rpc_timeout=min(30.0, float(timeout)), security=security,
-                description=description)
+                description=description, heads=(num_heads, num_kv_heads))
             self._finalizer = weakref.finalize(self, self._client.close)
             try:  # eagerly, so that a job the server refuses is reported here
                 self._client.register(timeout=min(10.0, float(timeout)))
@@ -292,7 +306,11 @@ class NowcastOptimizer(torch.optim.Optimizer):
             if flag.item() != 0 and refused is None:
                 refused = "the nowcaster refused the job (rank 0 logs the server's message)"
         if refused:
-            if (description is None and "no NiNo graph for this layout" in refused and
+            if description is None and "needs the number of attention heads" in refused:
+                refused += ("; pass num_heads= (and num_kv_heads= for grouped-query attention) "
+                            "to NowcastOptimizer, or for a Llama model_description="
+                            "nino.describe_llama(model, num_heads, num_kv_heads)")
+            elif (description is None and "no NiNo graph for this layout" in refused and
                     "weights per edge" not in refused):
                 refused += ("; the parameter names alone do not say how this model's layers "
                             "connect: pass example_input=<one batch of inputs> (or "

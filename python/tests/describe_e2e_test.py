@@ -222,6 +222,31 @@ class DescribedJobsTest(unittest.TestCase):
         expected = self.nino_nowcast(model, r["states"], r["k"], 5, description, synthetic_ckpt())
         self.assertLessEqual((r["params"] - expected).abs().max().item(), 1e-6)
 
+    def test_llama_names_with_num_heads_get_the_official_llama_graph(self):
+        # Without a description the server maps HF Llama names to the official llama graph,
+        # which needs the heads: NowcastOptimizer(num_heads=, num_kv_heads=); without them the
+        # job is refused with a message that says so.
+        model = TinyLlama(vocab=16, d=16, layers=2, heads=4, kv_heads=2, ff=24)
+        with self.assertRaises(nino.NowcasterRefused) as cm:
+            make_opt(model, self.server.address)
+        self.assertIn("pass num_heads=", str(cm.exception))
+        self.assertNotIn("example_input", str(cm.exception))
+        opt = make_opt(model, self.server.address, nino_model="nino_no_posw", num_heads=4,
+                       num_kv_heads=2)
+        status = self.job_status(opt.job_id)
+        opt.close()
+        # The official graph's closed form (common/nino/llama_graph_test.cc), untied.
+        V, d, L, H, KV, ff, hd = 16, 16, 2, 4, 2, 24, 4
+        Dq, Dkv = H * hd, KV * hd
+        N = V + L * (3 * d + H + Dq + Dkv + ff + 2) + 1 + d + V
+        E = V * d + L * (2 * d * Dq + 2 * d * Dkv + Dq + Dkv + 3 * d * ff + 5 * d) + d + V * d + N
+        self.assertEqual((status.graph_state, status.num_nodes, status.num_edges), ("ready", N, E))
+        with self.assertRaisesRegex(ValueError, "a model description says its heads itself"):
+            make_opt(model, self.server.address, num_heads=4,
+                     model_description=nino.describe_llama(model, 4, 2))
+        with self.assertRaisesRegex(ValueError, r"num_kv_heads \(3\) must divide num_heads"):
+            make_opt(model, self.server.address, num_heads=4, num_kv_heads=3)
+
     def test_unmappable_model_is_refused_with_the_hint(self):
         class Cnn(torch.nn.Module):  # 3x3 convs, then a flatten of 4 channels x 36 positions
             def __init__(self):
